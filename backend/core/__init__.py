@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: settings access, errors, security, rate limiting, database."""

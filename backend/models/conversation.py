@@ -1,0 +1,77 @@
+"""Conversations and their messages (messages live in their own collection)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import pymongo
+from beanie import Document, PydanticObjectId
+from pydantic import BaseModel, Field
+
+from backend.models.common import utcnow
+
+
+class Conversation(Document):
+    """A user's conversation; `updated_at` moves with every new message."""
+
+    user_id: PydanticObjectId
+    title: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "conversations"
+        indexes = [
+            pymongo.IndexModel([("user_id", pymongo.ASCENDING), ("updated_at", pymongo.DESCENDING)]),
+        ]
+
+
+class MessageRole(str, Enum):
+    """Who wrote a message."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class MessageStatus(str, Enum):
+    """An assistant message streams, then completes, stops or fails; user messages are complete."""
+
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class Source(BaseModel):
+    """One web search result cited in an answer."""
+
+    title: str
+    url: str
+    content: str
+    score: float | None = None
+
+
+class Message(Document):
+    """One message of a conversation."""
+
+    conversation_id: PydanticObjectId
+    user_id: PydanticObjectId
+    role: MessageRole
+    content: str
+    status: MessageStatus = MessageStatus.COMPLETE
+    created_at: datetime = Field(default_factory=utcnow)
+    sources: list[Source] | None = None
+    sources_error: str | None = None
+    tokens_predicted: int | None = None
+    tokens_per_second: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+    class Settings:
+        name = "messages"
+        indexes = [
+            pymongo.IndexModel([("conversation_id", pymongo.ASCENDING), ("created_at", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("user_id", pymongo.ASCENDING)]),
+        ]

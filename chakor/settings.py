@@ -1,0 +1,129 @@
+"""Settings for every component, from `CHAKOR_*` environment variables and an optional `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chakor import REPO_ROOT
+
+ENV_PREFIX = "CHAKOR_"
+
+
+class Settings(BaseSettings):
+    """All of Chakor's configuration. Field `foo_bar` is read from `CHAKOR_FOO_BAR`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = "development"
+
+    # Network endpoints of the four components.
+    backend_host: str = "127.0.0.1"
+    backend_port: int = Field(8000, ge=1, le=65535)
+    frontend_host: str = "127.0.0.1"
+    frontend_port: int = Field(3000, ge=1, le=65535)
+    llama_host: str = "127.0.0.1"
+    llama_port: int = Field(8080, ge=1, le=65535)
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(27017, ge=1, le=65535)
+
+    # Database: unset -> the embedded mongoeco sidecar; set -> that MongoDB, no sidecar.
+    mongodb_uri: str | None = None
+    db_name: str = "chakor"
+    db_storage: Literal["sqlite", "memory"] = "sqlite"
+
+    # Model served by llama-server and the tokenizer the backend renders prompts with.
+    model_path: Path | None = None
+    tokenizer_path: Path | None = None
+    llama_server_bin: Path | None = None
+    llama_extra_urls: list[str] = Field(default_factory=list)
+    llama_ctx_size: int = Field(2048, ge=64)
+    llama_threads: int = Field(2, ge=1)
+    llama_parallel: int = Field(4, ge=1)
+
+    # Where runs, logs and pid files live (relative paths are relative to the repository root).
+    runs_dir: Path = Path("runs")
+    var_dir: Path = Path("var")
+
+    # Auth and security.
+    jwt_secret: str = "dev-insecure-change-me"
+    access_token_minutes: int = Field(15, ge=1)
+    refresh_token_days: int = Field(30, ge=1)
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"])
+    graphiql: bool | None = None
+    max_message_chars: int = Field(32_000, ge=1)
+    max_concurrent_streams_per_user: int = Field(2, ge=1)
+    login_max_attempts: int = Field(5, ge=1)
+    login_window_seconds: int = Field(60, ge=1)
+
+    # Web search (Tavily). Without a key web search reports "not configured".
+    tavily_api_key: str | None = None
+    tavily_base_url: str = "https://api.tavily.com"
+    search_cache_seconds: int = Field(3600, ge=0)
+
+    @field_validator("runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is None or value.is_absolute():
+            return value
+        return REPO_ROOT / value
+
+    @property
+    def backend_url(self) -> str:
+        return f"http://{self.backend_host}:{self.backend_port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.backend_url}/graphql"
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{self.frontend_host}:{self.frontend_port}"
+
+    @property
+    def llama_url(self) -> str:
+        return f"http://{self.llama_host}:{self.llama_port}"
+
+    @property
+    def llama_urls(self) -> list[str]:
+        return [self.llama_url, *self.llama_extra_urls]
+
+    @property
+    def database_uri(self) -> str:
+        return self.mongodb_uri or f"mongodb://{self.db_host}:{self.db_port}"
+
+    @property
+    def uses_sidecar(self) -> bool:
+        return self.mongodb_uri is None
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.environment == "development" if self.graphiql is None else self.graphiql
+
+
+class SettingsError(RuntimeError):
+    """A `CHAKOR_*` variable has a bad value; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one message that names each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [
+            f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,124 @@
+"""Read and check an export directory (docs/interfaces.md) without importing the trainer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from converter.errors import ConversionError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+LINEAGE_FILE = "lineage.json"
+REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, LINEAGE_FILE)
+
+_INT_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "ffn_hidden_dim", "max_seq_len")
+_FLOAT_FIELDS = ("rope_theta", "norm_eps")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The hyperparameters in `config.json` that the GGUF needs."""
+
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    ffn_hidden_dim: int
+    max_seq_len: int
+    rope_theta: float
+    norm_eps: float
+    tie_embeddings: bool
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+
+@dataclass(frozen=True)
+class ExportDir:
+    """A checked export directory: its config, tokenizer configuration and lineage."""
+
+    path: Path
+    shape: ModelShape
+    tokenizer_config: dict[str, Any]
+    lineage: dict[str, Any]
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def tokenizer_file(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or ConversionError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConversionError(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConversionError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_shape(config: dict[str, Any], source: Path) -> ModelShape:
+    """Validate `config.json` fields (types and divisibility), naming `source` and the field."""
+    missing = [name for name in (*_INT_FIELDS, *_FLOAT_FIELDS, "tie_embeddings") if name not in config]
+    if missing:
+        raise ConversionError(f"{source}: missing field(s) {', '.join(missing)}")
+    for name in _INT_FIELDS:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConversionError(f"{source}: {name} must be a positive integer, got {value!r}")
+    for name in _FLOAT_FIELDS:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConversionError(f"{source}: {name} must be a positive number, got {value!r}")
+    if not isinstance(config["tie_embeddings"], bool):
+        raise ConversionError(f"{source}: tie_embeddings must be true or false")
+    shape = ModelShape(
+        **{name: config[name] for name in _INT_FIELDS},
+        **{name: float(config[name]) for name in _FLOAT_FIELDS},
+        tie_embeddings=config["tie_embeddings"],
+    )
+    if shape.dim % shape.n_heads or shape.n_heads % shape.n_kv_heads or shape.head_dim % 2:
+        raise ConversionError(
+            f"{source}: dim {shape.dim}, n_heads {shape.n_heads}, n_kv_heads {shape.n_kv_heads} "
+            "need dim % n_heads == 0, n_heads % n_kv_heads == 0 and an even head dim"
+        )
+    return shape
+
+
+def read_export(path: Path) -> ExportDir:
+    """Check that `path` holds every export file and parse its JSON files."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConversionError(f"{path}: export directory not found")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ConversionError(f"{path}: missing export file(s) {', '.join(missing)}")
+    tokenizer_config = read_json(path / TOKENIZER_CONFIG_FILE)
+    return ExportDir(
+        path=path,
+        shape=parse_shape(read_json(path / CONFIG_FILE), path / CONFIG_FILE),
+        tokenizer_config=tokenizer_config,
+        lineage=read_json(path / LINEAGE_FILE),
+    )
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,130 @@
+"""Shared fixtures: the real stack (database sidecar, llama-server on our tiny GGUF, backend) on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chakor.process import ManagedProcess, free_port
+from chakor.services import backend_process, db_process, llama_process
+from chakor.settings import Settings, load_settings
+from tests.support.tiny_model import TinyModel, build_tiny_model
+
+JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+TAVILY_KEY = "tvly-test-key"
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the processes started by fixtures write their logs."""
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(logs_dir: Path) -> Iterator[str]:
+    """A fresh in-memory mongoeco MongoDB-wire sidecar."""
+    settings = load_settings(db_port=free_port(), db_storage="memory")
+    process = db_process(settings, logs_dir).start()
+    try:
+        process.wait_healthy(timeout=60)
+        yield settings.database_uri
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A tiny random-init model: tokenizer, export dir and f32 GGUF made by our converter."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def start_llama_server(model: Path, logs_dir: Path, **overrides: object) -> ManagedProcess:
+    """A real llama-server on a free port serving `model`; the caller stops it."""
+    settings = load_settings(llama_port=free_port(), llama_parallel=4, **overrides)
+    return llama_process(settings, model, logs_dir).start().wait_healthy(timeout=120)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tiny_model: TinyModel, logs_dir: Path) -> Iterator[str]:
+    """Base URL of a real llama-server on the tiny GGUF."""
+    process = start_llama_server(tiny_model.gguf_path, logs_dir)
+    try:
+        assert process.health_url is not None
+        yield process.health_url.removesuffix("/health")
+    finally:
+        process.stop()
+
+
+@dataclass
+class Backend:
+    """A running backend process and its URLs."""
+
+    settings: Settings
+    process: ManagedProcess
+    tavily_url: str
+
+    @property
+    def url(self) -> str:
+        return self.settings.backend_url
+
+    @property
+    def graphql_url(self) -> str:
+        return self.settings.graphql_url
+
+    @property
+    def ws_url(self) -> str:
+        return self.settings.graphql_url.replace("http://", "ws://", 1)
+
+
+def backend_settings(mongo_uri: str, llama_url: str, tiny_model: TinyModel, **overrides: object) -> Settings:
+    """Settings for a backend under test: fresh port, the given database and llama-server."""
+    host, port = llama_url.removeprefix("http://").rsplit(":", 1)
+    return load_settings(
+        **{
+            "backend_port": free_port(),
+            "mongodb_uri": mongo_uri,
+            "llama_host": host,
+            "llama_port": int(port),
+            "model_path": tiny_model.gguf_path,
+            "tokenizer_path": tiny_model.tokenizer_dir,
+            "jwt_secret": JWT_SECRET,
+            **overrides,
+        }
+    )
+
+
+def start_backend(settings: Settings, logs_dir: Path) -> ManagedProcess:
+    """The backend under uvicorn with `settings`; the caller stops it."""
+    return backend_process(settings, logs_dir).start().wait_healthy(timeout=90)
+
+
+@pytest.fixture(scope="session")
+def fake_tavily() -> Iterator[str]:
+    """Base URL of a local HTTP server that speaks Tavily's /search JSON (tests/support/fake_tavily.py)."""
+    from tests.support.fake_tavily import FakeTavily
+
+    with FakeTavily() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def backend(
+    mongo_uri: str, llama_server: str, tiny_model: TinyModel, fake_tavily: str, logs_dir: Path
+) -> Iterator[Backend]:
+    """The real backend: uvicorn process on the sidecar database, llama-server and the fake Tavily."""
+    settings = backend_settings(
+        mongo_uri,
+        llama_server,
+        tiny_model,
+        db_name="chakor_test",
+        tavily_api_key=TAVILY_KEY,
+        tavily_base_url=fake_tavily,
+    )
+    process = start_backend(settings, logs_dir)
+    try:
+        yield Backend(settings=settings, process=process, tavily_url=fake_tavily)
+    finally:
+        process.stop()

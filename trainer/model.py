@@ -1,0 +1,180 @@
+"""A Llama-style decoder-only transformer, written out by hand.
+
+    tokens -> tok_embeddings -> n_layers x Block -> norm -> output -> logits
+
+    Block:  h = x + attention(attention_norm(x))      causal self-attention, RoPE, GQA
+            y = h + feed_forward(ffn_norm(h))         SwiGLU
+
+Rotary embeddings rotate INTERLEAVED pairs (x0, x1), (x2, x3), ... (the Meta / llama.cpp convention), so
+the weights go to GGUF unchanged. Parameter names are the export format (docs/interfaces.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.configs import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps) * weight, computed in float32 like llama.cpp."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).type_as(x)
+
+
+def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position * theta^(-2i/head_dim), each [max_seq_len, head_dim // 2]."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs of x [B, T, H, head_dim] by the angles in cos/sin [T, head_dim // 2]."""
+    x32 = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = x32[..., 0], x32[..., 1]
+    cos, sin = cos[:, None, :], sin[:, None, :]
+    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention; n_kv_heads < n_heads shares K/V between query groups."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.head_dim = cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        # -1 instead of n_heads: under tensor parallelism each rank holds a slice of the heads.
+        q = self.wq(x).view(B, T, -1, self.head_dim)
+        k = self.wk(x).view(B, T, -1, self.head_dim)
+        v = self.wv(x).view(B, T, -1, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, head_dim]
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=k.size(1) != q.size(1))
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x); w1 is the gate, w3 the up and w2 the down projection."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: attention then feed-forward."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attention = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.feed_forward = FeedForward(cfg.dim, cfg.ffn_hidden_dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), cos, sin)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """The decoder: `forward(tokens [B, T]) -> logits [B, T, vocab] (float32)`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        # A ModuleDict keyed "0", "1", ... gives the names layers.{i}.* and lets a layer be wrapped in place.
+        self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.n_layers)})
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.output = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-NeoX init: N(0, sqrt(2 / 5d)) everywhere, 2 / (n_layers sqrt(d)) for wo and w2; norms at 1."""
+        cfg = self.cfg
+        small = math.sqrt(2 / (5 * cfg.dim))
+        scaled = 2 / (cfg.n_layers * math.sqrt(cfg.dim))
+        nn.init.normal_(self.tok_embeddings.weight, std=small)
+        for block in self.layers.values():
+            for linear in (block.attention.wq, block.attention.wk, block.attention.wv):
+                nn.init.normal_(linear.weight, std=small)
+            nn.init.normal_(block.feed_forward.w1.weight, std=small)
+            nn.init.normal_(block.feed_forward.w3.weight, std=small)
+            nn.init.normal_(block.attention.wo.weight, std=scaled)
+            nn.init.normal_(block.feed_forward.w2.weight, std=scaled)
+            nn.init.ones_(block.attention_norm.weight)
+            nn.init.ones_(block.ffn_norm.weight)
+        nn.init.ones_(self.norm.weight)
+        if self.output is not None:
+            nn.init.normal_(self.output.weight, std=small)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.rope_cos = cos.to(self.rope_cos.device)
+        self.rope_sin = sin.to(self.rope_sin.device)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.size(1)
+        if T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {T} exceeds max_seq_len {self.cfg.max_seq_len}")
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        x = self.tok_embeddings(tokens)
+        for block in self.layers.values():
+            x = block(x, cos, sin)
+        x = self.norm(x)
+        head = self.tok_embeddings.weight if self.output is None else self.output.weight
+        return F.linear(x, head).float()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: list[int],
+        max_new_tokens: int,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        stop_ids: tuple[int, ...] = (),
+        generator: torch.Generator | None = None,
+    ) -> list[int]:
+        """Sample a continuation of `prompt` (no KV cache: for short samples during training)."""
+        device = self.tok_embeddings.weight.device
+        ids = list(prompt)
+        for _ in range(max_new_tokens):
+            window = torch.tensor([ids[-self.cfg.max_seq_len :]], device=device)
+            logits = self(window)[0, -1]
+            if temperature <= 0:
+                next_id = int(logits.argmax())
+            else:
+                values, indices = torch.topk(logits / temperature, min(top_k, logits.numel()))
+                probs = F.softmax(values, dim=-1).cpu()
+                next_id = int(indices[torch.multinomial(probs, 1, generator=generator)])
+            ids.append(next_id)
+            if next_id in stop_ids:
+                break
+        return ids[len(prompt) :]
