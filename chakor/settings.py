@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     tavily_base_url: str = "https://api.tavily.com"
     search_cache_seconds: int = Field(3600, ge=0)
 
+    # Chat (backend): the default answer budget in tokens and the system prompt.
+    chat_max_tokens: int = Field(512, ge=1)
+    chat_system_prompt: str = "You are Chakor, a helpful assistant. Answer concisely."
+
     @field_validator("runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

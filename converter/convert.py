@@ -75,7 +75,7 @@ def add_metadata(writer: gguf.GGUFWriter, export: ExportDir, vocab: Vocab, file_
     """Hyperparameters, tokenizer and lineage keys."""
     s, lineage = export.shape, export.lineage
     writer.add_name(name)
-    writer.add_version(_lineage_value(lineage, "version", "steps"))
+    writer.add_version(str(lineage.get("version") or f"step-{lineage.get('steps', 0)}"))
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_vocab_size(s.vocab_size)
@@ -95,8 +95,9 @@ def add_metadata(writer: gguf.GGUFWriter, export: ExportDir, vocab: Vocab, file_
     writer.add_token_types(vocab.token_types)
     writer.add_token_merges(vocab.merges)
     writer.add_bos_token_id(vocab.bos_id)
-    writer.add_eos_token_id(vocab.eos_id)
-    writer.add_eot_token_id(vocab.eot_id)
+    # eos = eot = <|end|>: every turn ends with it, so llama-server's end-of-generation set is exactly it
+    writer.add_eos_token_id(vocab.end_id)
+    writer.add_eot_token_id(vocab.end_id)
     writer.add_pad_token_id(vocab.pad_id)
     writer.add_add_bos_token(True)  # every training document starts with <|bos|>
     writer.add_add_eos_token(False)

@@ -24,8 +24,7 @@ class Vocab:
     merges: list[str]
     pre: str
     bos_id: int
-    eos_id: int
-    eot_id: int
+    end_id: int  # both eos and eot: llama.cpp stops generating at it
     pad_id: int
     chat_template: str
 
@@ -102,8 +101,7 @@ def read_vocab(export: ExportDir) -> Vocab:
         merges=_merges(model, path),
         pre=pre,
         bos_id=special("bos_token", config.get("bos_token")),
-        eos_id=special("eos_token", config.get("eos_token")),
-        eot_id=special("end-of-turn token", END_OF_TURN),
+        end_id=special("end-of-turn token", END_OF_TURN),
         pad_id=special("pad_token", config.get("pad_token")),
         chat_template=template,
     )

@@ -29,7 +29,7 @@ def build_tiny_model(root: Path, vocab_size: int = 512) -> TinyModel:
     from trainer.configs import ModelConfig
     from trainer.export import export_state_dict
     from trainer.model import Transformer
-    from trainer.tokenizer.chat import load_tokenizer, train_tokenizer
+    from trainer.tokenizer import load_tokenizer, train_tokenizer
 
     tokenizer_dir = train_tokenizer(tiny_corpus(), vocab_size, root / "tokenizer")
     cfg = ModelConfig(

@@ -34,9 +34,10 @@ def public_members(module: ModuleType) -> Iterator[tuple[str, object]]:
     names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
     for name in sorted(set(names)):
         member = getattr(module, name, None)
-        if not (inspect.isfunction(member) or inspect.isbuiltin(member) or inspect.isclass(member)):
+        if not (inspect.isroutine(member) or inspect.isclass(member)):
             continue
-        if getattr(member, "__module__", module.__name__).split(".")[0] != module.__name__.split(".")[0]:
+        home = getattr(member, "__module__", None) or module.__name__
+        if home.split(".")[0].lstrip("_") != module.__name__.split(".")[0].lstrip("_"):
             continue
         if inspect.getdoc(member):
             yield name, member

@@ -169,6 +169,9 @@ def read_source(
         source.path, source.field, stats
     )
     for text, kind in items:
+        if not text.strip():
+            stats.removed["empty"] += 1
+            continue
         if max_docs is not None and stats.documents >= max_docs:
             break
         size = len(text.encode("utf-8"))

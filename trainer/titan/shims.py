@@ -113,12 +113,18 @@ def _gloo_sum_reduction() -> None:
     tt_fsdp.disable_fsdp_gradient_division = with_sum_reduction
 
 
+_applied = False
+
+
 def apply() -> None:
-    """Install the shims (idempotent)."""
+    """Install the shims (once per process)."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
     _torch_compat()
     if torch.cuda.is_available():
         return
     _stub_triton_kernels()
-    if "torchtitan.tools.utils" not in sys.modules:
-        _force_cpu_device()
+    _force_cpu_device()
     _gloo_sum_reduction()

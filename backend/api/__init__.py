@@ -1,0 +1,1 @@
+"""The GraphQL API: types, resolvers, schema, permissions and request context."""

@@ -1,0 +1,83 @@
+"""Root mutations."""
+
+from __future__ import annotations
+
+import strawberry
+
+from backend.api.context import Info
+from backend.api.permissions import require_admin, require_user
+from backend.api.types import AuthPayload, Conversation, Role, User
+from backend.services import auth, conversations, users
+from backend.services.validation import object_id
+
+
+def _payload(result: auth.AuthResult) -> AuthPayload:
+    return AuthPayload(
+        access_token=result.access_token, refresh_token=result.refresh_token, user=User.from_model(result.user)
+    )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create an account (the first one becomes admin) and sign in.")
+    async def register(
+        self, info: Info, email: str, password: str, display_name: str | None = None
+    ) -> AuthPayload:
+        return _payload(await auth.register(email, password, display_name, info.context.services.settings))
+
+    @strawberry.mutation(description="Sign in (rate limited per e-mail and per client).")
+    async def login(self, info: Info, email: str, password: str) -> AuthPayload:
+        services = info.context.services
+        result = await auth.login(
+            email, password, info.context.client_address, services.settings, services.login_limiter
+        )
+        return _payload(result)
+
+    @strawberry.mutation(description="Exchange a refresh token for new tokens (each works once).")
+    async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
+        return _payload(await auth.refresh(refresh_token, info.context.services.settings))
+
+    @strawberry.mutation(description="Revoke a refresh token and its family; false when unknown.")
+    async def logout(self, info: Info, refresh_token: str) -> bool:
+        return await auth.logout(refresh_token)
+
+    @strawberry.mutation(description="Change your password; every session is signed out.")
+    async def change_password(self, info: Info, old_password: str, new_password: str) -> bool:
+        await auth.change_password(await require_user(info), old_password, new_password)
+        return True
+
+    @strawberry.mutation(description="Start an empty conversation.")
+    async def create_conversation(self, info: Info, title: str | None = None) -> Conversation:
+        user = await require_user(info)
+        return Conversation.from_model(await conversations.create_conversation(user, title))
+
+    @strawberry.mutation(description="Rename one of your conversations.")
+    async def rename_conversation(self, info: Info, id: strawberry.ID, title: str) -> Conversation:
+        user = await require_user(info)
+        return Conversation.from_model(await conversations.rename_conversation(user, id, title))
+
+    @strawberry.mutation(description="Delete one of your conversations and its messages.")
+    async def delete_conversation(self, info: Info, id: strawberry.ID) -> bool:
+        user = await require_user(info)
+        return await conversations.delete_conversation(user, id)
+
+    @strawberry.mutation(description="Stop one of your answers that is streaming; false when there is none.")
+    async def stop_generation(self, info: Info, message_id: strawberry.ID) -> bool:
+        user = await require_user(info)
+        oid = object_id(message_id)
+        return oid is not None and info.context.services.streams.stop(oid, user.id)
+
+    @strawberry.mutation(description="Change a user's role (admins only).")
+    async def set_user_role(self, info: Info, user_id: strawberry.ID, role: Role) -> User:
+        actor = await require_admin(info)
+        return User.from_model(await users.set_role(actor, user_id, role))
+
+    @strawberry.mutation(description="Disable or re-enable a user (admins only); disabling signs them out.")
+    async def set_user_disabled(self, info: Info, user_id: strawberry.ID, disabled: bool) -> User:
+        actor = await require_admin(info)
+        return User.from_model(await users.set_disabled(actor, user_id, disabled))
+
+    @strawberry.mutation(description="Delete a user with their conversations (admins only).")
+    async def delete_user(self, info: Info, user_id: strawberry.ID) -> bool:
+        actor = await require_admin(info)
+        return await users.delete_user(actor, user_id)

@@ -1,0 +1,40 @@
+"""The Strawberry schema with its limits and error masking."""
+
+from __future__ import annotations
+
+import logging
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from backend.api.limits import limit_extensions
+from backend.api.resolvers.mutation import Mutation
+from backend.api.resolvers.query import Query
+from backend.api.resolvers.subscription import Subscription
+from backend.core.errors import UserError
+
+INTERNAL_ERROR = "internal server error"
+log = logging.getLogger("chakor.backend")
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Mask unexpected exceptions; validation errors and UserErrors are shown as they are."""
+    original = error.original_error
+    if original is None or isinstance(original, UserError | GraphQLError):
+        return False
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    return True
+
+
+def build_schema() -> strawberry.Schema:
+    """The API schema."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[*limit_extensions(), MaskErrors(should_mask_error=_should_mask, error_message=INTERNAL_ERROR)],
+    )
+
+
+schema = build_schema()

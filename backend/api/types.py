@@ -1,0 +1,283 @@
+"""GraphQL object types and enums."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from backend import models
+from backend.api.context import Info
+from backend.services import conversations as conversation_service
+from backend.services import llama, model_info, status
+
+Role = strawberry.enum(models.Role, name="Role", description="What a user may do.")
+MessageRole = strawberry.enum(models.MessageRole, name="MessageRole", description="Who wrote a message.")
+MessageStatus = strawberry.enum(
+    models.MessageStatus, name="MessageStatus", description="Where an answer is in its lifecycle."
+)
+
+
+@strawberry.type(description="An account.")
+class User:
+    id: strawberry.ID
+    email: str
+    display_name: str | None
+    role: Role
+    disabled: bool
+    created_at: datetime
+
+    @classmethod
+    def from_model(cls, user: models.User) -> User:
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            display_name=user.display_name,
+            role=user.role,
+            disabled=user.disabled,
+            created_at=user.created_at,
+        )
+
+
+@strawberry.type(description="Tokens for a signed-in session, and who it belongs to.")
+class AuthPayload:
+    access_token: str
+    refresh_token: str
+    user: User
+
+
+@strawberry.type(description="One web search result.")
+class SearchResult:
+    title: str
+    url: str
+    content: str
+    score: float | None
+
+    @classmethod
+    def from_model(cls, source: models.Source) -> SearchResult:
+        return cls(title=source.title, url=source.url, content=source.content, score=source.score)
+
+
+@strawberry.type(description="One message of a conversation.")
+class Message:
+    id: strawberry.ID
+    conversation_id: strawberry.ID
+    role: MessageRole
+    content: str
+    status: MessageStatus
+    created_at: datetime
+    sources: list[SearchResult] | None
+    sources_error: str | None
+    tokens_predicted: int | None
+    tokens_per_second: float | None
+    finish_reason: str | None
+    error: str | None
+
+    @classmethod
+    def from_model(cls, message: models.Message) -> Message:
+        return cls(
+            id=strawberry.ID(str(message.id)),
+            conversation_id=strawberry.ID(str(message.conversation_id)),
+            role=message.role,
+            content=message.content,
+            status=message.status,
+            created_at=message.created_at,
+            sources=None if message.sources is None else [SearchResult.from_model(s) for s in message.sources],
+            sources_error=message.sources_error,
+            tokens_predicted=message.tokens_predicted,
+            tokens_per_second=message.tokens_per_second,
+            finish_reason=message.finish_reason,
+            error=message.error,
+        )
+
+
+@strawberry.type(description="A conversation; its messages are stored in their own collection.")
+class Conversation:
+    id: strawberry.ID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    model: strawberry.Private[models.Conversation]
+
+    @strawberry.field(description="The newest `last` messages, oldest first.")
+    async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
+        count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
+        return [Message.from_model(m) for m in await conversation_service.messages(self.model, count)]
+
+    @classmethod
+    def from_model(cls, conversation: models.Conversation) -> Conversation:
+        return cls(
+            id=strawberry.ID(str(conversation.id)),
+            title=conversation.title,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+            model=conversation,
+        )
+
+
+@strawberry.type(description="Where a page ends.")
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ConversationEdge:
+    cursor: str
+    node: Conversation
+
+
+@strawberry.type(description="A page of conversations, most recently active first.")
+class ConversationConnection:
+    edges: list[ConversationEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class UserEdge:
+    cursor: str
+    node: User
+
+
+@strawberry.type(description="A page of users, newest first.")
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+
+@strawberry.type(description="The model being served.")
+class ModelInfo:
+    name: str | None
+    path: str | None
+    architecture: str | None
+    quantization: str | None
+    context_length: int | None
+    served_context: int | None
+    parameters: float | None
+    file_size_bytes: float | None
+    chat_template: str | None
+    metadata: JSON
+    lineage: JSON
+    verify_report: JSON | None
+
+    @classmethod
+    def from_details(cls, d: model_info.ModelDetails) -> ModelInfo:
+        return cls(
+            name=d.name,
+            path=d.path,
+            architecture=d.architecture,
+            quantization=d.quantization,
+            context_length=d.context_length,
+            served_context=d.served_context,
+            parameters=d.parameters,
+            file_size_bytes=d.file_size_bytes,
+            chat_template=d.chat_template,
+            metadata=d.metadata,
+            lineage=d.lineage,
+            verify_report=d.verify_report,
+        )
+
+
+@strawberry.type(description="One llama-server as the backend sees it.")
+class LlamaServerStatus:
+    url: str
+    healthy: bool
+    status: str
+    slots_total: int | None
+    slots_idle: int | None
+    tokens_per_second: float | None
+    tokens_generated: float
+    active_requests: int
+
+    @classmethod
+    def from_state(cls, s: llama.ServerState) -> LlamaServerStatus:
+        return cls(
+            url=s.url,
+            healthy=s.healthy,
+            status=s.status,
+            slots_total=s.slots_total,
+            slots_idle=s.slots_idle,
+            tokens_per_second=s.last_tokens_per_second,
+            tokens_generated=s.tokens_generated,
+            active_requests=s.active_requests,
+        )
+
+
+@strawberry.type(description="Health of the whole serving stack (admins only).")
+class ServerStatus:
+    llama_servers: list[LlamaServerStatus]
+    cpu_percent: float
+    memory_rss_mb: float
+    system_memory_percent: float
+    database_ok: bool
+    database_latency_ms: float | None
+    database_error: str | None
+    active_streams: int
+    uptime_seconds: float
+    timestamp: datetime
+
+    @classmethod
+    def from_status(cls, s: status.Status, now: datetime) -> ServerStatus:
+        return cls(
+            llama_servers=[LlamaServerStatus.from_state(server) for server in s.llama_servers],
+            cpu_percent=s.cpu_percent,
+            memory_rss_mb=s.memory_rss_mb,
+            system_memory_percent=s.system_memory_percent,
+            database_ok=s.database_ok,
+            database_latency_ms=s.database_latency_ms,
+            database_error=s.database_error,
+            active_streams=s.active_streams,
+            uptime_seconds=s.uptime_seconds,
+            timestamp=now,
+        )
+
+
+@strawberry.input(description="One chat turn.")
+class ChatInput:
+    content: str
+    conversation_id: strawberry.ID | None = None
+    web_search: bool | None = False
+    regenerate: bool | None = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@strawberry.type(description="The turn is stored; the answer starts streaming.")
+class ChatStarted:
+    conversation_id: strawberry.ID
+    user_message_id: strawberry.ID
+    assistant_message_id: strawberry.ID
+
+
+@strawberry.type(description="Web results the answer cites as [1], [2], ... (sent before the first token).")
+class ChatSources:
+    results: list[SearchResult]
+    available: bool
+    message: str | None
+
+
+@strawberry.type(description="A piece of the answer.")
+class ChatToken:
+    text: str
+
+
+@strawberry.type(description="The answer is complete (or was stopped).")
+class ChatDone:
+    message_id: strawberry.ID
+    tokens_predicted: int
+    tokens_per_second: float | None
+    finish_reason: str
+
+
+@strawberry.type(description="The turn failed; any partial answer is stored with status ERROR.")
+class ChatError:
+    code: str
+    message: str
+
+
+ChatEvent = Annotated[
+    ChatStarted | ChatSources | ChatToken | ChatDone | ChatError,
+    strawberry.union("ChatEvent", description="One event of a streaming chat turn."),
+]

@@ -1,0 +1,83 @@
+"""The FastAPI application: GraphQL at /graphql (HTTP and WebSockets) and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.websockets import WebSocket
+from strawberry.fastapi import GraphQLRouter
+
+from backend.api.context import Context
+from backend.api.schema import schema
+from backend.core.config import Settings, get_settings
+from backend.core.limits import BodySizeLimit
+from backend.services.container import AppServices
+
+log = logging.getLogger("chakor.backend")
+DB_CONNECT_SECONDS = 30.0
+
+
+def max_request_bytes(settings: Settings) -> int:
+    """The largest HTTP body accepted: a maximal message in JSON plus room for the query."""
+    return max(1 << 20, settings.max_message_chars * 6 + (64 << 10))
+
+
+async def _start_services(settings: Settings) -> AppServices:
+    """Start the services, waiting a while for the database to come up."""
+    deadline = time.monotonic() + DB_CONNECT_SECONDS
+    while True:
+        try:
+            return await AppServices.start(settings)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database not ready (%s); retrying", exc)
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app from `settings` (the process-wide settings by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await _start_services(settings)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    async def get_context(request: Request = None, websocket: WebSocket = None) -> Context:  # type: ignore[assignment]
+        connection = request or websocket
+        assert connection is not None
+        return Context(connection.app.state.services)
+
+    app = FastAPI(title="Chakor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    router: GraphQLRouter = GraphQLRouter(
+        schema,
+        context_getter=get_context,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allow_queries_via_get=False,
+        allowed_origins=settings.cors_origins,
+    )
+    app.include_router(router, prefix="/graphql")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes(settings))
+    return app

@@ -1,0 +1,271 @@
+"""The chat lifecycle: validate, store the user turn, stream the answer, finish it in every case."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from beanie import PydanticObjectId
+from tokenizers import Tokenizer
+
+from backend.core.config import Settings
+from backend.core.errors import NotFoundError, UserError, ValidationError
+from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
+from backend.services import conversations
+from backend.services.llama import Completion, LlamaPool, LlamaUnavailable
+from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
+from backend.services.search import SearchUnavailable, WebSearch
+from backend.services.streams import ActiveStream, StreamRegistry
+
+FLUSH_EVERY_CHUNKS = 32
+MAX_TEMPERATURE = 2.0
+
+
+@dataclass
+class ChatRequest:
+    """One chat turn as the client asked for it."""
+
+    content: str
+    conversation_id: str | None = None
+    web_search: bool = False
+    regenerate: bool = False
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass
+class Started:
+    conversation_id: PydanticObjectId
+    user_message_id: PydanticObjectId
+    assistant_message_id: PydanticObjectId
+
+
+@dataclass
+class SourcesFound:
+    results: list[Source]
+    available: bool
+    message: str | None
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Done:
+    message_id: PydanticObjectId
+    tokens_predicted: int
+    tokens_per_second: float | None
+    finish_reason: str
+
+
+@dataclass
+class Failed:
+    code: str
+    message: str
+
+
+ChatEvent = Started | SourcesFound | Token | Done | Failed
+
+
+@dataclass
+class ChatDeps:
+    """What a chat needs from the running app."""
+
+    settings: Settings
+    pool: LlamaPool
+    search: WebSearch
+    streams: StreamRegistry
+
+
+@dataclass
+class _Plan:
+    conversation: Conversation | None
+    history: list[dict[str, str]]
+    user_text: str
+    user_message: Message | None
+    stale: list[Message]
+    max_tokens: int
+
+
+def _check_request(request: ChatRequest, settings: Settings) -> int:
+    if not request.regenerate:
+        if len(request.content) > settings.max_message_chars:
+            raise ValidationError(f"message is longer than {settings.max_message_chars} characters")
+        if not request.content.strip():
+            raise ValidationError("message must not be empty")
+        if "\x00" in request.content:
+            raise ValidationError("message must not contain NUL characters")
+    if request.temperature is not None and not 0 <= request.temperature <= MAX_TEMPERATURE:
+        raise ValidationError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
+    max_tokens = settings.chat_max_tokens if request.max_tokens is None else request.max_tokens
+    ceiling = settings.llama_ctx_size // 2
+    if not 1 <= max_tokens <= ceiling:
+        raise ValidationError(f"maxTokens must be between 1 and {ceiling}")
+    return max_tokens
+
+
+def _turns(messages: list[Message]) -> list[dict[str, str]]:
+    usable = (MessageStatus.COMPLETE, MessageStatus.STOPPED)
+    return [
+        {"role": m.role.value, "content": m.content}
+        for m in messages
+        if m.status in usable and m.content and m.role != MessageRole.SYSTEM
+    ]
+
+
+async def _plan(user: User, request: ChatRequest, settings: Settings) -> _Plan:
+    max_tokens = _check_request(request, settings)
+    conversation = None
+    if request.conversation_id is not None:
+        conversation = await conversations.get_conversation(user, request.conversation_id)
+    earlier = await conversations.messages(conversation) if conversation else []
+    if not request.regenerate:
+        return _Plan(conversation, _turns(earlier), request.content, None, [], max_tokens)
+    last_user = next((i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role == MessageRole.USER), None)
+    if conversation is None or last_user is None:
+        raise NotFoundError("nothing to regenerate: the conversation has no user message")
+    prompt = earlier[last_user]
+    return _Plan(conversation, _turns(earlier[:last_user]), prompt.content, prompt, earlier[last_user + 1 :], max_tokens)
+
+
+async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message]:
+    """Store what must exist before generation: conversation, user turn, streaming answer."""
+    conversation = plan.conversation
+    if conversation is None:
+        conversation = Conversation(user_id=user.id, title=conversations.title_from_message(plan.user_text))
+        await conversation.insert()
+    for message in plan.stale:
+        await message.delete()
+    user_message = plan.user_message
+    if user_message is None:
+        user_message = Message(
+            conversation_id=conversation.id, user_id=user.id, role=MessageRole.USER, content=plan.user_text
+        )
+        await user_message.insert()
+    answer = Message(
+        conversation_id=conversation.id,
+        user_id=user.id,
+        role=MessageRole.ASSISTANT,
+        content="",
+        status=MessageStatus.STREAMING,
+    )
+    await answer.insert()
+    await conversations.touch(conversation)
+    return conversation, user_message, answer
+
+
+async def _finish(answer: Message, status: MessageStatus, text: str, error: str | None = None) -> None:
+    """Store the answer's final state, even while the surrounding task is being cancelled."""
+    answer.status, answer.content, answer.error = status, text, error
+    await asyncio.shield(answer.save())
+
+
+async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncIterator[ChatEvent]:
+    """Run one chat turn, yielding events; the answer is stored in its final state however it ends."""
+    settings = deps.settings
+    try:
+        deps.streams.reserve(user.id)
+    except UserError as exc:
+        yield Failed(exc.code, exc.message)
+        return
+    try:
+        try:
+            plan = await _plan(user, request, settings)
+            if settings.tokenizer_path is None:
+                raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
+            tokenizer = tokenizer_at(settings.tokenizer_path)
+            build_prompt(
+                tokenizer, settings.chat_system_prompt, plan.history, plan.user_text,
+                settings.llama_ctx_size, plan.max_tokens,
+            )
+        except UserError as exc:
+            yield Failed(exc.code, exc.message)
+            return
+        conversation, user_message, answer = await _open(user, plan)
+        started = Started(conversation.id, user_message.id, answer.id)
+        async with aclosing(_generate(started, user, plan, answer, tokenizer, request, deps)) as events:
+            async for event in events:
+                yield event
+    finally:
+        deps.streams.release(user.id)
+
+
+async def _sources(request: ChatRequest, plan: _Plan, answer: Message, search: WebSearch) -> SourcesFound:
+    try:
+        results = await search.search(plan.user_text[:400])
+    except (SearchUnavailable, ValidationError) as exc:
+        answer.sources, answer.sources_error = [], exc.message
+        return SourcesFound([], False, exc.message)
+    answer.sources = results
+    return SourcesFound(results, True, None)
+
+
+def _prompt(plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, settings: Settings) -> list[int]:
+    """The prompt with sources when they fit, without them otherwise."""
+    args = (plan.history, plan.user_text, settings.llama_ctx_size, plan.max_tokens)
+    if sources:
+        try:
+            return build_prompt(tokenizer, with_sources(settings.chat_system_prompt, sources), *args)
+        except PromptTooLong:
+            answer.sources_error = "search results did not fit the model's context"
+    return build_prompt(tokenizer, settings.chat_system_prompt, *args)
+
+
+async def _generate(
+    started: Started,
+    user: User, plan: _Plan, answer: Message, tokenizer: Tokenizer, request: ChatRequest, deps: ChatDeps
+) -> AsyncIterator[ChatEvent]:
+    """Stream the answer into `answer`, registered as active so stopGeneration can reach it."""
+    settings = deps.settings
+    stream = ActiveStream(message_id=answer.id, user_id=user.id)
+    deps.streams.add(stream)
+    parts: list[str] = []
+    try:
+        yield started
+        sources: list[Source] = []
+        if request.web_search:
+            found = await _sources(request, plan, answer, deps.search)
+            sources = found.results
+            yield found
+        body: dict[str, object] = {
+            "prompt": _prompt(plan, sources, answer, tokenizer, settings),
+            "n_predict": plan.max_tokens,
+            "stop": STOP,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        async with aclosing(deps.pool.complete(body)) as upstream:
+            async for item in upstream:
+                if isinstance(item, Completion):
+                    answer.tokens_predicted = item.tokens_predicted
+                    answer.tokens_per_second = item.tokens_per_second
+                    answer.finish_reason = item.finish_reason
+                    await _finish(answer, MessageStatus.COMPLETE, "".join(parts))
+                    yield Done(answer.id, item.tokens_predicted, item.tokens_per_second, item.finish_reason)
+                    return
+                parts.append(item.text)
+                yield Token(item.text)
+                if stream.stop.is_set():
+                    break
+                if len(parts) % FLUSH_EVERY_CHUNKS == 0:
+                    answer.content = "".join(parts)
+                    await answer.save()
+        answer.finish_reason = "stopped"
+        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+        yield Done(answer.id, len(parts), None, "stopped")
+    except LlamaUnavailable as exc:
+        await _finish(answer, MessageStatus.ERROR, "".join(parts), str(exc))
+        yield Failed("LLAMA_UNAVAILABLE", str(exc))
+    except (asyncio.CancelledError, GeneratorExit):
+        answer.finish_reason = "stopped"
+        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+        raise
+    except Exception as exc:
+        await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error")
+        raise exc
+    finally:
+        deps.streams.remove(answer.id)

@@ -1,0 +1,56 @@
+"""Everything a running backend shares between requests, started and closed with the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+
+from backend.core import db
+from backend.core.config import Settings
+from backend.core.ratelimit import SlidingWindowLimiter
+from backend.services.chat import ChatDeps
+from backend.services.llama import LlamaPool
+from backend.services.search import WebSearch
+from backend.services.status import StatusReporter
+from backend.services.streams import StreamRegistry
+
+
+@dataclass
+class AppServices:
+    """Shared, long-lived services."""
+
+    settings: Settings
+    client: AsyncMongoClient
+    pool: LlamaPool
+    search: WebSearch
+    streams: StreamRegistry
+    login_limiter: SlidingWindowLimiter
+    status: StatusReporter
+
+    @property
+    def chat_deps(self) -> ChatDeps:
+        """What the chat service needs."""
+        return ChatDeps(self.settings, self.pool, self.search, self.streams)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> AppServices:
+        """Connect to the database and build the services."""
+        client = await db.connect(settings)
+        pool = LlamaPool(settings.llama_urls)
+        streams = StreamRegistry(settings.max_concurrent_streams_per_user)
+        return cls(
+            settings=settings,
+            client=client,
+            pool=pool,
+            search=WebSearch(settings),
+            streams=streams,
+            login_limiter=SlidingWindowLimiter(settings.login_max_attempts, settings.login_window_seconds),
+            status=StatusReporter(pool, client, streams),
+        )
+
+    async def close(self) -> None:
+        """Release connections."""
+        await self.pool.close()
+        await self.search.close()
+        await self.client.close()

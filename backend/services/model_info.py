@@ -1,0 +1,98 @@
+"""What the served model is: GGUF metadata, quantization, context, lineage and verify report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from backend.core.config import Settings
+from backend.services.llama import LlamaPool
+
+SKIPPED_PREFIXES = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores")
+MAX_METADATA_VALUE_CHARS = 2000
+
+
+@dataclass
+class ModelDetails:
+    """The model as the API reports it."""
+
+    name: str | None = None
+    path: str | None = None
+    architecture: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    served_context: int | None = None
+    parameters: int | None = None
+    file_size_bytes: int | None = None
+    chat_template: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    verify_report: dict[str, Any] | None = None
+
+
+def _value(reader_field: Any) -> Any:
+    try:
+        value = reader_field.contents()
+    except (ValueError, IndexError, TypeError):
+        return None
+    if isinstance(value, str) and len(value) > MAX_METADATA_VALUE_CHARS:
+        return value[:MAX_METADATA_VALUE_CHARS] + "…"
+    if isinstance(value, list) and len(value) > 64:
+        return f"[{len(value)} values]"
+    return value
+
+
+@lru_cache(maxsize=4)
+def _read_gguf(path: str, mtime: float) -> dict[str, Any]:
+    from gguf import GGUFReader  # imported lazily: it pulls in numpy
+
+    reader = GGUFReader(path)
+    metadata = {
+        name: _value(reader_field)
+        for name, reader_field in reader.fields.items()
+        if not name.startswith(("GGUF.", *SKIPPED_PREFIXES))
+    }
+    quant_types = sorted({tensor.tensor_type.name for tensor in reader.tensors})
+    parameters = sum(int(tensor.n_elements) for tensor in reader.tensors)
+    return {"metadata": metadata, "tensor_types": quant_types, "parameters": parameters}
+
+
+def _verify_report(gguf_path: Path) -> dict[str, Any] | None:
+    for candidate in (gguf_path.with_suffix(".verify.json"), gguf_path.parent / "verify.json"):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+async def model_details(settings: Settings, pool: LlamaPool) -> ModelDetails:
+    """Details from the GGUF file (when `CHAKOR_MODEL_PATH` is readable) and the servers' `/props`."""
+    details = ModelDetails()
+    props = await pool.props()
+    if props:
+        details.served_context = (props.get("default_generation_settings") or {}).get("n_ctx")
+        details.path = props.get("model_path")
+        details.chat_template = props.get("chat_template")
+    path = settings.model_path or (Path(details.path) if details.path else None)
+    if path is None or not path.is_file():
+        return details
+    gguf = _read_gguf(str(path), path.stat().st_mtime)
+    meta = gguf["metadata"]
+    arch = meta.get("general.architecture")
+    details.path = str(path)
+    details.name = meta.get("general.name") or path.stem
+    details.architecture = arch
+    details.context_length = meta.get(f"{arch}.context_length")
+    details.parameters = gguf["parameters"]
+    details.file_size_bytes = path.stat().st_size
+    details.quantization = "+".join(gguf["tensor_types"])
+    details.chat_template = meta.get("tokenizer.chat_template") or details.chat_template
+    details.metadata = {k: v for k, v in meta.items() if not k.startswith("chakor.")}
+    details.lineage = {k.removeprefix("chakor."): v for k, v in meta.items() if k.startswith("chakor.")}
+    details.verify_report = _verify_report(path)
+    return details

@@ -1,0 +1,5 @@
+"""`python -m chakor` runs the CLI."""
+
+from chakor.cli import app
+
+app()

@@ -1,0 +1,208 @@
+"""`chakor`: the one entry point, from raw text to a chat web app."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chakor.process import tail
+from chakor.services import (
+    ComponentError,
+    backend_process,
+    db_process,
+    frontend_process,
+    llama_process,
+)
+from chakor.settings import Settings, SettingsError, get_settings
+from chakor.supervisor import Component, Supervisor, SupervisorError, read_state
+
+app = typer.Typer(help="Chakor: train your own LLM and chat with it in the browser.", no_args_is_help=True)
+console = Console()
+
+# Packages that add their own commands with `register(app)`, in pipeline order.
+COMMAND_MODULES = (
+    "trainer.data.cli",
+    "trainer.cli",
+    "converter.cli",
+    "backend.cli",
+    "chakor.quickstart",
+)
+
+
+def settings_or_exit() -> Settings:
+    """Settings, or exit 2 with the message naming the bad CHAKOR_* variable."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def state_file(settings: Settings) -> Path:
+    return settings.var_dir / "run" / "state.json"
+
+
+def default_model(settings: Settings) -> Path | None:
+    """CHAKOR_MODEL_PATH, else the quickstart's q8_0 GGUF when it exists."""
+    if settings.model_path:
+        return settings.model_path
+    from chakor.quickstart import quickstart_model
+
+    return quickstart_model(settings)
+
+
+def build_components(settings: Settings, model: Path | None, frontend: bool) -> list[Component]:
+    """The components to run, in start order."""
+    log_dir = settings.var_dir / "logs"
+    components = []
+    if settings.uses_sidecar:
+        components.append(
+            Component("database", lambda: db_process(settings, log_dir), settings.db_host, settings.db_port, 60)
+        )
+    if model is not None:
+        llama_process(settings, model, log_dir)  # fail now on a missing GGUF or binary
+        components.append(
+            Component(
+                "llama-server",
+                lambda: llama_process(settings, model, log_dir),
+                settings.llama_host,
+                settings.llama_port,
+            )
+        )
+    components.append(
+        Component(
+            "backend", lambda: backend_process(settings, log_dir), settings.backend_host, settings.backend_port
+        )
+    )
+    if frontend:
+        components.append(
+            Component(
+                "frontend",
+                lambda: frontend_process(settings, log_dir),
+                settings.frontend_host,
+                settings.frontend_port,
+                start_timeout=600,
+            )
+        )
+    return components
+
+
+@app.command()
+def up(
+    model: Path | None = typer.Option(None, help="GGUF to serve (default: CHAKOR_MODEL_PATH or the quickstart's)."),
+    frontend: bool = typer.Option(True, help="Also build and serve the web app."),
+) -> None:
+    """Start database, llama-server, backend and frontend; supervise them until Ctrl-C or `chakor down`."""
+    settings = settings_or_exit()
+    if read_state(state_file(settings)):
+        console.print("[red]Chakor is already running here:[/] see `chakor status`, stop it with `chakor down`")
+        raise typer.Exit(1)
+    model = model.resolve() if model else default_model(settings)
+    if model is None:
+        console.print("[yellow]no model yet: llama-server will not start (run `chakor quickstart` first)[/]")
+    else:
+        settings = settings.model_copy(update={"model_path": model})
+    try:
+        supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
+        console.print("Starting Chakor ...")
+        supervisor.start_all()
+    except (ComponentError, SupervisorError) as exc:
+        console.print(f"[red]cannot start:[/] {exc}")
+        raise typer.Exit(1) from None
+    print_urls(settings, frontend)
+    supervisor.run_forever()
+
+
+def print_urls(settings: Settings, frontend: bool) -> None:
+    table = Table(title="Chakor is up", show_header=False)
+    if frontend:
+        table.add_row("Chat app", settings.frontend_url)
+    table.add_row("GraphQL API", settings.graphql_url)
+    table.add_row("llama-server", settings.llama_url)
+    console.print(table)
+    console.print("Stop with Ctrl-C or `chakor down`.")
+
+
+@app.command()
+def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean shutdown.")) -> None:
+    """Stop a running `chakor up` and all of its components."""
+    settings = settings_or_exit()
+    state = read_state(state_file(settings))
+    if state is None:
+        console.print("Chakor is not running.")
+        return
+    pid = state["supervisor_pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            console.print("Chakor stopped.")
+            return
+        time.sleep(0.2)
+    console.print(f"[red]supervisor {pid} did not stop within {timeout:.0f}s[/]")
+    raise typer.Exit(1)
+
+
+@app.command()
+def status() -> None:
+    """Each component's state, pid, port and uptime."""
+    import httpx
+
+    settings = settings_or_exit()
+    state = read_state(state_file(settings))
+    if state is None:
+        console.print("Chakor is not running.")
+        raise typer.Exit(3)
+    table = Table("component", "state", "pid", "address", "uptime", "restarts")
+    for name, info in state["components"].items():
+        healthy = "unknown"
+        if info["health_url"]:
+            try:
+                ok = httpx.get(info["health_url"], timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            healthy = "[green]healthy[/]" if ok else "[red]unhealthy[/]"
+        uptime = f"{time.time() - info['started_at']:.0f}s" if info["started_at"] else "-"
+        table.add_row(
+            name, healthy, str(info["pid"]), f"{info['host']}:{info['port']}", uptime, str(info["restarts"])
+        )
+    console.print(table)
+
+
+@app.command()
+def logs(
+    component: str = typer.Argument(..., help="database, llama-server, backend or frontend"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(50, "--lines", "-n"),
+) -> None:
+    """Print a component's log."""
+    settings = settings_or_exit()
+    log_dir = settings.var_dir / "logs"
+    matches = sorted(log_dir.glob(f"{component}*.log"))
+    if not matches:
+        console.print(f"[red]no log for {component!r} in {log_dir}[/]")
+        raise typer.Exit(1)
+    path = matches[0]
+    print(tail(path, lines))
+    if follow:
+        with path.open() as handle:
+            handle.seek(0, os.SEEK_END)
+            while True:
+                line = handle.readline()
+                if line:
+                    print(line, end="")
+                else:
+                    time.sleep(0.3)
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)

@@ -1,0 +1,161 @@
+"""`chakor quickstart`: raw text -> tokenizer -> pretrain -> SFT -> export -> GGUF -> verify, each stage cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chakor import REPO_ROOT
+from chakor.settings import Settings
+
+console = Console()
+
+QUANT_TYPES = ("f16", "q8_0")
+SERVED_QUANT = "q8_0"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step: a `chakor` command, the paths it reads and the path it writes."""
+
+    name: str
+    args: tuple[str, ...]
+    inputs: tuple[Path, ...]
+    output: Path
+
+
+def quickstart_dir(settings: Settings) -> Path:
+    return settings.runs_dir / "quickstart"
+
+
+def quickstart_model(settings: Settings) -> Path | None:
+    """The quickstart's served GGUF, when a quickstart has finished."""
+    manifest = quickstart_dir(settings) / "manifest.json"
+    if not manifest.exists():
+        return None
+    return REPO_ROOT / json.loads(manifest.read_text())["gguf"][SERVED_QUANT]
+
+
+def stages(root: Path) -> list[Stage]:
+    """The quickstart pipeline, in order."""
+    clean, tokenizer, shards, sft_data = root / "data", root / "tokenizer", root / "shards", root / "sft-data"
+    pretrain, sft, export = root / "pretrain", root / "sft", root / "export"
+    steps = [
+        Stage(
+            "data",
+            ("data", "prepare", "--source", "local:python-docs", "--source", "local:python-code",
+             "--weight", "local:python-code=2", "--out", str(clean)),
+            (),
+            clean,
+        ),
+        Stage("tokenizer", ("tokenizer", "train", "--data", str(clean), "--vocab-size", "4096",
+                            "--out", str(tokenizer)), (clean,), tokenizer),
+        Stage("shards", ("data", "tokenize", "--data", str(clean), "--tokenizer", str(tokenizer),
+                         "--out", str(shards)), (clean, tokenizer), shards),
+        Stage("sft-data", ("data", "sft", "--source", "local:python-qa", "--out", str(sft_data)), (), sft_data),
+        Stage("pretrain", ("train", "--config", "tiny", "--data", str(shards), "--out", str(pretrain)),
+              (shards, tokenizer), pretrain),
+        Stage("sft", ("sft", "--base", str(pretrain), "--data", str(sft_data / "sft.jsonl"), "--out", str(sft)),
+              (pretrain, sft_data), sft),
+        Stage("export", ("export", str(sft), "--out", str(export)), (sft,), export),
+    ]  # fmt: skip
+    for quant in QUANT_TYPES:
+        gguf = root / f"model-{quant}.gguf"
+        steps.append(
+            Stage(f"convert-{quant}", ("convert", str(export), "--outtype", quant, "--outfile", str(gguf)),
+                  (export,), gguf)  # fmt: skip
+        )
+    report = root / "verify.json"
+    steps.append(
+        Stage("verify", ("verify", *(str(root / f"model-{q}.gguf") for q in QUANT_TYPES), "--export", str(export),
+                         "--report", str(report)), tuple(root / f"model-{q}.gguf" for q in QUANT_TYPES), report)
+    )  # fmt: skip
+    return steps
+
+
+def fingerprint(stage: Stage) -> str:
+    """Hash of the stage's command and the contents of everything it reads."""
+    digest = hashlib.sha256(json.dumps(stage.args).encode())
+    for path in stage.inputs:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(path.parent)).encode())
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def run_stage(stage: Stage, stamps: Path) -> float | None:
+    """Run the stage unless its output exists with an unchanged fingerprint; seconds taken or None if skipped."""
+    stamp = stamps / f"{stage.name}.sha256"
+    key = fingerprint(stage)
+    if stage.output.exists() and stamp.exists() and stamp.read_text() == key:
+        console.print(f"[dim]↷ {stage.name}: up to date[/]")
+        return None
+    console.rule(f"[bold]{stage.name}")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "chakor", *stage.args], cwd=REPO_ROOT)
+    if result.returncode != 0:
+        console.print(f"[red]stage {stage.name} failed (exit {result.returncode})[/]")
+        raise typer.Exit(result.returncode)
+    stamps.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+    return time.monotonic() - started
+
+
+def write_manifest(root: Path, seconds: dict[str, float | None]) -> dict:
+    """runs/quickstart/manifest.json: where each artefact is (paths relative to the repo root)."""
+    manifest = {
+        "tokenizer_json": str((root / "tokenizer" / "tokenizer.json").relative_to(REPO_ROOT)),
+        "export_dir": str((root / "export").relative_to(REPO_ROOT)),
+        "gguf": {q: str((root / f"model-{q}.gguf").relative_to(REPO_ROOT)) for q in QUANT_TYPES},
+        "verify_report": str((root / "verify.json").relative_to(REPO_ROOT)),
+        "stage_seconds": seconds,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def print_summary(root: Path, seconds: dict[str, float | None]) -> None:
+    """Stage timings and the numbers that tell whether the model is any good."""
+    table = Table("stage", "seconds", title="Quickstart")
+    for name, took in seconds.items():
+        table.add_row(name, "cached" if took is None else f"{took:.1f}")
+    console.print(table)
+    config = json.loads((root / "export" / "config.json").read_text())
+    lineage = json.loads((root / "export" / "lineage.json").read_text())
+    facts = Table("fact", "value", title="Model")
+    facts.add_row("config", json.dumps(config))
+    facts.add_row("lineage", json.dumps(lineage, default=str)[:400])
+    facts.add_row("verify report", str(root / "verify.json"))
+    console.print(facts)
+
+
+def quickstart(
+    skip_verify: bool = typer.Option(False, help="Skip the llama.cpp verification stage."),
+) -> None:
+    """Train a tiny model on this machine's Python docs and code, then convert and verify it."""
+    from chakor.cli import settings_or_exit
+
+    root = quickstart_dir(settings_or_exit())
+    seconds: dict[str, float | None] = {}
+    for stage in stages(root):
+        if skip_verify and stage.name == "verify":
+            continue
+        seconds[stage.name] = run_stage(stage, root / ".stamps")
+    write_manifest(root, seconds)
+    print_summary(root, seconds)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(quickstart)

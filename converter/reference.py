@@ -1,0 +1,50 @@
+"""The PyTorch side of verification: the exported model and tokenizer as the trainer defines them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from trainer.export import load_export
+from trainer.tokenizer.chat import BOS, load_tokenizer
+
+
+class Reference:
+    """Exported model (float32, eval) and its tokenizer."""
+
+    def __init__(self, export_dir: Path) -> None:
+        self.model, self.config = load_export(Path(export_dir))
+        self.tokenizer = load_tokenizer(Path(export_dir))
+        self.plain = Tokenizer.from_str(self.tokenizer.to_str())
+        self.plain.encode_special_tokens = True
+        self.bos_id = int(self.tokenizer.token_to_id(BOS))
+
+    def encode(self, text: str, parse_special: bool = False) -> list[int]:
+        """Ids of `text` without BOS; special-token text is plain text unless `parse_special`."""
+        tokenizer = self.tokenizer if parse_special else self.plain
+        return list(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    @torch.no_grad()
+    def logprobs(self, ids: Sequence[int]) -> np.ndarray:
+        """log p(next token) at every position of `ids`: [len(ids), vocab], float64."""
+        logits = self.model(torch.tensor([list(ids)]))[0].double()
+        return torch.log_softmax(logits, dim=-1).numpy()
+
+    @torch.no_grad()
+    def perplexity(self, ids: Sequence[int], n_ctx: int, n_chunks: int) -> float:
+        """Perplexity exactly as llama-perplexity computes it (default mode).
+
+        `ids` starts with BOS. The first `n_chunks` windows of `n_ctx` tokens each get BOS as
+        their first token; only the second half of every window is scored.
+        """
+        windows = torch.tensor(list(ids[: n_chunks * n_ctx])).view(n_chunks, n_ctx)
+        targets = windows[:, 1:].clone()
+        windows[:, 0] = self.bos_id
+        logprobs = torch.log_softmax(self.model(windows).double(), dim=-1)[:, :-1]
+        first = n_ctx // 2
+        picked = logprobs.gather(-1, targets[..., None])[..., 0][:, first:]
+        return float(torch.exp(-picked.mean()))

@@ -1,0 +1,102 @@
+"""The app's only way to the backend: GraphQL over HTTP (httpx) and graphql-transport-ws (websockets)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import websockets
+
+from chakor.settings import get_settings
+
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+_ids = itertools.count(1)
+
+
+class ApiError(Exception):
+    """A GraphQL error (or the backend being unreachable) with a stable code and a message for people."""
+
+    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    @property
+    def unauthenticated(self) -> bool:
+        return self.code == "UNAUTHENTICATED"
+
+
+def graphql_url() -> str:
+    return get_settings().graphql_url
+
+
+def ws_url() -> str:
+    return graphql_url().replace("http", "ws", 1)
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _raise_errors(errors: list[dict[str, Any]]) -> None:
+    first = errors[0]
+    code = (first.get("extensions") or {}).get("code", "BAD_REQUEST")
+    raise ApiError(first.get("message", "request failed"), code)
+
+
+async def execute(query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+    """Run a query or mutation and return its `data`; raise ApiError on any GraphQL or network error."""
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            response = await client.post(
+                graphql_url(), json={"query": query, "variables": variables or {}}, headers=_auth(token)
+            )
+    except httpx.HTTPError as exc:
+        raise ApiError(f"the server cannot be reached ({type(exc).__name__})", "UNAVAILABLE") from None
+    try:
+        payload = response.json()
+    except ValueError:
+        raise ApiError(f"the server answered HTTP {response.status_code}", "UNAVAILABLE") from None
+    if payload.get("errors"):
+        _raise_errors(payload["errors"])
+    return payload["data"]
+
+
+async def subscribe(
+    query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> AsyncIterator[Any]:
+    """Yield each `data` of a subscription (graphql-transport-ws); closing the iterator unsubscribes."""
+    try:
+        ws = await websockets.connect(ws_url(), subprotocols=["graphql-transport-ws"], open_timeout=10)
+    except (OSError, websockets.WebSocketException) as exc:
+        raise ApiError(f"the server cannot be reached ({type(exc).__name__})", "UNAVAILABLE") from None
+    async with ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": _auth(token)}))
+        ack = json.loads(await ws.recv())
+        if ack.get("type") != "connection_ack":
+            raise ApiError("the server refused the connection", "UNAUTHENTICATED")
+        op_id = str(next(_ids))
+        payload = {"query": query, "variables": variables or {}}
+        await ws.send(json.dumps({"id": op_id, "type": "subscribe", "payload": payload}))
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "ping":
+                    await ws.send(json.dumps({"type": "pong"}))
+                elif kind == "next" and message.get("id") == op_id:
+                    if message["payload"].get("errors"):
+                        _raise_errors(message["payload"]["errors"])
+                    yield message["payload"]["data"]
+                elif kind == "error" and message.get("id") == op_id:
+                    _raise_errors(message["payload"])
+                elif kind == "complete" and message.get("id") == op_id:
+                    return
+        except websockets.ConnectionClosedError:
+            raise ApiError("the connection to the server was lost", "UNAVAILABLE") from None
+        finally:
+            if ws.state is websockets.State.OPEN:
+                await ws.send(json.dumps({"id": op_id, "type": "complete"}))

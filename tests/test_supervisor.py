@@ -1,0 +1,149 @@
+"""`chakor up/down/status` and the supervisor, against real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from chakor.process import free_port
+from chakor.services import llama_process
+from chakor.settings import load_settings
+from chakor.supervisor import Component, Supervisor
+from tests.support.tiny_model import TinyModel
+
+
+def chakor(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chakor", *args],
+        env={**os.environ, "COLUMNS": "250", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for an isolated stack: own var dir, free ports, in-memory database."""
+    return {
+        "CHAKOR_VAR_DIR": str(tmp_path / "var"),
+        "CHAKOR_RUNS_DIR": str(tmp_path / "runs"),
+        "CHAKOR_DB_PORT": str(free_port()),
+        "CHAKOR_DB_STORAGE": "memory",
+        "CHAKOR_LLAMA_PORT": str(free_port()),
+        "CHAKOR_BACKEND_PORT": str(free_port()),
+        "CHAKOR_FRONTEND_PORT": str(free_port()),
+        "CHAKOR_JWT_SECRET": "supervisor-test-secret-0123456789abcdef",
+    }
+
+
+def test_bad_setting_fails_naming_the_variable(stack_env: dict[str, str]) -> None:
+    result = chakor("status", env={**stack_env, "CHAKOR_BACKEND_PORT": "eighty"})
+    assert result.returncode == 2
+    assert "CHAKOR_BACKEND_PORT" in result.stdout
+    assert "valid integer" in result.stdout
+
+
+def test_status_when_nothing_runs(stack_env: dict[str, str]) -> None:
+    result = chakor("status", env=stack_env)
+    assert result.returncode == 3
+    assert "Chakor is not running." in result.stdout
+
+
+def test_up_refuses_a_port_in_use(stack_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = chakor("up", "--no-frontend", env={**stack_env, "CHAKOR_DB_PORT": str(port)})
+    assert result.returncode == 1
+    assert f"port {port} (database) is already in use" in " ".join(result.stdout.split())
+
+
+def test_up_reports_a_missing_gguf(stack_env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    result = chakor("up", "--no-frontend", "--model", str(missing), env=stack_env)
+    assert result.returncode == 1
+    assert f"model not found: {missing}" in " ".join(result.stdout.split())
+
+
+def test_up_reports_a_missing_llama_server(stack_env: dict[str, str], tiny_model: TinyModel) -> None:
+    env = {**stack_env, "CHAKOR_LLAMA_SERVER_BIN": "/opt/none/llama-server"}
+    result = chakor("up", "--no-frontend", "--model", str(tiny_model.gguf_path), env=env)
+    assert result.returncode == 1
+    assert "CHAKOR_LLAMA_SERVER_BIN=/opt/none/llama-server does not exist" in " ".join(result.stdout.split())
+
+
+def test_supervisor_restarts_a_killed_llama_server(tiny_model: TinyModel, tmp_path: Path) -> None:
+    settings = load_settings(llama_port=free_port(), var_dir=tmp_path)
+    component = Component(
+        "llama-server",
+        lambda: llama_process(settings, tiny_model.gguf_path, tmp_path),
+        settings.llama_host,
+        settings.llama_port,
+    )
+    supervisor = Supervisor([component], tmp_path / "state.json")
+    supervisor.start_all()
+    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.2})
+    watcher.start()
+    try:
+        assert component.process is not None
+        first_pid = component.process.pid
+        component.process.kill()
+        deadline = time.monotonic() + 60
+        while component.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert component.restarts == 1
+        assert component.process.pid != first_pid
+        assert httpx.get(f"{settings.llama_url}/health").status_code == 200
+        assert json.loads((tmp_path / "state.json").read_text())["components"]["llama-server"]["restarts"] == 1
+    finally:
+        supervisor.stop_event.set()
+        watcher.join()
+        supervisor.stop_all()
+    assert not psutil.pid_exists(component.process.pid)
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_up_status_down_leaves_no_orphans(stack_env: dict[str, str], tiny_model: TinyModel) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "chakor", "up", "--no-frontend", "--model", str(tiny_model.gguf_path)],
+        env={**os.environ, **stack_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state_file = Path(stack_env["CHAKOR_VAR_DIR"]) / "run" / "state.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not state_file.exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state_file.exists(), up.stdout.read() if up.stdout else ""
+        state = json.loads(state_file.read_text())
+        assert list(state["components"]) == ["database", "llama-server", "backend"]
+        pids = [info["pid"] for info in state["components"].values()]
+
+        status = chakor("status", env=stack_env)
+        assert status.returncode == 0
+        assert status.stdout.count("healthy") == 3, status.stdout
+        assert stack_env["CHAKOR_BACKEND_PORT"] in status.stdout
+
+        down = chakor("down", env=stack_env)
+        assert down.returncode == 0
+        assert "Chakor stopped." in down.stdout
+        assert up.wait(timeout=30) == 0
+        assert not state_file.exists()
+        assert [pid for pid in pids if psutil.pid_exists(pid)] == []
+    finally:
+        if up.poll() is None:
+            up.kill()

@@ -1,0 +1,1 @@
+"""Chakor's data pipeline: prepare (read, clean, filter, dedup), tokenize into shards, SFT conversations."""

@@ -1,0 +1,65 @@
+"""Run metrics: one JSON object per line in `metrics.jsonl`, and a loss-curve PNG drawn from it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+LOSS_PNG = "loss.png"
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """All records of a metrics file (empty when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsWriter:
+    """Appends records to a JSONL file.
+
+    A resumed run starts again after its last checkpoint, so the first record a writer logs drops
+    older records with the same or a later step: the file always tells one consistent history.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._first = True
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self._first:
+            self._first = False
+            step = record.get("step")
+            kept = [r for r in read_metrics(self.path) if step is None or r.get("step", 0) < step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path:
+    """Draw train loss and validation loss against step; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r and math.isfinite(r["loss"])]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return Path(png_path)

@@ -1,0 +1,113 @@
+"""torchtitan config registry: `--module trainer.titan --config pretrain|sft`.
+
+The recipe comes from the run folder's `run.json` (`CHAKOR_RUN_DIR`, set by the launcher), so a
+resumed run trains with exactly the same settings. Any field stays overridable from torchtitan's CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torchtitan.components.checkpoint import CheckpointManager
+from torchtitan.components.loss import CrossEntropyLoss
+from torchtitan.components.metrics import MetricsProcessor
+from torchtitan.components.optimizer import LRSchedulersContainer, OptimizersContainer
+from torchtitan.components.optimizer.optimizer import ParamGroupConfig
+from torchtitan.config import CompileConfig, ParallelismConfig, TrainingConfig
+from torchtitan.config.configs import DebugConfig
+from torchtitan.distributed.activation_checkpoint import FullAC
+
+from trainer.configs import SFTConfig, TrainConfig
+from trainer.titan.data import ChatDataLoader, ShardDataLoader
+from trainer.titan.trainer import TOKENIZER_SUBDIR, ChakorTrainer, SampleValidator, read_run
+
+RUN_DIR_ENV = "CHAKOR_RUN_DIR"
+
+
+def _run_dir() -> Path:
+    if RUN_DIR_ENV not in os.environ:
+        raise RuntimeError(f"{RUN_DIR_ENV} is not set: start training with `chakor train` or trainer.train")
+    return Path(os.environ[RUN_DIR_ENV])
+
+
+def adamw(recipe: TrainConfig) -> OptimizersContainer.Config:
+    """AdamW; norm weights get no weight decay."""
+    kwargs = {"lr": recipe.lr, "betas": tuple(recipe.betas), "eps": 1e-8}
+    return OptimizersContainer.Config(
+        param_groups=[
+            ParamGroupConfig(
+                pattern=r"norm\.weight$", optimizer_name="AdamW", optimizer_kwargs={**kwargs, "weight_decay": 0.0}
+            ),
+            ParamGroupConfig(
+                pattern=r".*", optimizer_name="AdamW",
+                optimizer_kwargs={**kwargs, "weight_decay": recipe.weight_decay},
+            ),
+        ]
+    )  # fmt: skip
+
+
+def _base(run_dir: Path, recipe: TrainConfig, vocab_size: int) -> ChakorTrainer.Config:
+    on_gpu = torch.cuda.is_available()
+    return ChakorTrainer.Config(
+        run_dir=str(run_dir),
+        dump_folder=str(run_dir),
+        hf_assets_path=str(run_dir / TOKENIZER_SUBDIR),
+        loss=CrossEntropyLoss.Config(global_vocab_size=vocab_size),
+        optimizer=adamw(recipe),
+        lr_scheduler=LRSchedulersContainer.Config(
+            warmup_steps=recipe.warmup_steps, decay_type="cosine", min_lr_factor=recipe.min_lr_ratio
+        ),
+        training=TrainingConfig(
+            local_batch_size=recipe.local_batch_size,
+            global_batch_size=recipe.global_batch_size,
+            seq_len=recipe.seq_len,
+            steps=recipe.steps,
+            max_norm=recipe.max_norm,
+            # bf16 compute on GPU (FSDP2 mixed precision: bf16 params, fp32 reductions and master weights).
+            mixed_precision_param="bfloat16" if on_gpu else "float32",
+            disable_cuda_graphs=True,
+        ),
+        # Every step: the non-finite-loss check rides on the logged loss.
+        metrics=MetricsProcessor.Config(log_freq=1, disable_color_printing=True),
+        checkpoint=CheckpointManager.Config(
+            enable=True, interval=recipe.checkpoint_every, last_save_model_only=False, keep_latest_k=3
+        ),
+        activation_checkpoint=FullAC.Config() if recipe.activation_checkpointing else None,
+        compile=CompileConfig(enable=recipe.compile),
+        parallelism=ParallelismConfig(spmd_backend="partial_dtensor"),
+        debug=DebugConfig(seed=recipe.seed, enable_structured_logging=False),
+    )
+
+
+def pretrain() -> ChakorTrainer.Config:
+    """Pretraining on the shards named in run.json, validation and samples every `eval_every` steps."""
+    run_dir = _run_dir()
+    run = read_run(run_dir)
+    recipe = TrainConfig(**run["train"])
+    config = _base(run_dir, recipe, run["model"]["vocab_size"])
+    config.dataloader = ShardDataLoader.Config(dataset_path=run["data"], seed=recipe.seed)
+    config.validator = SampleValidator.Config(
+        enable=True,
+        freq=recipe.eval_every,
+        steps=recipe.eval_batches,
+        dataloader=ShardDataLoader.Config(dataset_path=run["data"], split="val", infinite=False),
+        run_dir=str(run_dir),
+        sample_tokens=recipe.sample_tokens,
+    )
+    return config
+
+
+def sft() -> ChakorTrainer.Config:
+    """Multi-turn SFT from the base run's last checkpoint (weights only), loss on assistant tokens."""
+    run_dir = _run_dir()
+    run = read_run(run_dir)
+    recipe = SFTConfig(**run["train"])
+    config = _base(run_dir, recipe, run["model"]["vocab_size"])
+    config.dataloader = ChatDataLoader.Config(
+        dataset_path=run["data"], tokenizer_dir=str(run_dir / TOKENIZER_SUBDIR), seed=recipe.seed
+    )
+    config.checkpoint.initial_load_path = run["base_checkpoint"]
+    config.checkpoint.initial_load_model_only = True
+    return config

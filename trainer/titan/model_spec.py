@@ -1,0 +1,137 @@
+"""Chakor's Transformer as a torchtitan model: config adapter, parallelize function, ModelSpec.
+
+The model itself (trainer/model.py) knows nothing of torchtitan; `TitanTransformer` adds the
+`BaseModel` protocol around it without changing a parameter name. Parallelism uses PyTorch's own
+APIs the way torchtitan's llama3 does: tensor parallel plans (`parallelize_module`), activation
+checkpointing and per-block `torch.compile` from torchtitan, then FSDP2 `fully_shard` over the
+data-parallel mesh (HSDP, i.e. DDP-style replication, when `data_parallel_replicate_degree` > 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchtitan.distributed.fsdp as tt_fsdp
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from torchtitan.config import TORCH_DTYPE_MAP, CompileConfig, ParallelismConfig, TrainingConfig
+from torchtitan.distributed import ParallelDims
+from torchtitan.distributed.compile import apply_compile
+from torchtitan.models.utils import get_dense_model_nparams_and_flops
+from torchtitan.protocols import BaseModel
+from torchtitan.protocols.model_spec import ModelSpec
+
+from trainer.configs import ModelConfig
+from trainer.export import check_tokenizer
+from trainer.model import Transformer
+
+
+class TitanTransformer(Transformer, BaseModel):
+    """`Transformer` with torchtitan's model protocol (config build, meta init, FLOP count)."""
+
+    @dataclass(kw_only=True, slots=True)
+    class Config(BaseModel.Config):
+        model: ModelConfig = field(default_factory=lambda: ModelConfig(8, 1, 1, 1, 8, 8, 8))
+
+        def update_from_config(self, *, config: Any, **kwargs: Any) -> None:
+            """Check the run against the model: sequence length and the tokenizer's vocabulary."""
+            seq_len = config.training.seq_len
+            if seq_len > self.model.max_seq_len:
+                raise ValueError(f"training.seq_len {seq_len} exceeds max_seq_len {self.model.max_seq_len}")
+            check_tokenizer(Path(config.hf_assets_path), self.model)
+
+        def get_nparams_and_flops(self, model: nn.Module, seq_len: int) -> tuple[int, int]:
+            cfg = self.model
+            return get_dense_model_nparams_and_flops(
+                model, cfg.n_layers, cfg.n_heads, 2 * cfg.head_dim, seq_len, cfg.tie_embeddings
+            )
+
+    def __init__(self, config: Config) -> None:
+        Transformer.__init__(self, config.model)
+        self.config = config
+
+    def init_weights(self, buffer_device: torch.device | None = None, **kwargs: Any) -> None:
+        """torchtitan calls this after `to_empty()` on the real device."""
+        Transformer.init_weights(self)
+        if buffer_device is not None:
+            self.rope_cos, self.rope_sin = self.rope_cos.to(buffer_device), self.rope_sin.to(buffer_device)
+
+    def init_states(self, *, buffer_device: torch.device | None = None) -> None:
+        self.init_weights(buffer_device=buffer_device)
+
+    def verify_module_protocol(self) -> None:
+        """The hand-written submodules are plain nn.Modules on purpose (see BaseModel's docstring)."""
+
+
+def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
+    """Megatron-style tensor parallel: q/k/v, w1/w3 column-wise, wo/w2 row-wise; heads split per rank."""
+    cfg, degree = model.cfg, tp_mesh.size()
+    if cfg.n_kv_heads % degree or cfg.ffn_hidden_dim % degree:
+        raise ValueError(f"tensor parallel degree {degree} must divide n_kv_heads and ffn_hidden_dim")
+    plan = {
+        "attention.wq": ColwiseParallel(),
+        "attention.wk": ColwiseParallel(),
+        "attention.wv": ColwiseParallel(),
+        "attention.wo": RowwiseParallel(),
+        "feed_forward.w1": ColwiseParallel(),
+        "feed_forward.w3": ColwiseParallel(),
+        "feed_forward.w2": RowwiseParallel(),
+    }
+    for block in model.layers.values():
+        parallelize_module(block, tp_mesh, plan)
+
+
+def apply_fsdp(model: Transformer, dp_mesh: DeviceMesh, training: TrainingConfig, reshard: str) -> None:
+    """FSDP2: one unit per block plus the root (embeddings, final norm, head)."""
+    policy = MixedPrecisionPolicy(
+        param_dtype=TORCH_DTYPE_MAP[training.mixed_precision_param],
+        reduce_dtype=TORCH_DTYPE_MAP[training.mixed_precision_reduce],
+    )
+    reshard_after_forward = tt_fsdp.get_fsdp_reshard_after_forward_policy(reshard, pp_enabled=False)
+    for block in model.layers.values():
+        fully_shard(block, mesh=dp_mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=dp_mesh, mp_policy=policy)
+    # The trainer divides the summed loss by the global token count itself.
+    tt_fsdp.disable_fsdp_gradient_division(model)
+
+
+def parallelize_chakor(
+    model: TitanTransformer,
+    *,
+    parallel_dims: ParallelDims,
+    training: TrainingConfig,
+    parallelism: ParallelismConfig,
+    compile_config: CompileConfig,
+    ac_config: Any,
+    dump_folder: str,
+) -> TitanTransformer:
+    """torchtitan's parallelize hook: TP, activation checkpointing, compile, then FSDP/HSDP."""
+    if parallelism.spmd_backend != "partial_dtensor":
+        raise ValueError("chakor models need --parallelism.spmd_backend partial_dtensor")
+    if parallel_dims.tp_enabled:
+        apply_tp(model, parallel_dims.get_mesh("tp"))
+    if ac_config is not None:
+        ac_config.build(dump_folder=dump_folder).apply(model)
+    if compile_config.enable and "model" in compile_config.components:
+        apply_compile(model, compile_config=compile_config, parallel_dims=parallel_dims)
+    names = ["dp_replicate", "fsdp"] if parallel_dims.dp_replicate_enabled else ["fsdp"]
+    apply_fsdp(model, parallel_dims.get_mesh(names), training, parallelism.fsdp_reshard_after_forward)
+    return model
+
+
+def model_spec(cfg: ModelConfig, flavor: str) -> ModelSpec:
+    """The torchtitan ModelSpec for a Chakor model config."""
+    return ModelSpec(
+        name="chakor",
+        flavor=flavor,
+        model=TitanTransformer.Config(model=cfg),
+        parallelize_fn=parallelize_chakor,
+        pipelining_fn=None,
+        post_optimizer_build_fn=None,
+        state_dict_adapter=None,
+    )

@@ -1,0 +1,163 @@
+"""torchtitan's Trainer, extended where Chakor needs more (no training loop of our own).
+
+- `ChakorTrainer`: takes the model config from the run folder's `run.json`, logs metrics to
+  `metrics.jsonl` (+ `loss.png`), and turns a non-finite loss into a clear error that names the last
+  good checkpoint (torchtitan raises before that step is saved, so it is kept).
+- `SampleValidator`: torchtitan's Validator under `torch.no_grad()`, then perplexity and a few sampled
+  continuations written to `samples.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchtitan.components.metrics import BaseLogger
+from torchtitan.components.validate import Validator
+from torchtitan.tools.logging import logger
+from torchtitan.trainer import Trainer
+
+from trainer.configs import ModelConfig
+from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
+from trainer.tokenizer.chat import END, EOS, load_tokenizer
+from trainer.titan.model_spec import model_spec
+
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.jsonl"
+TOKENIZER_SUBDIR = "tokenizer"
+CHECKPOINT_SUBDIR = "checkpoint"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving that step."""
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The run folder's `run.json` (written by the launcher before training starts)."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a chakor run folder")
+    return json.loads(path.read_text())
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the DCP checkpoints in a run folder, ascending."""
+    folder = Path(run_dir) / CHECKPOINT_SUBDIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / ".metadata").is_file())
+
+
+def _is_logging_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class JsonlLogger(BaseLogger):
+    """torchtitan metric logger writing compact records to metrics.jsonl and redrawing loss.png."""
+
+    _KEYS = {
+        "loss_metrics/global_avg_loss": "loss",
+        "grad_norm": "grad_norm",
+        "throughput(tps)": "tokens_per_s",
+        "mfu(%)": "mfu",
+        "n_tokens_seen": "tokens",
+        "validation_metrics/loss": "val_loss",
+        "nonfinite_loss": "nonfinite_loss",
+    }
+
+    def __init__(self, run_dir: Path, report_mfu: bool) -> None:
+        self.run_dir = Path(run_dir)
+        self.writer = MetricsWriter(self.run_dir / METRICS_FILE)
+        self.report_mfu = report_mfu
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        record: dict[str, Any] = {"step": step}
+        for key, value in metrics.items():
+            name = self._KEYS.get(key) or ("lr" if key.startswith("lr") else None)
+            if name and (name != "mfu" or self.report_mfu):
+                record[name] = round(float(value), 6)
+        if "val_loss" in record:
+            record["val_ppl"] = round(math.exp(min(record["val_loss"], 50.0)), 4)
+            plot_loss_curve(self.run_dir / METRICS_FILE, self.run_dir / LOSS_PNG)
+        self.writer.log(record)
+
+    def close(self) -> None:
+        if (self.run_dir / METRICS_FILE).is_file():
+            plot_loss_curve(self.run_dir / METRICS_FILE, self.run_dir / LOSS_PNG)
+
+
+class SampleValidator(Validator):
+    """Validation loss without autograd, then sampled continuations of a few prompts."""
+
+    @dataclass(kw_only=True, slots=True)
+    class Config(Validator.Config):
+        run_dir: str = ""
+        prompts: list[str] = field(default_factory=lambda: ["The", "Once upon a time", "def "])
+        sample_tokens: int = 32
+        chat: bool = False
+
+    def validate(self, model_parts: list[torch.nn.Module], step: int) -> None:
+        with torch.no_grad():
+            super().validate(model_parts, step)
+            if self.config.sample_tokens > 0 and len(model_parts) == 1:
+                self._sample(model_parts[0], step)
+
+    def _sample(self, model: torch.nn.Module, step: int) -> None:
+        tokenizer = load_tokenizer(Path(self.config.run_dir) / TOKENIZER_SUBDIR)
+        stops = (tokenizer.token_to_id(EOS), tokenizer.token_to_id(END))
+        generator = torch.Generator().manual_seed(step)
+        model.eval()
+        samples = []
+        for prompt in self.config.prompts:
+            text = f"<|bos|><|user|>\n{prompt}<|end|>\n<|assistant|>\n" if self.config.chat else f"<|bos|>{prompt}"
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            out = model.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
+            samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
+        model.train()
+        if _is_logging_rank():
+            with (Path(self.config.run_dir) / SAMPLES_FILE).open("a") as f:
+                f.write(json.dumps({"step": step, "samples": samples}) + "\n")
+            for sample in samples:
+                logger.info(f"sample {sample['prompt']!r} -> {sample['completion']!r}")
+
+
+class ChakorTrainer(Trainer):
+    """torchtitan Trainer for a run folder made by `trainer.train.prepare_run`."""
+
+    @dataclass(kw_only=True, slots=True)
+    class Config(Trainer.Config):
+        run_dir: str = ""
+        """Run folder: run.json (model config), tokenizer/, checkpoint/, metrics.jsonl."""
+
+    def __init__(self, config: Config) -> None:
+        run_dir = Path(config.run_dir)
+        run = read_run(run_dir)
+        cfg = ModelConfig.from_dict(run["model"], source=str(run_dir / RUN_FILE))
+        config.model_spec = model_spec(cfg, flavor=run.get("model_name", "custom"))
+        config.dump_folder = str(run_dir)
+        config.hf_assets_path = str(run_dir / TOKENIZER_SUBDIR)
+        config.checkpoint.folder = CHECKPOINT_SUBDIR
+        super().__init__(config)
+        if _is_logging_rank():
+            on_gpu = torch.cuda.is_available()
+            self.metrics_processor.logger = JsonlLogger(run_dir, report_mfu=on_gpu)
+
+    def train_step(self, data_iterator: Any) -> None:
+        try:
+            super().train_step(data_iterator)
+        except RuntimeError as exc:
+            if "Loss is not finite" not in str(exc):
+                raise
+            steps = checkpoint_steps(Path(self.config.dump_folder))
+            kept = f"the last good checkpoint is step {steps[-1]}" if steps else "no checkpoint was saved yet"
+            self.metrics_processor.logger.log({"nonfinite_loss": 1.0}, self.step)
+            raise NonFiniteLossError(
+                f"loss became NaN/inf at step {self.step}; training stopped and {kept} "
+                f"({Path(self.config.dump_folder) / CHECKPOINT_SUBDIR}). Lower the learning rate "
+                "and resume with --resume."
+            ) from None
