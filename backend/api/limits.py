@@ -31,7 +31,7 @@ VARIABLE_SIZE = 100  # a page size given as a variable is costed at the largest 
 
 def _size(field: FieldNode, parent: GraphQLNamedType | None) -> int:
     """How many items a field may return, from its size argument or that argument's default."""
-    for argument in field.arguments:
+    for argument in field.arguments or ():
         if argument.name.value in SIZE_ARGUMENTS:
             if isinstance(argument.value, IntValueNode):
                 return max(1, int(argument.value.value))

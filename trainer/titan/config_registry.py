@@ -21,7 +21,8 @@ from torchtitan.distributed.activation_checkpoint import FullAC
 
 from trainer.configs import SFTConfig, TrainConfig
 from trainer.titan.data import ChatDataLoader, ShardDataLoader
-from trainer.titan.trainer import TOKENIZER_SUBDIR, ChakorTrainer, SampleValidator, read_run
+from trainer.titan.trainer import ChakorTrainer, SampleValidator
+from trainer.train import TOKENIZER_SUBDIR, read_run
 
 RUN_DIR_ENV = "CHAKOR_RUN_DIR"
 

@@ -26,31 +26,13 @@ from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
 from trainer.tokenizer.chat import END, EOS, load_tokenizer
 from trainer.titan.model_spec import model_spec
+from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 
-RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.jsonl"
-TOKENIZER_SUBDIR = "tokenizer"
-CHECKPOINT_SUBDIR = "checkpoint"
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving that step."""
-
-
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """The run folder's `run.json` (written by the launcher before training starts)."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a chakor run folder")
-    return json.loads(path.read_text())
-
-
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Steps of the DCP checkpoints in a run folder, ascending."""
-    folder = Path(run_dir) / CHECKPOINT_SUBDIR
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / ".metadata").is_file())
 
 
 def _is_logging_rank() -> bool:

@@ -1,0 +1,395 @@
+"""Chat page state: the conversation list (sidebar), the open conversation and the streaming answer."""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import reflex as rx
+
+from chakor_web.api import ApiError, subscribe
+from chakor_web.state.auth import SESSION_EXPIRED, AuthState
+
+PAGE_SIZE = 20
+FLUSH_SECONDS = 0.05  # batch streamed tokens into at most ~20 UI updates per second
+
+LIST = """query($first: Int, $after: String, $search: String) {
+  conversations(first: $first, after: $after, search: $search) {
+    edges { node { id title updatedAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}"""
+MESSAGE_FIELDS = "id role content status sources { title url } sourcesError tokensPerSecond error"
+OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSAGE_FIELDS} }} }} }}"
+RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
+DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
+STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
+CHAT = """subscription($input: ChatInput!) {
+  chat(input: $input) {
+    __typename
+    ... on ChatStarted { conversationId userMessageId assistantMessageId }
+    ... on ChatSources { results { title url } available message }
+    ... on ChatToken { text }
+    ... on ChatDone { messageId tokensPerSecond finishReason }
+    ... on ChatError { code message }
+  }
+}"""
+ERROR_HINTS = {
+    "LLAMA_UNAVAILABLE": "The model server is not available right now.",
+    "RATE_LIMITED": "Too many requests: wait a moment, then retry.",
+    "UNAVAILABLE": "The chat server cannot be reached.",
+}
+
+
+@dataclass
+class Source:
+    """A web search result cited by an answer."""
+
+    title: str = ""
+    url: str = ""
+    domain: str = ""
+
+
+@dataclass
+class ChatMessage:
+    """One message as the page shows it."""
+
+    id: str = ""
+    role: str = "user"
+    content: str = ""
+    status: str = "complete"
+    sources: list[Source] = field(default_factory=list)
+    note: str = ""
+    speed: str = ""
+
+
+@dataclass
+class ConversationItem:
+    """One sidebar entry."""
+
+    id: str = ""
+    title: str = ""
+
+
+def _sources(results: list[dict[str, Any]] | None) -> list[Source]:
+    return [Source(r["title"] or r["url"], r["url"], urlsplit(r["url"]).netloc) for r in results or []]
+
+
+def _speed(tokens_per_second: float | None) -> str:
+    return f"{tokens_per_second:.1f} tokens/s" if tokens_per_second else ""
+
+
+def _message(raw: dict[str, Any]) -> ChatMessage:
+    status = raw["status"].lower()
+    note = raw.get("error") or raw.get("sourcesError") or ""
+    if status == "stopped":
+        note = "Stopped."
+    return ChatMessage(
+        id=raw["id"],
+        role=raw["role"].lower(),
+        content=raw["content"],
+        status=status,
+        sources=_sources(raw.get("sources")),
+        note=note,
+        speed=_speed(raw.get("tokensPerSecond")),
+    )
+
+
+class ChatState(AuthState):
+    """Sidebar, open conversation and the answer being streamed."""
+
+    conversations: list[ConversationItem] = []
+    next_cursor: str = ""
+    search: str = ""
+    conversation_id: str = ""
+    title: str = ""
+    messages: list[ChatMessage] = []
+    web_search: bool = False
+    streaming: bool = False
+    live_id: str = ""
+    live_text: str = ""
+    live_sources: list[Source] = []
+    live_note: str = ""
+    stop_requested: bool = False
+    error: str = ""
+    retry_content: str = ""
+    retry_regenerate: bool = False
+    rename_id: str = ""
+    rename_title: str = ""
+    delete_id: str = ""
+    edit_id: str = ""
+    edit_text: str = ""
+
+    @rx.var
+    def can_regenerate(self) -> bool:
+        return not self.streaming and bool(self.messages) and self.messages[-1].role == "assistant"
+
+    # Sidebar
+
+    async def _load_list(self, append: bool = False) -> None:
+        variables = {"first": PAGE_SIZE, "search": self.search.strip() or None}
+        if append:
+            variables["after"] = self.next_cursor
+        data = await self._gql(LIST, variables)
+        page = data["conversations"]
+        items = [ConversationItem(e["node"]["id"], e["node"]["title"]) for e in page["edges"]]
+        self.conversations = [*self.conversations, *items] if append else items
+        self.next_cursor = page["pageInfo"]["endCursor"] or "" if page["pageInfo"]["hasNextPage"] else ""
+
+    @rx.event
+    async def load_more(self) -> rx.event.EventSpec | None:
+        try:
+            await self._load_list(append=True)
+        except ApiError as exc:
+            self.error = exc.message
+        return self._expired_redirect()
+
+    @rx.event
+    async def set_search(self, value: str) -> rx.event.EventSpec | None:
+        self.search = value
+        try:
+            await self._load_list()
+        except ApiError as exc:
+            self.error = exc.message
+        return self._expired_redirect()
+
+    # Page load
+
+    @rx.event
+    async def open_page(self) -> rx.event.EventSpec | None:
+        """on_load of `/` and `/c/[cid]`: the list and, for /c/ID, that conversation."""
+        if not self.logged_in:
+            return rx.redirect("/login")
+        if self.streaming:
+            return None
+        path = urlsplit(str(self.router.url)).path.rstrip("/")
+        wanted = path.removeprefix("/c/") if path.startswith("/c/") else ""
+        self.error = self.live_text = self.live_note = ""
+        self.edit_id = ""
+        try:
+            await self._load_list()
+            if wanted:
+                data = await self._gql(OPEN, {"id": wanted})
+                if data["conversation"] is None:
+                    self.error = "This conversation does not exist."
+                    self._reset_conversation()
+                else:
+                    self.conversation_id = wanted
+                    self.title = data["conversation"]["title"]
+                    self.messages = [_message(m) for m in data["conversation"]["messages"]]
+            else:
+                self._reset_conversation()
+        except ApiError as exc:
+            self.error = exc.message
+        return self._expired_redirect()
+
+    def _reset_conversation(self) -> None:
+        self.conversation_id = self.title = ""
+        self.messages = []
+
+    # Rename and delete
+
+    @rx.event
+    def start_rename(self, conversation_id: str, title: str) -> None:
+        self.rename_id, self.rename_title = conversation_id, title
+
+    @rx.event
+    def set_rename_title(self, value: str) -> None:
+        self.rename_title = value
+
+    @rx.event
+    def cancel_rename(self) -> None:
+        self.rename_id = ""
+
+    @rx.event
+    async def save_rename(self) -> rx.event.EventSpec | None:
+        title = self.rename_title.strip()
+        if not title:
+            return None
+        try:
+            await self._gql(RENAME, {"id": self.rename_id, "title": title})
+            if self.rename_id == self.conversation_id:
+                self.title = title
+            self.rename_id = ""
+            await self._load_list()
+        except ApiError as exc:
+            self.error = exc.message
+        return self._expired_redirect()
+
+    @rx.event
+    def ask_delete(self, conversation_id: str) -> None:
+        self.delete_id = conversation_id
+
+    @rx.event
+    def cancel_delete(self) -> None:
+        self.delete_id = ""
+
+    @rx.event
+    async def confirm_delete(self) -> rx.event.EventSpec | None:
+        deleted, self.delete_id = self.delete_id, ""
+        try:
+            await self._gql(DELETE, {"id": deleted})
+            await self._load_list()
+        except ApiError as exc:
+            self.error = exc.message
+            return self._expired_redirect()
+        if deleted == self.conversation_id:
+            self._reset_conversation()
+            return rx.redirect("/")
+        return None
+
+    # Composer
+
+    @rx.event
+    def set_web_search(self, value: bool) -> None:
+        self.web_search = value
+
+    @rx.event
+    def start_edit(self, message_id: str, text: str) -> None:
+        self.edit_id, self.edit_text = message_id, text
+
+    @rx.event
+    def set_edit_text(self, value: str) -> None:
+        self.edit_text = value
+
+    @rx.event
+    def cancel_edit(self) -> None:
+        self.edit_id = ""
+
+    @rx.event
+    def send(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        content = form.get("content", "").strip()
+        if not content or self.streaming:
+            return None
+        return ChatState.stream(content, False)
+
+    @rx.event
+    def resend_edit(self) -> rx.event.EventSpec | None:
+        content, self.edit_id = self.edit_text.strip(), ""
+        if not content or self.streaming:
+            return None
+        return ChatState.stream(content, False)
+
+    @rx.event
+    def regenerate(self) -> rx.event.EventSpec | None:
+        if not self.can_regenerate:
+            return None
+        return ChatState.stream("", True)
+
+    @rx.event
+    def retry(self) -> rx.event.EventSpec | None:
+        """Try the failed turn again: answer the stored question anew, or resend one never stored."""
+        if self.streaming or not self.messages:
+            return None
+        if self.messages[-1].id:
+            return ChatState.stream("", True)
+        self.messages.pop()
+        return ChatState.stream(self.retry_content, self.retry_regenerate)
+
+    @rx.event
+    async def stop(self) -> None:
+        if not self.streaming:
+            return
+        self.stop_requested = True
+        if self.live_id:
+            try:
+                await self._gql(STOP, {"id": self.live_id})
+            except ApiError:
+                pass  # the stream loop also unsubscribes, which stops the answer
+
+    # Streaming
+
+    def _begin(self, content: str, regenerate: bool) -> dict[str, Any]:
+        """Show the question and an empty live answer; the subscription's input."""
+        self.streaming, self.stop_requested = True, False
+        self.error = self.live_text = self.live_note = self.live_id = ""
+        self.live_sources = []
+        self.retry_content, self.retry_regenerate = content, regenerate
+        if regenerate:
+            while self.messages and self.messages[-1].role == "assistant":
+                self.messages.pop()
+        else:
+            self.messages.append(ChatMessage(role="user", content=content))
+        chat_input: dict[str, Any] = {"content": content, "regenerate": regenerate, "webSearch": self.web_search}
+        if self.conversation_id:
+            chat_input["conversationId"] = self.conversation_id
+        return chat_input
+
+    def _apply(self, event: dict[str, Any]) -> rx.event.EventSpec | None:
+        """Apply one chat event (not tokens: those are batched)."""
+        kind = event["__typename"]
+        if kind == "ChatStarted":
+            self.live_id = event["assistantMessageId"]
+            if self.messages and self.messages[-1].role == "user":
+                self.messages[-1].id = event["userMessageId"]
+            if self.conversation_id != event["conversationId"]:
+                self.conversation_id = event["conversationId"]
+                return rx.call_script(f"window.history.replaceState(null, '', '/c/{self.conversation_id}')")
+        elif kind == "ChatSources":
+            self.live_sources = _sources(event["results"])
+            if not event["available"]:
+                self.live_note = event.get("message") or "Web search is unavailable."
+        elif kind == "ChatDone":
+            self._finish("stopped" if self.stop_requested else "complete", _speed(event["tokensPerSecond"]))
+        elif kind == "ChatError":
+            self.error = ERROR_HINTS.get(event["code"], event["message"])
+            self._finish("error", "")
+        return None
+
+    def _finish(self, status: str, speed: str) -> None:
+        """Move the live answer into the message list."""
+        if not self.streaming:
+            return
+        note = "Stopped." if status == "stopped" else self.live_note
+        self.messages.append(
+            ChatMessage(self.live_id, "assistant", self.live_text, status, list(self.live_sources), note, speed)
+        )
+        self.streaming = False
+        self.live_text = self.live_note = ""
+        self.live_sources = []
+        if status != "error":
+            self.retry_content, self.retry_regenerate = "", False
+
+    @rx.event(background=True)
+    async def stream(self, content: str, regenerate: bool):
+        """Subscribe to `chat` and show tokens as they arrive."""
+        async with self:
+            if self.streaming and self.live_id:
+                return
+            chat_input = self._begin(content, regenerate)
+            token = await self._live_token()
+        pending, flushed_at = "", time.monotonic()
+        try:
+            async with aclosing(subscribe(CHAT, {"input": chat_input}, token)) as events:
+                async for data in events:
+                    event = data["chat"]
+                    if event["__typename"] == "ChatToken":
+                        pending += event["text"]
+                        if time.monotonic() - flushed_at < FLUSH_SECONDS:
+                            continue
+                    async with self:
+                        self.live_text += pending
+                        pending, flushed_at = "", time.monotonic()
+                        if self.stop_requested:
+                            break
+                        effect = None if event["__typename"] == "ChatToken" else self._apply(event)
+                    if effect is not None:
+                        yield effect
+        except ApiError as exc:
+            async with self:
+                if exc.unauthenticated:
+                    self._sign_out(SESSION_EXPIRED)
+                self.error = ERROR_HINTS.get(exc.code, exc.message)
+        async with self:
+            self.live_text += pending
+            self._finish("error" if self.error else "stopped" if self.stop_requested else "complete", "")
+            if not self.logged_in:
+                yield rx.redirect("/login")
+                return
+            try:
+                await self._load_list()
+            except ApiError:
+                pass  # the sidebar refreshes on the next page load

@@ -1,0 +1,261 @@
+"""Launch torchtitan training runs: prepare the run folder, start torchrun, follow progress.
+
+Python API (what the CLI and the quickstart call):
+    run_training(out, data, model="tiny", nproc=1, steps=..., resume=False) -> run folder
+    run_sft(base, data, out, nproc=1, epochs=3) -> run folder
+
+A run folder holds `run.json` (model config + recipe + data), `tokenizer/`, `checkpoint/step-N/` (DCP),
+`metrics.jsonl`, `loss.png`, `samples.jsonl` and `train.log` (torchrun's output).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from trainer.configs import ModelConfig, SFTConfig, TrainConfig, get_model_config
+from trainer.metrics import METRICS_FILE, read_metrics
+from trainer.tokenizer.chat import load_tokenizer
+from trainer.tokenizer.train import TOKENIZER_FILES, tokenizer_sha256
+
+RUN_FILE = "run.json"
+LOG_FILE = "train.log"
+TOKENIZER_SUBDIR = "tokenizer"
+CHECKPOINT_SUBDIR = "checkpoint"
+
+
+class TrainingError(RuntimeError):
+    """torchrun exited with an error; the message carries the end of the log."""
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the complete DCP checkpoints in a run folder, ascending."""
+    folder = Path(run_dir) / CHECKPOINT_SUBDIR
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / ".metadata").is_file())
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run folder's `run.json`."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a chakor run folder")
+    return json.loads(path.read_text())
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit, or None outside a repository / before the first commit."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_tokenizer_dir(data: Path) -> Path:
+    """`DATA/tokenizer` when present, else CHAKOR_TOKENIZER_PATH."""
+    if (Path(data) / TOKENIZER_SUBDIR / "tokenizer.json").is_file():
+        return Path(data) / TOKENIZER_SUBDIR
+    from chakor.settings import get_settings
+
+    path = get_settings().tokenizer_path
+    if path is None:
+        raise FileNotFoundError(f"no tokenizer in {Path(data) / TOKENIZER_SUBDIR}; pass --tokenizer DIR")
+    return path
+
+
+def _resolve_model(model: str | ModelConfig, tokenizer_dir: Path) -> tuple[str, ModelConfig]:
+    vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
+    if isinstance(model, ModelConfig):
+        if model.vocab_size != vocab:
+            raise ValueError(
+                f"{Path(tokenizer_dir) / 'tokenizer.json'}: vocab size {vocab} does not match "
+                f"the model config's vocab_size {model.vocab_size}"
+            )
+        return "custom", model
+    return model, get_model_config(model, vocab_size=vocab)
+
+
+def _write_run(out: Path, run: dict[str, Any], tokenizer_dir: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TOKENIZER_SUBDIR).mkdir(exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(Path(tokenizer_dir) / name, out / TOKENIZER_SUBDIR / name)
+    (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+
+
+def _check_resume(out: Path, resume: bool, cfg: ModelConfig) -> None:
+    """Refuse to overwrite a run by accident, and to resume a run with another model config."""
+    if not (out / RUN_FILE).is_file():
+        if resume:
+            raise FileNotFoundError(f"cannot resume: {out / RUN_FILE} does not exist")
+        return
+    if not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    previous = ModelConfig.from_dict(read_run(out)["model"], source=str(out / RUN_FILE))
+    if previous != cfg:
+        raise ValueError(
+            f"{out / RUN_FILE}: the checkpoints there are from another model config "
+            f"({previous}); cannot resume with {cfg}"
+        )
+
+
+def prepare_run(
+    out: Path,
+    data: Path,
+    model: str | ModelConfig = "tiny",
+    tokenizer: Path | None = None,
+    recipe: TrainConfig | None = None,
+    resume: bool = False,
+) -> Path:
+    """Check inputs and write the run folder (run.json + tokenizer); returns it."""
+    from trainer.titan.data import check_data_dir
+
+    out, data = Path(out).resolve(), Path(data).resolve()
+    recipe = recipe or TrainConfig()
+    tokenizer_dir = Path(tokenizer) if tokenizer else default_tokenizer_dir(data)
+    manifest = check_data_dir(data, tokenizer_dir, recipe.seq_len)
+    name, cfg = _resolve_model(model, tokenizer_dir)
+    if recipe.seq_len > cfg.max_seq_len:
+        raise ValueError(f"seq_len {recipe.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
+    _check_resume(out, resume, cfg)
+    run = {
+        "kind": "pretrain",
+        "model_name": name,
+        "model": cfg.to_dict(),
+        "train": asdict(recipe),
+        "data": str(data),
+        "data_manifest_sha256": _sha256(data / "manifest.json"),
+        "tokenizer_sha256": manifest["tokenizer_sha256"],
+        "git_commit": git_commit(),
+    }
+    _write_run(out, run, tokenizer_dir)
+    return out
+
+
+def _follow(proc: subprocess.Popen, run_dir: Path, steps: int, start: int, title: str) -> None:
+    """Show a rich progress bar fed by metrics.jsonl until the process exits."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, TextColumn("{task.fields[status]}")) as progress:
+        task = progress.add_task(title, total=steps, completed=start, status="starting")
+        while proc.poll() is None:
+            time.sleep(0.5)
+            records = [r for r in read_metrics(run_dir / METRICS_FILE) if "loss" in r]
+            if records:
+                last = records[-1]
+                status = f"loss {last['loss']:.3f}  {last.get('tokens_per_s', 0):,.0f} tok/s"
+                progress.update(task, completed=last["step"], status=status)
+
+
+def launch(run_dir: Path, config: str, nproc: int, extra_args: tuple[str, ...] = (), quiet: bool = False) -> None:
+    """Run `torchrun --standalone` on trainer.titan.run with the run folder's recipe; raise on failure."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "trainer.titan.run", "--module", "trainer.titan", "--config", config, *extra_args,
+    ]  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // nproc)
+    env = {**os.environ, "CHAKOR_RUN_DIR": str(run_dir), "OMP_NUM_THREADS": str(threads)}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    with (run_dir / LOG_FILE).open("a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            if quiet:
+                proc.wait()
+            else:
+                start = (checkpoint_steps(run_dir) or [0])[-1]
+                _follow(proc, run_dir, run["train"]["steps"], start, f"{config} {run_dir.name}")
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+    if proc.returncode != 0:
+        tail = (run_dir / LOG_FILE).read_text().splitlines()[-40:]
+        errors = [line for line in tail if "Error" in line]
+        reason = errors[-1] if errors else "see the log"
+        raise TrainingError(f"training failed ({reason}); log: {run_dir / LOG_FILE}\n" + "\n".join(tail[-15:]))
+
+
+def run_training(
+    out: Path,
+    data: Path,
+    model: str | ModelConfig = "tiny",
+    tokenizer: Path | None = None,
+    nproc: int = 1,
+    resume: bool = False,
+    quiet: bool = False,
+    **recipe: Any,
+) -> Path:
+    """Pretrain: `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...). Returns the run folder."""
+    if resume and (Path(out) / RUN_FILE).is_file():
+        base = TrainConfig(**read_run(out)["train"])
+        recipe_cfg = TrainConfig(**{**asdict(base), **recipe})
+    else:
+        recipe_cfg = TrainConfig(**recipe)
+    run_dir = prepare_run(out, data, model, tokenizer, recipe_cfg, resume)
+    launch(run_dir, "pretrain", nproc, quiet=quiet)
+    return run_dir
+
+
+def run_sft(
+    base: Path,
+    data: Path,
+    out: Path,
+    nproc: int = 1,
+    quiet: bool = False,
+    **recipe: Any,
+) -> Path:
+    """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
+    from trainer.titan.data import pack_conversations
+
+    base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
+    base_run = read_run(base)
+    steps_saved = checkpoint_steps(base)
+    if not steps_saved:
+        raise FileNotFoundError(f"{base / CHECKPOINT_SUBDIR} holds no checkpoint to fine-tune")
+    if (out / RUN_FILE).is_file():
+        raise FileExistsError(f"{out} already holds a run; choose another --out")
+    cfg = ModelConfig.from_dict(base_run["model"], source=str(base / RUN_FILE))
+    known = {f.name for f in fields(SFTConfig)}
+    inherited = {k: v for k, v in base_run["train"].items() if k in ("seq_len", "local_batch_size", "seed")}
+    sft = SFTConfig(**{**inherited, **{k: v for k, v in recipe.items() if k in known}})
+    ids, _ = pack_conversations(data, base / TOKENIZER_SUBDIR)
+    windows = (len(ids) - 1) // sft.seq_len
+    rows = sft.global_batch_size if sft.global_batch_size > 0 else sft.local_batch_size * nproc
+    sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * windows / rows))
+    sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
+    run = {
+        "kind": "sft",
+        "model_name": base_run.get("model_name", "custom"),
+        "model": cfg.to_dict(),
+        "train": asdict(sft),
+        "data": str(data),
+        "data_manifest_sha256": _sha256(data),
+        "tokenizer_sha256": base_run["tokenizer_sha256"],
+        "base_run": str(base),
+        "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
+        "git_commit": git_commit(),
+    }
+    _write_run(out, run, base / TOKENIZER_SUBDIR)
+    launch(out, "sft", nproc, quiet=quiet)
+    return out
