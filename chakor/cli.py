@@ -64,7 +64,9 @@ def build_components(settings: Settings, model: Path | None, frontend: bool) -> 
     components = []
     if settings.uses_sidecar:
         components.append(
-            Component("database", lambda: db_process(settings, log_dir), settings.db_host, settings.db_port, 60)
+            Component(
+                "database", lambda: db_process(settings, log_dir), settings.db_host, settings.db_port, 60
+            )
         )
     if model is not None:
         llama_process(settings, model, log_dir)  # fail now on a missing GGUF or binary
@@ -78,7 +80,10 @@ def build_components(settings: Settings, model: Path | None, frontend: bool) -> 
         )
     components.append(
         Component(
-            "backend", lambda: backend_process(settings, log_dir), settings.backend_host, settings.backend_port
+            "backend",
+            lambda: backend_process(settings, log_dir),
+            settings.backend_host,
+            settings.backend_port,
         )
     )
     if frontend:
@@ -96,13 +101,17 @@ def build_components(settings: Settings, model: Path | None, frontend: bool) -> 
 
 @app.command()
 def up(
-    model: Path | None = typer.Option(None, help="GGUF to serve (default: CHAKOR_MODEL_PATH or the quickstart's)."),
+    model: Path | None = typer.Option(
+        None, help="GGUF to serve (default: CHAKOR_MODEL_PATH or the quickstart's)."
+    ),
     frontend: bool = typer.Option(True, help="Also build and serve the web app."),
 ) -> None:
     """Start database, llama-server, backend and frontend; supervise them until Ctrl-C or `chakor down`."""
     settings = settings_or_exit()
     if read_state(state_file(settings)):
-        console.print("[red]Chakor is already running here:[/] see `chakor status`, stop it with `chakor down`")
+        console.print(
+            "[red]Chakor is already running here:[/] see `chakor status`, stop it with `chakor down`"
+        )
         raise typer.Exit(1)
     model = model.resolve() if model else default_model(settings)
     if model is None:

@@ -52,33 +52,76 @@ def stages(root: Path) -> list[Stage]:
     steps = [
         Stage(
             "data",
-            ("data", "prepare", "--source", "local:python-docs", "--source", "local:python-code",
-             "--weight", "local:python-code=2", "--out", str(clean)),
+            (
+                "data",
+                "prepare",
+                "--source",
+                "local:python-docs",
+                "--source",
+                "local:python-code",
+                "--weight",
+                "local:python-code=2",
+                "--out",
+                str(clean),
+            ),
             (),
             clean,
         ),
-        Stage("tokenizer", ("tokenizer", "train", "--data", str(clean), "--vocab-size", "4096",
-                            "--out", str(tokenizer)), (clean,), tokenizer),
-        Stage("shards", ("data", "tokenize", "--data", str(clean), "--tokenizer", str(tokenizer),
-                         "--out", str(shards)), (clean, tokenizer), shards),
-        Stage("sft-data", ("data", "sft", "--source", "local:python-qa", "--out", str(sft_data)), (), sft_data),
-        Stage("pretrain", ("train", "--config", "tiny", "--data", str(shards), "--out", str(pretrain)),
-              (shards, tokenizer), pretrain),
-        Stage("sft", ("sft", "--base", str(pretrain), "--data", str(sft_data / "sft.jsonl"), "--out", str(sft)),
-              (pretrain, sft_data), sft),
+        Stage(
+            "tokenizer",
+            ("tokenizer", "train", "--data", str(clean), "--vocab-size", "4096", "--out", str(tokenizer)),
+            (clean,),
+            tokenizer,
+        ),
+        Stage(
+            "shards",
+            ("data", "tokenize", "--data", str(clean), "--tokenizer", str(tokenizer), "--out", str(shards)),
+            (clean, tokenizer),
+            shards,
+        ),
+        Stage(
+            "sft-data", ("data", "sft", "--source", "local:python-qa", "--out", str(sft_data)), (), sft_data
+        ),
+        Stage(
+            "pretrain",
+            ("train", "--config", "tiny", "--data", str(shards), "--out", str(pretrain)),
+            (shards, tokenizer),
+            pretrain,
+        ),
+        Stage(
+            "sft",
+            ("sft", "--base", str(pretrain), "--data", str(sft_data / "sft.jsonl"), "--out", str(sft)),
+            (pretrain, sft_data),
+            sft,
+        ),
         Stage("export", ("export", str(sft), "--out", str(export)), (sft,), export),
-    ]  # fmt: skip
+    ]
     for quant in QUANT_TYPES:
         gguf = root / f"model-{quant}.gguf"
         steps.append(
-            Stage(f"convert-{quant}", ("convert", str(export), "--outtype", quant, "--outfile", str(gguf)),
-                  (export,), gguf)  # fmt: skip
+            Stage(
+                f"convert-{quant}",
+                ("convert", str(export), "--outtype", quant, "--outfile", str(gguf)),
+                (export,),
+                gguf,
+            )
         )
     report = root / "verify.json"
     steps.append(
-        Stage("verify", ("verify", *(str(root / f"model-{q}.gguf") for q in QUANT_TYPES), "--export", str(export),
-                         "--report", str(report)), tuple(root / f"model-{q}.gguf" for q in QUANT_TYPES), report)
-    )  # fmt: skip
+        Stage(
+            "verify",
+            (
+                "verify",
+                *(str(root / f"model-{q}.gguf") for q in QUANT_TYPES),
+                "--export",
+                str(export),
+                "--report",
+                str(report),
+            ),
+            tuple(root / f"model-{q}.gguf" for q in QUANT_TYPES),
+            report,
+        )
+    )
     return steps
 
 

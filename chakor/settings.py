@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     jwt_secret: str = "dev-insecure-change-me"
     access_token_minutes: int = Field(15, ge=1)
     refresh_token_days: int = Field(30, ge=1)
-    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"])
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"]
+    )
     graphiql: bool | None = None
     max_message_chars: int = Field(32_000, ge=1)
     max_concurrent_streams_per_user: int = Field(2, ge=1)

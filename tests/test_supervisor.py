@@ -106,7 +106,9 @@ def test_supervisor_restarts_a_killed_llama_server(tiny_model: TinyModel, tmp_pa
         assert component.restarts == 1
         assert component.process.pid != first_pid
         assert httpx.get(f"{settings.llama_url}/health").status_code == 200
-        assert json.loads((tmp_path / "state.json").read_text())["components"]["llama-server"]["restarts"] == 1
+        assert (
+            json.loads((tmp_path / "state.json").read_text())["components"]["llama-server"]["restarts"] == 1
+        )
     finally:
         supervisor.stop_event.set()
         watcher.join()

@@ -34,15 +34,15 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {name: tuple(p.shape) for name, p in model.state_dict().items()}
 
 
-def check_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> None:
+def check_shapes(shapes: dict[str, tuple[int, ...]], cfg: ModelConfig, source: str) -> None:
     """Raise ValueError naming `source` when tensor names or shapes do not fit `cfg`."""
     expected = expected_shapes(cfg)
-    missing = sorted(set(expected) - set(state_dict))
-    extra = sorted(set(state_dict) - set(expected))
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
     wrong = [
-        f"{name} {tuple(state_dict[name].shape)} != {shape}"
+        f"{name} {shapes[name]} != {shape}"
         for name, shape in expected.items()
-        if name in state_dict and tuple(state_dict[name].shape) != shape
+        if name in shapes and shapes[name] != shape
     ]
     if missing or extra or wrong:
         details = "; ".join(
@@ -55,6 +55,11 @@ def check_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, sour
             if part
         )
         raise ValueError(f"{source}: weights do not match the model config ({details})")
+
+
+def check_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> None:
+    """`check_shapes` for a state dict."""
+    check_shapes({name: tuple(t.shape) for name, t in state_dict.items()}, cfg, source)
 
 
 def check_tokenizer(tokenizer_dir: Path, cfg: ModelConfig) -> None:
@@ -230,3 +235,64 @@ def write_hf(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer_di
     tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     tok_cfg["model_max_length"] = cfg.max_seq_len
     _write_json(out_dir / "tokenizer_config.json", tok_cfg)
+
+
+# ---------------------------------------------------------------- from a training run
+
+_TRAINER_STATE = ("optimizer.", "lr_scheduler.", "dataloader.", "train_state.")
+
+
+def load_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The model weights of a torchtitan DCP checkpoint (any number of shards), checked against `cfg`."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    reader = dcp.FileSystemReader(str(checkpoint_dir))
+    metadata = reader.read_metadata().state_dict_metadata
+    shapes = {
+        name: tuple(meta.size)
+        for name, meta in metadata.items()
+        if isinstance(meta, TensorStorageMetadata) and not name.startswith(_TRAINER_STATE)
+    }
+    check_shapes(shapes, cfg, f"checkpoint {checkpoint_dir}")
+    state_dict = {name: torch.empty(shape, dtype=torch.float32) for name, shape in shapes.items()}
+    dcp.load(state_dict, storage_reader=reader, no_dist=True)
+    return state_dict
+
+
+def run_lineage(run_dir: Path, step: int) -> dict[str, Any]:
+    """lineage.json for a run: data and tokenizer hashes, steps, final losses, git commit."""
+    from trainer.metrics import METRICS_FILE, read_metrics
+    from trainer.train import read_run
+
+    run = read_run(run_dir)
+    records = [r for r in read_metrics(Path(run_dir) / METRICS_FILE) if r.get("step", 0) <= step]
+    train = [r["loss"] for r in records if "loss" in r]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    lineage = {
+        "run": Path(run_dir).name,
+        "kind": run["kind"],
+        "model_name": run["model_name"],
+        "data_manifest_sha256": run["data_manifest_sha256"],
+        "tokenizer_sha256": run["tokenizer_sha256"],
+        "steps": step,
+        "final_losses": {"train": train[-1] if train else None, "val": val[-1] if val else None},
+        "git_commit": run["git_commit"],
+    }
+    if "base_run" in run:
+        lineage["base_run"] = Path(run["base_run"]).name
+    return lineage
+
+
+def export_run(run_dir: Path, out_dir: Path, hf: bool = False) -> Path:
+    """Consolidate the last checkpoint of a run folder into an export directory."""
+    from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
+
+    run_dir = Path(run_dir)
+    cfg = ModelConfig.from_dict(read_run(run_dir)["model"], source=str(run_dir / RUN_FILE))
+    steps = checkpoint_steps(run_dir)
+    if not steps:
+        raise FileNotFoundError(f"{run_dir / CHECKPOINT_SUBDIR} holds no checkpoint to export")
+    state_dict = load_checkpoint(run_dir / CHECKPOINT_SUBDIR / f"step-{steps[-1]}", cfg)
+    lineage = run_lineage(run_dir, steps[-1])
+    return export_state_dict(state_dict, cfg, run_dir / TOKENIZER_SUBDIR, out_dir, lineage, hf=hf)

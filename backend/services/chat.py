@@ -89,9 +89,10 @@ class _Plan:
     user_message: Message | None
     stale: list[Message]
     max_tokens: int
+    ctx_size: int
 
 
-def _check_request(request: ChatRequest, settings: Settings) -> int:
+def _check_request(request: ChatRequest, settings: Settings, ctx_size: int) -> int:
     if not request.regenerate:
         if len(request.content) > settings.max_message_chars:
             raise ValidationError(f"message is longer than {settings.max_message_chars} characters")
@@ -101,8 +102,8 @@ def _check_request(request: ChatRequest, settings: Settings) -> int:
             raise ValidationError("message must not contain NUL characters")
     if request.temperature is not None and not 0 <= request.temperature <= MAX_TEMPERATURE:
         raise ValidationError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
-    max_tokens = settings.chat_max_tokens if request.max_tokens is None else request.max_tokens
-    ceiling = settings.llama_ctx_size // 2
+    ceiling = ctx_size // 2
+    max_tokens = min(settings.chat_max_tokens, ceiling) if request.max_tokens is None else request.max_tokens
     if not 1 <= max_tokens <= ceiling:
         raise ValidationError(f"maxTokens must be between 1 and {ceiling}")
     return max_tokens
@@ -117,19 +118,19 @@ def _turns(messages: list[Message]) -> list[dict[str, str]]:
     ]
 
 
-async def _plan(user: User, request: ChatRequest, settings: Settings) -> _Plan:
-    max_tokens = _check_request(request, settings)
+async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: int) -> _Plan:
+    max_tokens = _check_request(request, settings, ctx_size)
     conversation = None
     if request.conversation_id is not None:
         conversation = await conversations.get_conversation(user, request.conversation_id)
     earlier = await conversations.messages(conversation) if conversation else []
     if not request.regenerate:
-        return _Plan(conversation, _turns(earlier), request.content, None, [], max_tokens)
+        return _Plan(conversation, _turns(earlier), request.content, None, [], max_tokens, ctx_size)
     last_user = next((i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role == MessageRole.USER), None)
     if conversation is None or last_user is None:
         raise NotFoundError("nothing to regenerate: the conversation has no user message")
     prompt = earlier[last_user]
-    return _Plan(conversation, _turns(earlier[:last_user]), prompt.content, prompt, earlier[last_user + 1 :], max_tokens)
+    return _Plan(conversation, _turns(earlier[:last_user]), prompt.content, prompt, earlier[last_user + 1 :], max_tokens, ctx_size)
 
 
 async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message]:
@@ -174,13 +175,13 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncIterato
         return
     try:
         try:
-            plan = await _plan(user, request, settings)
+            ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
+            plan = await _plan(user, request, settings, ctx_size)
             if settings.tokenizer_path is None:
                 raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
             tokenizer = tokenizer_at(settings.tokenizer_path)
             build_prompt(
-                tokenizer, settings.chat_system_prompt, plan.history, plan.user_text,
-                settings.llama_ctx_size, plan.max_tokens,
+                tokenizer, settings.chat_system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
             )
         except UserError as exc:
             yield Failed(exc.code, exc.message)
@@ -206,7 +207,7 @@ async def _sources(request: ChatRequest, plan: _Plan, answer: Message, search: W
 
 def _prompt(plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, settings: Settings) -> list[int]:
     """The prompt with sources when they fit, without them otherwise."""
-    args = (plan.history, plan.user_text, settings.llama_ctx_size, plan.max_tokens)
+    args = (plan.history, plan.user_text, plan.ctx_size, plan.max_tokens)
     if sources:
         try:
             return build_prompt(tokenizer, with_sources(settings.chat_system_prompt, sources), *args)

@@ -57,6 +57,7 @@ class LlamaPool:
         self.servers = [ServerState(url=url.rstrip("/")) for url in dict.fromkeys(urls)]
         self._client = httpx.AsyncClient()
         self._turn = 0
+        self._slot_context: int | None = None
 
     async def close(self) -> None:
         """Close the HTTP connections."""
@@ -103,6 +104,14 @@ class LlamaPool:
             except (httpx.HTTPError, ValueError):
                 continue
         return None
+
+    async def slot_context(self) -> int | None:
+        """Tokens of context per slot, as the servers report it (`/props`), remembered once known."""
+        if self._slot_context is None:
+            props = await self.props() or {}
+            n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx")
+            self._slot_context = n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+        return self._slot_context
 
     async def complete(self, request: dict[str, Any]) -> AsyncIterator[TokenChunk | Completion]:
         """Stream a `/completion` on the best server; fail over while nothing has been generated.

@@ -116,7 +116,6 @@ class ChatState(AuthState):
     stop_requested: bool = False
     error: str = ""
     retry_content: str = ""
-    retry_regenerate: bool = False
     rename_id: str = ""
     rename_title: str = ""
     delete_id: str = ""
@@ -287,7 +286,7 @@ class ChatState(AuthState):
         if self.messages[-1].id:
             return ChatState.stream("", True)
         self.messages.pop()
-        return ChatState.stream(self.retry_content, self.retry_regenerate)
+        return ChatState.stream(self.retry_content, False)
 
     @rx.event
     async def stop(self) -> None:
@@ -307,7 +306,7 @@ class ChatState(AuthState):
         self.streaming, self.stop_requested = True, False
         self.error = self.live_text = self.live_note = self.live_id = ""
         self.live_sources = []
-        self.retry_content, self.retry_regenerate = content, regenerate
+        self.retry_content = content
         if regenerate:
             while self.messages and self.messages[-1].role == "assistant":
                 self.messages.pop()
@@ -350,8 +349,6 @@ class ChatState(AuthState):
         self.streaming = False
         self.live_text = self.live_note = ""
         self.live_sources = []
-        if status != "error":
-            self.retry_content, self.retry_regenerate = "", False
 
     @rx.event(background=True)
     async def stream(self, content: str, regenerate: bool):
