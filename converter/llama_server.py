@@ -35,8 +35,13 @@ class LlamaServer:
         body = {"content": text, "add_special": False, "parse_special": parse_special}
         return list(self._post("/tokenize", body)["tokens"])
 
-    def next_token_logprobs(self, ids: Sequence[int], vocab_size: int) -> np.ndarray:
-        """log p(next token) over the whole vocabulary after the prompt `ids` (pre-sampling, float64)."""
+    def next_token_logprobs(self, ids: Sequence[int], vocab_size: int, sample_id: int) -> np.ndarray:
+        """log p(next token) over the whole vocabulary after the prompt `ids` (pre-sampling, float64).
+
+        llama-server withholds a sampled token that ends inside a UTF-8 character, and its
+        probabilities with it, so a logit bias makes it sample `sample_id` (a token that is whole
+        text); the log-probs returned are the model's, before any sampler or bias.
+        """
         body = {
             "prompt": list(ids),
             "n_predict": 1,
@@ -44,6 +49,7 @@ class LlamaServer:
             "post_sampling_probs": False,
             "cache_prompt": False,
             "temperature": 0.0,
+            "logit_bias": [[sample_id, 1e4]],
         }
         top = self._post("/completion", body)["completion_probabilities"][0]["top_logprobs"]
         out = np.full(vocab_size, -np.inf)
@@ -65,13 +71,17 @@ class LlamaServer:
 
 @contextmanager
 def llama_server(model: Path, ctx_size: int, threads: int = 2, timeout: float = 60.0) -> Iterator[LlamaServer]:
-    """Run llama-server on `model` on a free port (f32 KV cache, one slot); always stopped on exit."""
+    """Run llama-server on `model` on a free port; always stopped on exit.
+
+    f32 KV cache and no flash attention: llama.cpp's CPU flash attention rounds Q and K to f16, which
+    alone moves f32 log-probs by ~1e-2; without it f32 matches PyTorch to ~1e-5.
+    """
     with tempfile.TemporaryDirectory(prefix="chakor-verify-") as tmp:
         port = free_port()
         argv = [
             str(llama_tool("llama-server")), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
             "-c", str(ctx_size), "-np", "1", "-t", str(threads), "--jinja", "--no-prefill-assistant",
-            "--cache-type-k", "f32", "--cache-type-v", "f32", "--no-warmup", "--no-webui", NO_REPACK,
+            "--cache-type-k", "f32", "--cache-type-v", "f32", "--flash-attn", "off", "--no-warmup", "--no-webui", NO_REPACK,
         ]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(

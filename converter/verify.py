@@ -122,11 +122,12 @@ def check_logits(server: LlamaServer, ref: Reference, file_type: str, max_positi
     """Next-token log-probs at every position of PROMPTS: llama.cpp vs PyTorch."""
     vocab = ref.config.vocab_size
     deltas, agree, kls = [], [], []
+    sample_id = ref.encode("a")[0]
     for prompt in PROMPTS:
         ids = [ref.bos_id, *ref.encode(prompt)][: max_positions + 1]
         expected = ref.logprobs(ids)
         for k in range(1, len(ids) + 1):
-            got, want = server.next_token_logprobs(ids[:k], vocab), expected[k - 1]
+            got, want = server.next_token_logprobs(ids[:k], vocab, sample_id), expected[k - 1]
             deltas.append(float(np.max(np.abs(got - want))))
             agree.append(int(np.argmax(got)) == int(np.argmax(want)))
             kls.append(float(np.sum(np.exp(want) * (want - got))))
@@ -155,7 +156,7 @@ def check_perplexity(model: Path, ref: Reference, text: str, file_type: str, n_c
     n_ctx = min(n_ctx, ref.config.max_seq_len, len(ids) // 2)
     if n_ctx < 16:
         raise ConversionError(f"validation text too short for perplexity: {len(ids)} tokens")
-    n_chunks = min(n_chunks, len(ids) // n_ctx)
+    n_chunks = min(n_chunks, len(ids) // n_ctx - 1)  # llama_perplexity needs one spare window
     torch_ppl = ref.perplexity(ids, n_ctx, n_chunks)
     llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks)
     rel = abs(llama_ppl / torch_ppl - 1)

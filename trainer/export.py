@@ -224,7 +224,9 @@ def hf_config(cfg: ModelConfig, bos_token_id: int, eos_token_id: int) -> dict[st
     }
 
 
-def write_hf(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer_dir: Path, out_dir: Path) -> None:
+def write_hf(
+    state_dict: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer_dir: Path, out_dir: Path
+) -> None:
     """Write a LlamaForCausalLM directory (config, weights, fast-tokenizer files)."""
     out_dir.mkdir(parents=True)
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -242,19 +244,27 @@ def write_hf(state_dict: dict[str, torch.Tensor], cfg: ModelConfig, tokenizer_di
 _TRAINER_STATE = ("optimizer.", "lr_scheduler.", "dataloader.", "train_state.")
 
 
-def load_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """The model weights of a torchtitan DCP checkpoint (any number of shards), checked against `cfg`."""
+def check_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Compare a DCP checkpoint's model tensors (from its metadata only) with `cfg`; returns their shapes."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    reader = dcp.FileSystemReader(str(checkpoint_dir))
-    metadata = reader.read_metadata().state_dict_metadata
+    metadata = dcp.FileSystemReader(str(checkpoint_dir)).read_metadata().state_dict_metadata
     shapes = {
         name: tuple(meta.size)
         for name, meta in metadata.items()
         if isinstance(meta, TensorStorageMetadata) and not name.startswith(_TRAINER_STATE)
     }
     check_shapes(shapes, cfg, f"checkpoint {checkpoint_dir}")
+    return shapes
+
+
+def load_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The model weights of a torchtitan DCP checkpoint (any number of shards), checked against `cfg`."""
+    import torch.distributed.checkpoint as dcp
+
+    shapes = check_checkpoint(checkpoint_dir, cfg)
+    reader = dcp.FileSystemReader(str(checkpoint_dir))
     state_dict = {name: torch.empty(shape, dtype=torch.float32) for name, shape in shapes.items()}
     dcp.load(state_dict, storage_reader=reader, no_dist=True)
     return state_dict

@@ -1,8 +1,7 @@
 """Launch torchtitan training runs: prepare the run folder, start torchrun, follow progress.
 
-Python API (what the CLI and the quickstart call):
-    run_training(out, data, model="tiny", nproc=1, steps=..., resume=False) -> run folder
-    run_sft(base, data, out, nproc=1, epochs=3) -> run folder
+Python API (what the CLI calls): `run_training(out, data, model="tiny", nproc=1, steps=..., resume=False)`
+returns the run folder; `trainer.sft.run_sft` is its fine-tuning sibling.
 
 A run folder holds `run.json` (model config + recipe + data), `tokenizer/`, `checkpoint/step-N/` (DCP),
 `metrics.jsonl`, `loss.png`, `samples.jsonl` and `train.log` (torchrun's output).
@@ -12,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from trainer.configs import ModelConfig, SFTConfig, TrainConfig, get_model_config
+from trainer.configs import ModelConfig, TrainConfig, get_model_config
 from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import TOKENIZER_FILES, tokenizer_sha256
@@ -65,20 +63,32 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_tokenizer_dir(data: Path) -> Path:
-    """`DATA/tokenizer` when present, else CHAKOR_TOKENIZER_PATH."""
-    if (Path(data) / TOKENIZER_SUBDIR / "tokenizer.json").is_file():
-        return Path(data) / TOKENIZER_SUBDIR
-    from chakor.settings import get_settings
+    """The tokenizer the shards were made with: `DATA/tokenizer`, `DATA/../tokenizer` or CHAKOR_TOKENIZER_PATH.
 
-    path = get_settings().tokenizer_path
-    if path is None:
-        raise FileNotFoundError(f"no tokenizer in {Path(data) / TOKENIZER_SUBDIR}; pass --tokenizer DIR")
-    return path
+    The first candidate whose tokenizer.json hash equals the manifest's `tokenizer_sha256` wins.
+    """
+    from chakor.settings import get_settings
+    from trainer.titan.data import read_manifest
+
+    wanted = read_manifest(data)["tokenizer_sha256"]
+    candidates = [
+        Path(data) / TOKENIZER_SUBDIR,
+        Path(data).parent / TOKENIZER_SUBDIR,
+        get_settings().tokenizer_path,
+    ]
+    for candidate in candidates:
+        found = candidate is not None and (candidate / "tokenizer.json").is_file()
+        if found and tokenizer_sha256(candidate) == wanted:
+            return candidate
+    raise FileNotFoundError(
+        f"no tokenizer matching {Path(data) / 'manifest.json'} in {', '.join(str(c) for c in candidates if c)}; "
+        "pass --tokenizer DIR"
+    )
 
 
 def _resolve_model(model: str | ModelConfig, tokenizer_dir: Path) -> tuple[str, ModelConfig]:
@@ -93,11 +103,12 @@ def _resolve_model(model: str | ModelConfig, tokenizer_dir: Path) -> tuple[str, 
     return model, get_model_config(model, vocab_size=vocab)
 
 
-def _write_run(out: Path, run: dict[str, Any], tokenizer_dir: Path) -> None:
+def write_run(out: Path, run: dict[str, Any], tokenizer_dir: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / TOKENIZER_SUBDIR).mkdir(exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(Path(tokenizer_dir) / name, out / TOKENIZER_SUBDIR / name)
+    if Path(tokenizer_dir).resolve() != (out / TOKENIZER_SUBDIR).resolve():
+        for name in TOKENIZER_FILES:
+            shutil.copyfile(Path(tokenizer_dir) / name, out / TOKENIZER_SUBDIR / name)
     (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
 
 
@@ -108,13 +119,20 @@ def _check_resume(out: Path, resume: bool, cfg: ModelConfig) -> None:
             raise FileNotFoundError(f"cannot resume: {out / RUN_FILE} does not exist")
         return
     if not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        raise FileExistsError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
     previous = ModelConfig.from_dict(read_run(out)["model"], source=str(out / RUN_FILE))
     if previous != cfg:
         raise ValueError(
             f"{out / RUN_FILE}: the checkpoints there are from another model config "
             f"({previous}); cannot resume with {cfg}"
         )
+    steps = checkpoint_steps(out)
+    if steps:
+        from trainer.export import check_checkpoint
+
+        check_checkpoint(out / CHECKPOINT_SUBDIR / f"step-{steps[-1]}", cfg)
 
 
 def prepare_run(
@@ -130,6 +148,8 @@ def prepare_run(
 
     out, data = Path(out).resolve(), Path(data).resolve()
     recipe = recipe or TrainConfig()
+    if tokenizer is None and resume and (out / RUN_FILE).is_file():
+        tokenizer = out / TOKENIZER_SUBDIR
     tokenizer_dir = Path(tokenizer) if tokenizer else default_tokenizer_dir(data)
     manifest = check_data_dir(data, tokenizer_dir, recipe.seq_len)
     name, cfg = _resolve_model(model, tokenizer_dir)
@@ -142,11 +162,11 @@ def prepare_run(
         "model": cfg.to_dict(),
         "train": asdict(recipe),
         "data": str(data),
-        "data_manifest_sha256": _sha256(data / "manifest.json"),
+        "data_manifest_sha256": sha256_file(data / "manifest.json"),
         "tokenizer_sha256": manifest["tokenizer_sha256"],
         "git_commit": git_commit(),
     }
-    _write_run(out, run, tokenizer_dir)
+    write_run(out, run, tokenizer_dir)
     return out
 
 
@@ -166,7 +186,9 @@ def _follow(proc: subprocess.Popen, run_dir: Path, steps: int, start: int, title
                 progress.update(task, completed=last["step"], status=status)
 
 
-def launch(run_dir: Path, config: str, nproc: int, extra_args: tuple[str, ...] = (), quiet: bool = False) -> None:
+def launch(
+    run_dir: Path, config: str, nproc: int, extra_args: tuple[str, ...] = (), quiet: bool = False
+) -> None:
     """Run `torchrun --standalone` on trainer.titan.run with the run folder's recipe; raise on failure."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
@@ -193,69 +215,33 @@ def launch(run_dir: Path, config: str, nproc: int, extra_args: tuple[str, ...] =
         tail = (run_dir / LOG_FILE).read_text().splitlines()[-40:]
         errors = [line for line in tail if "Error" in line]
         reason = errors[-1] if errors else "see the log"
-        raise TrainingError(f"training failed ({reason}); log: {run_dir / LOG_FILE}\n" + "\n".join(tail[-15:]))
+        raise TrainingError(
+            f"training failed ({reason}); log: {run_dir / LOG_FILE}\n" + "\n".join(tail[-15:])
+        )
 
 
 def run_training(
     out: Path,
     data: Path,
-    model: str | ModelConfig = "tiny",
+    model: str | ModelConfig | None = None,
     tokenizer: Path | None = None,
     nproc: int = 1,
     resume: bool = False,
     quiet: bool = False,
     **recipe: Any,
 ) -> Path:
-    """Pretrain: `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...). Returns the run folder."""
-    if resume and (Path(out) / RUN_FILE).is_file():
-        base = TrainConfig(**read_run(out)["train"])
-        recipe_cfg = TrainConfig(**{**asdict(base), **recipe})
+    """Pretrain and return the run folder. `model`: a MODEL_CONFIGS name or a ModelConfig (default tiny);
+    `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...).
+
+    With `resume`, the run's own recipe, model config and tokenizer are the defaults.
+    """
+    previous = read_run(out) if resume and (Path(out) / RUN_FILE).is_file() else None
+    if previous is not None:
+        recipe_cfg = TrainConfig(**{**previous["train"], **recipe})
+        if model is None:
+            model = ModelConfig.from_dict(previous["model"], source=str(Path(out) / RUN_FILE))
     else:
         recipe_cfg = TrainConfig(**recipe)
-    run_dir = prepare_run(out, data, model, tokenizer, recipe_cfg, resume)
+    run_dir = prepare_run(out, data, model or "tiny", tokenizer, recipe_cfg, resume)
     launch(run_dir, "pretrain", nproc, quiet=quiet)
     return run_dir
-
-
-def run_sft(
-    base: Path,
-    data: Path,
-    out: Path,
-    nproc: int = 1,
-    quiet: bool = False,
-    **recipe: Any,
-) -> Path:
-    """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
-    from trainer.titan.data import pack_conversations
-
-    base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
-    base_run = read_run(base)
-    steps_saved = checkpoint_steps(base)
-    if not steps_saved:
-        raise FileNotFoundError(f"{base / CHECKPOINT_SUBDIR} holds no checkpoint to fine-tune")
-    if (out / RUN_FILE).is_file():
-        raise FileExistsError(f"{out} already holds a run; choose another --out")
-    cfg = ModelConfig.from_dict(base_run["model"], source=str(base / RUN_FILE))
-    known = {f.name for f in fields(SFTConfig)}
-    inherited = {k: v for k, v in base_run["train"].items() if k in ("seq_len", "local_batch_size", "seed")}
-    sft = SFTConfig(**{**inherited, **{k: v for k, v in recipe.items() if k in known}})
-    ids, _ = pack_conversations(data, base / TOKENIZER_SUBDIR)
-    windows = (len(ids) - 1) // sft.seq_len
-    rows = sft.global_batch_size if sft.global_batch_size > 0 else sft.local_batch_size * nproc
-    sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * windows / rows))
-    sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
-    run = {
-        "kind": "sft",
-        "model_name": base_run.get("model_name", "custom"),
-        "model": cfg.to_dict(),
-        "train": asdict(sft),
-        "data": str(data),
-        "data_manifest_sha256": _sha256(data),
-        "tokenizer_sha256": base_run["tokenizer_sha256"],
-        "base_run": str(base),
-        "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
-        "git_commit": git_commit(),
-    }
-    _write_run(out, run, base / TOKENIZER_SUBDIR)
-    launch(out, "sft", nproc, quiet=quiet)
-    return out

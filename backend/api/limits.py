@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -66,7 +68,9 @@ class CostRule(ValidationRule):
                 GraphQLError(f"query is too expensive: estimated cost {cost} exceeds {MAX_COST}", node)
             )
 
-    def _cost(self, selections: SelectionSetNode | None, parent: GraphQLNamedType | None, seen: set[str]) -> int:
+    def _cost(
+        self, selections: SelectionSetNode | None, parent: GraphQLNamedType | None, seen: set[str]
+    ) -> int:
         if selections is None:
             return 0
         total = 0
@@ -91,11 +95,11 @@ class CostRule(ValidationRule):
         return total
 
 
-def limit_extensions() -> list[SchemaExtension]:
-    """The schema extensions enforcing the limits above."""
+def limit_extensions() -> list[Callable[[], SchemaExtension]]:
+    """Factories of the schema extensions enforcing the limits above (one instance per operation)."""
     return [
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        QueryDepthLimiter(max_depth=MAX_DEPTH),
-        MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        AddValidationRules([CostRule]),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules([CostRule]),
     ]

@@ -33,7 +33,10 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[*limit_extensions(), MaskErrors(should_mask_error=_should_mask, error_message=INTERNAL_ERROR)],
+        extensions=[
+            *limit_extensions(),
+            lambda: MaskErrors(should_mask_error=_should_mask, error_message=INTERNAL_ERROR),
+        ],
     )
 
 

@@ -84,7 +84,9 @@ class Message:
             content=message.content,
             status=message.status,
             created_at=message.created_at,
-            sources=None if message.sources is None else [SearchResult.from_model(s) for s in message.sources],
+            sources=None
+            if message.sources is None
+            else [SearchResult.from_model(s) for s in message.sources],
             sources_error=message.sources_error,
             tokens_predicted=message.tokens_predicted,
             tokens_per_second=message.tokens_per_second,
@@ -255,7 +257,7 @@ class ChatStarted:
 class ChatSources:
     results: list[SearchResult]
     available: bool
-    message: str | None
+    error: str | None
 
 
 @strawberry.type(description="A piece of the answer.")

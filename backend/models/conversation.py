@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 import pymongo
 from beanie import Document, PydanticObjectId
@@ -27,7 +27,7 @@ class Conversation(Document):
         ]
 
 
-class MessageRole(str, Enum):
+class MessageRole(StrEnum):
     """Who wrote a message."""
 
     SYSTEM = "system"
@@ -35,7 +35,7 @@ class MessageRole(str, Enum):
     ASSISTANT = "assistant"
 
 
-class MessageStatus(str, Enum):
+class MessageStatus(StrEnum):
     """An assistant message streams, then completes, stops or fails; user messages are complete."""
 
     STREAMING = "streaming"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 import pymongo
 from beanie import Document, Indexed, PydanticObjectId
@@ -12,7 +12,7 @@ from pydantic import Field
 from backend.models.common import utcnow
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a user may do: admins also manage users and see server status."""
 
     USER = "user"

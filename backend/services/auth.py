@@ -23,6 +23,8 @@ from backend.services.validation import (
 )
 
 BAD_CREDENTIALS = "invalid e-mail or password"
+CLIENT_ATTEMPTS_FACTOR = 20
+REUSE_DETECTED = "refresh token reuse detected; every session of this login was revoked"
 
 
 @dataclass
@@ -41,7 +43,9 @@ async def create_user(
     email = normalize_email(email)
     check_password(password)
     if display_name is not None:
-        display_name = clean_text(display_name, "displayName", MAX_DISPLAY_NAME_CHARS, allow_empty=True) or None
+        display_name = (
+            clean_text(display_name, "displayName", MAX_DISPLAY_NAME_CHARS, allow_empty=True) or None
+        )
     first = await User.find_one() is None
     user = User(
         email=email,
@@ -70,42 +74,61 @@ async def _issue(user: User, settings: Settings, family_id: str | None = None) -
     return AuthResult(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(
-    email: str, password: str, display_name: str | None, settings: Settings
-) -> AuthResult:
+async def register(email: str, password: str, display_name: str | None, settings: Settings) -> AuthResult:
     """Create an account and log it in."""
     user = await create_user(email, password, display_name)
     return await _issue(user, settings)
 
 
+@dataclass
+class LoginLimits:
+    """Failed-login limits per e-mail and (more generous) per client address."""
+
+    per_email: SlidingWindowLimiter
+    per_client: SlidingWindowLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginLimits:
+        window = settings.login_window_seconds
+        return cls(
+            SlidingWindowLimiter(settings.login_max_attempts, window),
+            SlidingWindowLimiter(settings.login_max_attempts * CLIENT_ATTEMPTS_FACTOR, window),
+        )
+
+
 async def login(
-    email: str, password: str, client: str, settings: Settings, limiter: SlidingWindowLimiter
+    email: str, password: str, client: str, settings: Settings, limits: LoginLimits
 ) -> AuthResult:
-    """Check credentials under the login rate limit (per e-mail and per client address)."""
-    email_key = "email:" + email.strip().lower()[:320]
-    client_key = "client:" + client
-    limiter.check(email_key)
-    limiter.check(client_key)
-    user = await User.find_one(User.email == email.strip().lower())
+    """Check credentials under the login rate limits."""
+    email_key = email.strip().lower()[:320]
+    limits.per_email.check(email_key)
+    limits.per_client.check(client)
+    user = await User.find_one(User.email == email_key)
     if user is None or not security.verify_password(user.password_hash, password):
-        limiter.record(email_key)
-        limiter.record(client_key)
+        limits.per_email.record(email_key)
+        limits.per_client.record(client)
         raise AuthError(BAD_CREDENTIALS)
     if user.disabled:
         raise AuthError("account disabled")
-    limiter.reset(email_key)
+    limits.per_email.reset(email_key)
     return await _issue(user, settings)
 
 
 async def refresh(token: str, settings: Settings) -> AuthResult:
-    """Rotate a refresh token; presenting a used or revoked one revokes its whole family."""
-    token_hash = security.hash_refresh_token(token)
-    stored = await RefreshToken.find_one(RefreshToken.token_hash == token_hash)
+    """Rotate a refresh token; presenting an already used one revokes its whole family."""
+    stored = await RefreshToken.find_one(RefreshToken.token_hash == security.hash_refresh_token(token))
     if stored is None:
         raise AuthError("invalid refresh token")
-    if stored.used or stored.revoked:
+    user = await User.get(stored.user_id)
+    if user is None:
+        raise AuthError("invalid refresh token")
+    if user.disabled:
+        raise AuthError("account disabled")
+    if stored.used:
         await revoke_family(stored.family_id)
-        raise AuthError("refresh token reuse detected; all sessions of this login were revoked")
+        raise AuthError(REUSE_DETECTED)
+    if stored.revoked:
+        raise AuthError("refresh token revoked")
     if stored.expires_at.astimezone(UTC) <= datetime.now(UTC):
         raise AuthError("refresh token expired")
     # Atomic claim: of two concurrent refreshes with one token, only one wins.
@@ -114,11 +137,7 @@ async def refresh(token: str, settings: Settings) -> AuthResult:
     )
     if claimed.modified_count != 1:
         await revoke_family(stored.family_id)
-        raise AuthError("refresh token reuse detected; all sessions of this login were revoked")
-    user = await User.get(stored.user_id)
-    if user is None or user.disabled:
-        await revoke_family(stored.family_id)
-        raise AuthError("account disabled" if user else "invalid refresh token")
+        raise AuthError(REUSE_DETECTED)
     return await _issue(user, settings, stored.family_id)
 
 
@@ -140,9 +159,7 @@ async def logout(token: str) -> bool:
 
 async def revoke_all(user: User) -> None:
     """Invalidate every access and refresh token of `user`."""
-    await RefreshToken.get_pymongo_collection().update_many(
-        {"user_id": user.id}, {"$set": {"revoked": True}}
-    )
+    await RefreshToken.get_pymongo_collection().update_many({"user_id": user.id}, {"$set": {"revoked": True}})
     await User.get_pymongo_collection().update_one({"_id": user.id}, {"$inc": {"token_version": 1}})
     user.token_version += 1
 
@@ -168,8 +185,10 @@ async def authenticate(authorization: str | None, settings: Settings) -> User:
     claims = security.decode_access_token(token.strip(), settings.jwt_secret)
     user_id = object_id(claims.user_id)
     user = await User.get(user_id) if user_id else None
-    if user is None or user.token_version != claims.token_version:
+    if user is None:
         raise AuthError("invalid access token")
     if user.disabled:
         raise AuthError("account disabled")
+    if user.token_version != claims.token_version:
+        raise AuthError("access token revoked")
     return user

@@ -46,7 +46,7 @@ class Started:
 class SourcesFound:
     results: list[Source]
     available: bool
-    message: str | None
+    error: str | None
 
 
 @dataclass
@@ -126,11 +126,21 @@ async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: 
     earlier = await conversations.messages(conversation) if conversation else []
     if not request.regenerate:
         return _Plan(conversation, _turns(earlier), request.content, None, [], max_tokens, ctx_size)
-    last_user = next((i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role == MessageRole.USER), None)
+    last_user = next(
+        (i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role == MessageRole.USER), None
+    )
     if conversation is None or last_user is None:
         raise NotFoundError("nothing to regenerate: the conversation has no user message")
     prompt = earlier[last_user]
-    return _Plan(conversation, _turns(earlier[:last_user]), prompt.content, prompt, earlier[last_user + 1 :], max_tokens, ctx_size)
+    return _Plan(
+        conversation,
+        _turns(earlier[:last_user]),
+        prompt.content,
+        prompt,
+        earlier[last_user + 1 :],
+        max_tokens,
+        ctx_size,
+    )
 
 
 async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message]:
@@ -178,10 +188,17 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncIterato
             ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
             plan = await _plan(user, request, settings, ctx_size)
             if settings.tokenizer_path is None:
-                raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
+                raise UserError(
+                    "the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED"
+                )
             tokenizer = tokenizer_at(settings.tokenizer_path)
             build_prompt(
-                tokenizer, settings.chat_system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
+                tokenizer,
+                settings.chat_system_prompt,
+                plan.history,
+                plan.user_text,
+                ctx_size,
+                plan.max_tokens,
             )
         except UserError as exc:
             yield Failed(exc.code, exc.message)
@@ -206,19 +223,29 @@ async def _sources(request: ChatRequest, plan: _Plan, answer: Message, search: W
 
 
 def _prompt(plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, settings: Settings) -> list[int]:
-    """The prompt with sources when they fit, without them otherwise."""
+    """The prompt with as many search results as fit the context (the first ones, in order)."""
     args = (plan.history, plan.user_text, plan.ctx_size, plan.max_tokens)
-    if sources:
+    for count in range(len(sources), 0, -1):
         try:
-            return build_prompt(tokenizer, with_sources(settings.chat_system_prompt, sources), *args)
+            ids = build_prompt(tokenizer, with_sources(settings.chat_system_prompt, sources[:count]), *args)
         except PromptTooLong:
-            answer.sources_error = "search results did not fit the model's context"
+            continue
+        if count < len(sources):
+            answer.sources_error = f"only the first {count} of {len(sources)} search results fit the model's context"
+        return ids
+    if sources:
+        answer.sources_error = "the search results did not fit the model's context"
     return build_prompt(tokenizer, settings.chat_system_prompt, *args)
 
 
 async def _generate(
     started: Started,
-    user: User, plan: _Plan, answer: Message, tokenizer: Tokenizer, request: ChatRequest, deps: ChatDeps
+    user: User,
+    plan: _Plan,
+    answer: Message,
+    tokenizer: Tokenizer,
+    request: ChatRequest,
+    deps: ChatDeps,
 ) -> AsyncIterator[ChatEvent]:
     """Stream the answer into `answer`, registered as active so stopGeneration can reach it."""
     settings = deps.settings

@@ -8,7 +8,7 @@ from pymongo import AsyncMongoClient
 
 from backend.core import db
 from backend.core.config import Settings
-from backend.core.ratelimit import SlidingWindowLimiter
+from backend.services.auth import LoginLimits
 from backend.services.chat import ChatDeps
 from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
@@ -25,7 +25,7 @@ class AppServices:
     pool: LlamaPool
     search: WebSearch
     streams: StreamRegistry
-    login_limiter: SlidingWindowLimiter
+    login_limits: LoginLimits
     status: StatusReporter
 
     @property
@@ -45,7 +45,7 @@ class AppServices:
             pool=pool,
             search=WebSearch(settings),
             streams=streams,
-            login_limiter=SlidingWindowLimiter(settings.login_max_attempts, settings.login_window_seconds),
+            login_limits=LoginLimits.from_settings(settings),
             status=StatusReporter(pool, client, streams),
         )
 

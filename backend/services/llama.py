@@ -89,7 +89,9 @@ class LlamaPool:
     async def candidates(self) -> list[ServerState]:
         """Healthy servers, those with idle slots and fewer of our requests first (round robin on ties)."""
         self._turn += 1
-        order = self.servers[self._turn % len(self.servers) :] + self.servers[: self._turn % len(self.servers)]
+        order = (
+            self.servers[self._turn % len(self.servers) :] + self.servers[: self._turn % len(self.servers)]
+        )
         probed = await asyncio.gather(*(self.probe(server) for server in order))
         healthy = [server for server in probed if server.healthy]
         return sorted(healthy, key=lambda s: (-(s.slots_idle or 0), s.active_requests))
@@ -137,7 +139,9 @@ class LlamaPool:
         detail = "; ".join(errors) if errors else "none is healthy"
         raise LlamaUnavailable(f"no llama-server available ({detail})")
 
-    async def _stream(self, server: ServerState, request: dict[str, Any]) -> AsyncIterator[TokenChunk | Completion]:
+    async def _stream(
+        self, server: ServerState, request: dict[str, Any]
+    ) -> AsyncIterator[TokenChunk | Completion]:
         body = {**request, "stream": True, "cache_prompt": True}
         async with aconnect_sse(
             self._client, "POST", f"{server.url}/completion", json=body, timeout=STREAM_TIMEOUT
@@ -170,4 +174,3 @@ def _completion(server: ServerState, data: dict[str, Any]) -> Completion:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-

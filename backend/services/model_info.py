@@ -11,7 +11,12 @@ from typing import Any
 from backend.core.config import Settings
 from backend.services.llama import LlamaPool
 
-SKIPPED_PREFIXES = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.scores")
+SKIPPED_PREFIXES = (
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.merges",
+    "tokenizer.ggml.token_type",
+    "tokenizer.ggml.scores",
+)
 MAX_METADATA_VALUE_CHARS = 2000
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import timedelta
 
@@ -82,7 +83,5 @@ class WebSearch:
         collection = SearchCacheEntry.get_pymongo_collection()
         entry = SearchCacheEntry(key=key, query=query, results=results, expires_at=expires)
         document = entry.model_dump(by_alias=True, exclude={"id"})
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # a concurrent search stored it first
             await collection.replace_one({"key": key}, document, upsert=True)
-        except DuplicateKeyError:
-            pass

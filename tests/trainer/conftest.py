@@ -12,6 +12,7 @@ import pytest
 from trainer.configs import MODEL_CONFIGS, ModelConfig
 from trainer.tokenizer import load_tokenizer, train_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256
+from trainer.train import run_training
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. ",
@@ -65,3 +66,18 @@ def write_shards(data_dir: Path, tokenizer_dir: Path, train_docs: int = 400, val
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     return write_shards(tmp_path_factory.mktemp("data"), tokenizer_dir)
+
+
+RECIPE = dict(
+    steps=6, seq_len=64, local_batch_size=4, lr=1e-2, warmup_steps=2,
+    eval_every=3, eval_batches=2, checkpoint_every=3, sample_tokens=8,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pretrain_run(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path, tokenizer_dir: Path, micro_cfg: ModelConfig
+) -> Path:
+    """A real 2-process (gloo) torchtitan run of 6 steps, checkpoints at 3 and 6."""
+    out = tmp_path_factory.mktemp("runs") / "micro"
+    return run_training(out, data_dir, micro_cfg, tokenizer_dir, nproc=2, quiet=True, **RECIPE)

@@ -40,7 +40,9 @@ def test_export_reload_identical_logits(tmp_path: Path, micro_cfg: ModelConfig, 
     assert not list(tmp_path.glob(".export*"))  # no temporary directory left behind
 
 
-def test_export_untied_writes_output_head(tmp_path: Path, micro_cfg: ModelConfig, tokenizer_dir: Path) -> None:
+def test_export_untied_writes_output_head(
+    tmp_path: Path, micro_cfg: ModelConfig, tokenizer_dir: Path
+) -> None:
     cfg = replace(micro_cfg, tie_embeddings=False)
     out = export_state_dict(Transformer(cfg).state_dict(), cfg, tokenizer_dir, tmp_path / "e", LINEAGE)
     tensors = load_file(str(out / "model.safetensors"))
@@ -94,8 +96,12 @@ def test_hf_permutation_round_trip_and_attention_scores(micro_cfg: ModelConfig, 
 
     ours_q = apply_rope(attn.wq(x).view(1, 6, -1, hd), cos, sin)
     ours_k = apply_rope(attn.wk(x).view(1, 6, -1, hd), cos, sin)
-    hf_q = _rotate_half_rope((x @ hf["model.layers.0.self_attn.q_proj.weight"].T).view(1, 6, -1, hd), cos, sin)
-    hf_k = _rotate_half_rope((x @ hf["model.layers.0.self_attn.k_proj.weight"].T).view(1, 6, -1, hd), cos, sin)
+    hf_q = _rotate_half_rope(
+        (x @ hf["model.layers.0.self_attn.q_proj.weight"].T).view(1, 6, -1, hd), cos, sin
+    )
+    hf_k = _rotate_half_rope(
+        (x @ hf["model.layers.0.self_attn.k_proj.weight"].T).view(1, 6, -1, hd), cos, sin
+    )
     group = micro_cfg.n_heads // micro_cfg.n_kv_heads
     ours = torch.einsum("bthd,bshd->bhts", ours_q, ours_k.repeat_interleave(group, 2))
     theirs = torch.einsum("bthd,bshd->bhts", hf_q, hf_k.repeat_interleave(group, 2))
@@ -108,7 +114,11 @@ def test_hf_export_layout(tmp_path: Path, micro_cfg: ModelConfig, tokenizer_dir:
     )
     config = json.loads((out / "hf" / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
-    assert (config["hidden_size"], config["num_key_value_heads"], config["tie_word_embeddings"]) == (64, 2, True)
+    assert (config["hidden_size"], config["num_key_value_heads"], config["tie_word_embeddings"]) == (
+        64,
+        2,
+        True,
+    )
     names = set(load_file(str(out / "hf" / "model.safetensors")))
     assert "model.layers.1.mlp.gate_proj.weight" in names and "model.embed_tokens.weight" in names
     assert (out / "hf" / "tokenizer.json").is_file()

@@ -71,7 +71,11 @@ def test_rope_rotates_interleaved_pairs() -> None:
     out = apply_rope(x, cos, sin)[0, :, 0]
     # Pair (x0, x1) turns by position * 1, pair (x2, x3) by position * 10000^-0.5 = position / 100.
     expected = torch.tensor(
-        [[1.0, 0.0, 1.0, 0.0], [cos[1, 0], sin[1, 0], cos[1, 1], sin[1, 1]], [cos[2, 0], sin[2, 0], cos[2, 1], sin[2, 1]]]
+        [
+            [1.0, 0.0, 1.0, 0.0],
+            [cos[1, 0], sin[1, 0], cos[1, 1], sin[1, 1]],
+            [cos[2, 0], sin[2, 0], cos[2, 1], sin[2, 1]],
+        ]
     )
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(sin[2, 1], torch.tensor(0.02).sin())

@@ -12,8 +12,6 @@ leaves nothing half-written.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -48,19 +46,6 @@ class PrepareConfig:
     max_bytes: int | None = None
     filters: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
-
-
-def _quiet_executor_class() -> type:
-    from datatrove.executor import LocalPipelineExecutor
-
-    class QuietExecutor(LocalPipelineExecutor):
-        """datatrove's local executor with its per-task console log kept in the log files only."""
-
-        def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
-            with contextlib.redirect_stderr(io.StringIO()):
-                return super()._run_for_rank(rank, local_rank, node_rank)
-
-    return QuietExecutor
 
 
 def check_config(config: PrepareConfig) -> list[Source]:
@@ -103,7 +88,9 @@ def _read_all(
 
 
 def _filter(config: PrepareConfig, raw_dir: Path, filtered_dir: Path, logs_dir: Path) -> list[dict[str, Any]]:
-    executor = _quiet_executor_class()(
+    from trainer.data.executor import QuietExecutor
+
+    executor = QuietExecutor(
         pipeline=[
             JsonlDocumentReader(raw_dir),
             *filter_steps(config.filters),

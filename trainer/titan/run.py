@@ -1,13 +1,11 @@
 """torchrun entry point: `torchrun ... -m trainer.titan.run --module trainer.titan --config pretrain`.
 
-Installs the CPU shims (a no-op with CUDA), then hands over to torchtitan's own `main()`.
+Importing `trainer.titan` installs the shims; then torchtitan's own `main()` runs the training.
 """
+# ruff: noqa: I001  (the shims must be installed before torchtitan is imported)
 
-from trainer.titan import shims
-
-shims.apply()
-
-from torchtitan.train import main  # noqa: E402
+import trainer.titan  # noqa: F401
+from torchtitan.train import main
 
 if __name__ == "__main__":
     main()

@@ -24,8 +24,8 @@ from torchtitan.trainer import Trainer
 
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
-from trainer.tokenizer.chat import END, EOS, load_tokenizer
 from trainer.titan.model_spec import model_spec
+from trainer.tokenizer.chat import END, EOS, load_tokenizer
 from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 
 SAMPLES_FILE = "samples.jsonl"
@@ -62,8 +62,9 @@ class JsonlLogger(BaseLogger):
         for key, value in metrics.items():
             name = self._KEYS.get(key) or ("lr" if key.startswith("lr") else None)
             if name and (name != "mfu" or self.report_mfu):
-                record[name] = round(float(value), 6)
-        if "val_loss" in record:
+                value = float(value)
+                record[name] = round(value, 6) if math.isfinite(value) else None  # JSON has no NaN
+        if record.get("val_loss") is not None:
             record["val_ppl"] = round(math.exp(min(record["val_loss"], 50.0)), 4)
             plot_loss_curve(self.run_dir / METRICS_FILE, self.run_dir / LOSS_PNG)
         self.writer.log(record)
@@ -96,7 +97,11 @@ class SampleValidator(Validator):
         model.eval()
         samples = []
         for prompt in self.config.prompts:
-            text = f"<|bos|><|user|>\n{prompt}<|end|>\n<|assistant|>\n" if self.config.chat else f"<|bos|>{prompt}"
+            text = (
+                f"<|bos|><|user|>\n{prompt}<|end|>\n<|assistant|>\n"
+                if self.config.chat
+                else f"<|bos|>{prompt}"
+            )
             ids = tokenizer.encode(text, add_special_tokens=False).ids
             out = model.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})

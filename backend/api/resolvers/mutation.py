@@ -13,7 +13,9 @@ from backend.services.validation import object_id
 
 def _payload(result: auth.AuthResult) -> AuthPayload:
     return AuthPayload(
-        access_token=result.access_token, refresh_token=result.refresh_token, user=User.from_model(result.user)
+        access_token=result.access_token,
+        refresh_token=result.refresh_token,
+        user=User.from_model(result.user),
     )
 
 
@@ -29,7 +31,7 @@ class Mutation:
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         services = info.context.services
         result = await auth.login(
-            email, password, info.context.client_address, services.settings, services.login_limiter
+            email, password, info.context.client_address, services.settings, services.login_limits
         )
         return _payload(result)
 

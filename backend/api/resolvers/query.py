@@ -30,14 +30,19 @@ class Query:
     async def me(self, info: Info) -> User:
         return User.from_model(await require_user(info))
 
-    @strawberry.field(description="Your conversations, most recently active first; `search` matches titles and text.")
+    @strawberry.field(
+        description="Your conversations, most recently active first; `search` matches titles and text."
+    )
     async def conversations(
         self, info: Info, first: int | None = 20, after: str | None = None, search: str | None = None
     ) -> ConversationConnection:
         user = await require_user(info)
         size = 20 if first is None else first
         found, has_next, end = await conversations.list_conversations(user, size, after, search)
-        edges = [ConversationEdge(cursor=encode_cursor(c.updated_at, c.id), node=Conversation.from_model(c)) for c in found]
+        edges = [
+            ConversationEdge(cursor=encode_cursor(c.updated_at, c.id), node=Conversation.from_model(c))
+            for c in found
+        ]
         return ConversationConnection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end))
 
     @strawberry.field(description="One of your conversations; null when missing or not yours.")
@@ -53,7 +58,9 @@ class Query:
         results = await info.context.services.search.search(query, count)
         return [SearchResult.from_model(r) for r in results]
 
-    @strawberry.field(description="The served model: GGUF metadata, quantization, context, lineage, verify report.")
+    @strawberry.field(
+        description="The served model: GGUF metadata, quantization, context, lineage, verify report."
+    )
     async def model(self, info: Info) -> ModelInfo:
         await require_user(info)
         services = info.context.services

@@ -37,7 +37,7 @@ def _event(event: chat_service.ChatEvent) -> ChatEvent:
             )
         case chat_service.SourcesFound():
             results = [SearchResult.from_model(r) for r in event.results]
-            return ChatSources(results=results, available=event.available, message=event.message)
+            return ChatSources(results=results, available=event.available, error=event.error)
         case chat_service.Token():
             return ChatToken(text=event.text)
         case chat_service.Done():

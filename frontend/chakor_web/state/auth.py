@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import time
+from contextlib import suppress
 from typing import Any
 
 import reflex as rx
+from reflex.event import EventSpec
 
 from chakor_web.api import ApiError, execute
 
@@ -101,19 +103,19 @@ class AuthState(rx.State):
                 raise
         return await execute(query, variables, self.access_token)
 
-    def _expired_redirect(self) -> rx.event.EventSpec | None:
+    def _expired_redirect(self) -> EventSpec | None:
         """A redirect to /login when the last call ended the session."""
         return None if self.logged_in else rx.redirect("/login")
 
     @rx.event
-    def require_login(self) -> rx.event.EventSpec | None:
+    def require_login(self) -> EventSpec | None:
         """on_load guard for pages that need a signed-in user."""
         if not self.logged_in:
             return rx.redirect("/login")
         return None
 
     @rx.event
-    async def login(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+    async def login(self, form: dict[str, str]) -> EventSpec | None:
         email, password = form.get("email", "").strip(), form.get("password", "")
         if not email or not password:
             self.form_error = "Enter your email and password."
@@ -131,7 +133,7 @@ class AuthState(rx.State):
         return rx.redirect("/")
 
     @rx.event
-    async def register(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+    async def register(self, form: dict[str, str]) -> EventSpec | None:
         email, password = form.get("email", "").strip(), form.get("password", "")
         if not email or not password:
             self.form_error = "Enter an email and a password."
@@ -153,12 +155,10 @@ class AuthState(rx.State):
         return rx.redirect("/login")
 
     @rx.event
-    async def logout(self) -> rx.event.EventSpec:
+    async def logout(self) -> EventSpec:
         if self.refresh_token:
-            try:
+            with suppress(ApiError):  # the session ends locally either way
                 await execute(LOGOUT, {"token": self.refresh_token}, self.access_token)
-            except ApiError:
-                pass  # the session ends locally either way
         self._sign_out("You have been logged out.")
         return rx.redirect("/login")
 

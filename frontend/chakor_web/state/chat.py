@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import reflex as rx
+from reflex.event import EventSpec
 
 from chakor_web.api import ApiError, subscribe
 from chakor_web.state.auth import SESSION_EXPIRED, AuthState
@@ -31,7 +32,7 @@ CHAT = """subscription($input: ChatInput!) {
   chat(input: $input) {
     __typename
     ... on ChatStarted { conversationId userMessageId assistantMessageId }
-    ... on ChatSources { results { title url } available message }
+    ... on ChatSources { results { title url } available error }
     ... on ChatToken { text }
     ... on ChatDone { messageId tokensPerSecond finishReason }
     ... on ChatError { code message }
@@ -139,7 +140,7 @@ class ChatState(AuthState):
         self.next_cursor = page["pageInfo"]["endCursor"] or "" if page["pageInfo"]["hasNextPage"] else ""
 
     @rx.event
-    async def load_more(self) -> rx.event.EventSpec | None:
+    async def load_more(self) -> EventSpec | None:
         try:
             await self._load_list(append=True)
         except ApiError as exc:
@@ -147,7 +148,7 @@ class ChatState(AuthState):
         return self._expired_redirect()
 
     @rx.event
-    async def set_search(self, value: str) -> rx.event.EventSpec | None:
+    async def set_search(self, value: str) -> EventSpec | None:
         self.search = value
         try:
             await self._load_list()
@@ -158,7 +159,7 @@ class ChatState(AuthState):
     # Page load
 
     @rx.event
-    async def open_page(self) -> rx.event.EventSpec | None:
+    async def open_page(self) -> EventSpec | None:
         """on_load of `/` and `/c/[cid]`: the list and, for /c/ID, that conversation."""
         if not self.logged_in:
             return rx.redirect("/login")
@@ -204,7 +205,7 @@ class ChatState(AuthState):
         self.rename_id = ""
 
     @rx.event
-    async def save_rename(self) -> rx.event.EventSpec | None:
+    async def save_rename(self) -> EventSpec | None:
         title = self.rename_title.strip()
         if not title:
             return None
@@ -227,7 +228,7 @@ class ChatState(AuthState):
         self.delete_id = ""
 
     @rx.event
-    async def confirm_delete(self) -> rx.event.EventSpec | None:
+    async def confirm_delete(self) -> EventSpec | None:
         deleted, self.delete_id = self.delete_id, ""
         try:
             await self._gql(DELETE, {"id": deleted})
@@ -259,27 +260,27 @@ class ChatState(AuthState):
         self.edit_id = ""
 
     @rx.event
-    def send(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+    def send(self, form: dict[str, str]) -> EventSpec | None:
         content = form.get("content", "").strip()
         if not content or self.streaming:
             return None
         return ChatState.stream(content, False)
 
     @rx.event
-    def resend_edit(self) -> rx.event.EventSpec | None:
+    def resend_edit(self) -> EventSpec | None:
         content, self.edit_id = self.edit_text.strip(), ""
         if not content or self.streaming:
             return None
         return ChatState.stream(content, False)
 
     @rx.event
-    def regenerate(self) -> rx.event.EventSpec | None:
+    def regenerate(self) -> EventSpec | None:
         if not self.can_regenerate:
             return None
         return ChatState.stream("", True)
 
     @rx.event
-    def retry(self) -> rx.event.EventSpec | None:
+    def retry(self) -> EventSpec | None:
         """Try the failed turn again: answer the stored question anew, or resend one never stored."""
         if self.streaming or not self.messages:
             return None
@@ -294,10 +295,8 @@ class ChatState(AuthState):
             return
         self.stop_requested = True
         if self.live_id:
-            try:
+            with suppress(ApiError):  # the stream loop also unsubscribes, which stops the answer
                 await self._gql(STOP, {"id": self.live_id})
-            except ApiError:
-                pass  # the stream loop also unsubscribes, which stops the answer
 
     # Streaming
 
@@ -312,12 +311,16 @@ class ChatState(AuthState):
                 self.messages.pop()
         else:
             self.messages.append(ChatMessage(role="user", content=content))
-        chat_input: dict[str, Any] = {"content": content, "regenerate": regenerate, "webSearch": self.web_search}
+        chat_input: dict[str, Any] = {
+            "content": content,
+            "regenerate": regenerate,
+            "webSearch": self.web_search,
+        }
         if self.conversation_id:
             chat_input["conversationId"] = self.conversation_id
         return chat_input
 
-    def _apply(self, event: dict[str, Any]) -> rx.event.EventSpec | None:
+    def _apply(self, event: dict[str, Any]) -> EventSpec | None:
         """Apply one chat event (not tokens: those are batched)."""
         kind = event["__typename"]
         if kind == "ChatStarted":
@@ -330,7 +333,7 @@ class ChatState(AuthState):
         elif kind == "ChatSources":
             self.live_sources = _sources(event["results"])
             if not event["available"]:
-                self.live_note = event.get("message") or "Web search is unavailable."
+                self.live_note = event.get("error") or "Web search is unavailable."
         elif kind == "ChatDone":
             self._finish("stopped" if self.stop_requested else "complete", _speed(event["tokensPerSecond"]))
         elif kind == "ChatError":
@@ -343,9 +346,12 @@ class ChatState(AuthState):
         if not self.streaming:
             return
         note = "Stopped." if status == "stopped" else self.live_note
-        self.messages.append(
-            ChatMessage(self.live_id, "assistant", self.live_text, status, list(self.live_sources), note, speed)
-        )
+        if self.live_id:  # nothing was stored when the turn failed before it started
+            self.messages.append(
+                ChatMessage(
+                    self.live_id, "assistant", self.live_text, status, list(self.live_sources), note, speed
+                )
+            )
         self.streaming = False
         self.live_text = self.live_note = ""
         self.live_sources = []
@@ -389,4 +395,6 @@ class ChatState(AuthState):
             try:
                 await self._load_list()
             except ApiError:
-                pass  # the sidebar refreshes on the next page load
+                return  # the sidebar refreshes on the next page load
+            if not self.title:
+                self.title = next((c.title for c in self.conversations if c.id == self.conversation_id), "")

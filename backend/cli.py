@@ -1,0 +1,68 @@
+"""`chakor schema export` and `chakor admin create-user`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from chakor import REPO_ROOT
+
+SCHEMA_PATH = REPO_ROOT / "schema.graphql"
+
+
+def schema_sdl() -> str:
+    """The GraphQL schema in SDL, as `schema.graphql` holds it."""
+    from backend.api.schema import schema
+
+    return schema.as_str().rstrip("\n") + "\n"
+
+
+def export_schema(
+    output: Path = typer.Option(SCHEMA_PATH, "--output", "-o", help="Where to write the SDL."),
+) -> None:
+    """Write the GraphQL schema (SDL) generated from the code."""
+    output.write_text(schema_sdl())
+    typer.echo(f"wrote {output}")
+
+
+async def _create_user(email: str, password: str, display_name: str | None, admin: bool) -> str:
+    from backend.core import db
+    from backend.core.config import get_settings
+    from backend.services.auth import create_user
+
+    client = await db.connect(get_settings())
+    try:
+        user = await create_user(email, password, display_name, admin=admin)
+        return f"created {user.email} ({user.role.value}) id={user.id}"
+    finally:
+        await client.close()
+
+
+def create_user_command(
+    email: str = typer.Argument(..., help="The new user's e-mail."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, envvar="CHAKOR_NEW_USER_PASSWORD"
+    ),
+    display_name: str | None = typer.Option(None, "--display-name"),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
+) -> None:
+    """Create a user in the configured database (the first user is always an admin)."""
+    from backend.core.errors import UserError
+
+    try:
+        typer.echo(asyncio.run(_create_user(email, password, display_name, admin)))
+    except UserError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the backend's commands to the `chakor` CLI."""
+    schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
+    schema_app.command("export")(export_schema)
+    admin_app = typer.Typer(help="Administration.", no_args_is_help=True)
+    admin_app.command("create-user")(create_user_command)
+    app.add_typer(schema_app, name="schema")
+    app.add_typer(admin_app, name="admin")

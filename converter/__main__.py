@@ -1,0 +1,5 @@
+"""`python -m converter convert|verify|inspect ...`."""
+
+from converter.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""The Reflex app: routes and their on_load guards."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chakor_web.components.admin import admin_page
+from chakor_web.components.auth import login_page, register_page
+from chakor_web.components.chat import chat_page
+from chakor_web.components.settings import settings_page
+from chakor_web.state.admin import AdminState
+from chakor_web.state.auth import AuthState
+from chakor_web.state.chat import ChatState
+from chakor_web.state.settings import SettingsState
+
+app = rx.App(stylesheets=["/styles.css"])
+app.add_page(chat_page, route="/", title="Chakor", on_load=ChatState.open_page)
+app.add_page(chat_page, route="/c/[cid]", title="Chakor", on_load=ChatState.open_page)
+app.add_page(login_page, route="/login", title="Log in · Chakor", on_load=AuthState.clear_form)
+app.add_page(register_page, route="/register", title="Register · Chakor", on_load=AuthState.clear_form)
+app.add_page(admin_page, route="/admin", title="Admin · Chakor", on_load=AdminState.open_page)
+app.add_page(settings_page, route="/settings", title="Settings · Chakor", on_load=SettingsState.open_page)

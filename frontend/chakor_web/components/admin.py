@@ -1,0 +1,240 @@
+"""The admin dashboard: model card, live server status with charts, user management."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chakor_web.components.layout import frame
+from chakor_web.state.admin import AdminState, Fact, LlamaRow, UserRow
+
+
+def _fact(fact: Fact) -> rx.Component:
+    return rx.data_list.item(
+        rx.data_list.label(fact.label), rx.data_list.value(rx.text(fact.value, size="2"))
+    )
+
+
+def _facts(title: str, facts: rx.Var[list[Fact]]) -> rx.Component:
+    return rx.vstack(
+        rx.heading(title, size="3", as_="h3"),
+        rx.cond(
+            facts.length() > 0,
+            rx.data_list.root(rx.foreach(facts, _fact), size="1"),
+            rx.text("none recorded", size="2", color_scheme="gray"),
+        ),
+        width="100%",
+    )
+
+
+def model_card() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Model", size="4", as_="h2"),
+            rx.data_list.root(rx.foreach(AdminState.model_facts, _fact)),
+            _facts("Lineage", AdminState.lineage),
+            _facts("Verification", AdminState.verification),
+            width="100%",
+        ),
+        id="model-card",
+        width="100%",
+    )
+
+
+def _llama_row(row: LlamaRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row.url),
+        rx.table.cell(rx.badge(row.status, color_scheme=rx.cond(row.healthy, "green", "red"))),
+        rx.table.cell(row.slots),
+        rx.table.cell(row.speed),
+    )
+
+
+def _chart(title: str, key: str, color: str, unit: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(title, size="2", weight="medium"),
+        rx.recharts.line_chart(
+            rx.recharts.line(data_key=key, stroke=color, dot=False, is_animation_active=False, unit=unit),
+            rx.recharts.x_axis(data_key="time", hide=True),
+            rx.recharts.y_axis(width=40),
+            rx.recharts.graphing_tooltip(),
+            data=AdminState.chart,
+            height=160,
+            width="100%",
+        ),
+        width="100%",
+        min_width="16em",
+        flex="1",
+    )
+
+
+def server_status() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.heading("Server", size="4", as_="h2"),
+                rx.cond(AdminState.watching, rx.badge("live", color_scheme="green"), rx.badge("paused")),
+                align="center",
+            ),
+            rx.hstack(
+                rx.text("Backend CPU: ", rx.text.strong(AdminState.cpu)),
+                rx.text("Memory: ", rx.text.strong(AdminState.memory)),
+                rx.text("Active streams: ", rx.text.strong(AdminState.streams)),
+                rx.text("Database: ", rx.text.strong(rx.cond(AdminState.database_ok, "ok", "down"))),
+                spacing="4",
+                wrap="wrap",
+                id="server-stats",
+            ),
+            rx.table.root(
+                rx.table.header(
+                    rx.table.row(
+                        rx.table.column_header_cell("llama-server"),
+                        rx.table.column_header_cell("Health"),
+                        rx.table.column_header_cell("Slots"),
+                        rx.table.column_header_cell("Tokens/s"),
+                    )
+                ),
+                rx.table.body(rx.foreach(AdminState.llama, _llama_row)),
+                width="100%",
+                size="1",
+            ),
+            rx.flex(
+                _chart("Tokens/s", "tokens", "var(--accent-9)", ""),
+                _chart("CPU %", "cpu", "var(--orange-9)", "%"),
+                _chart("Memory (MB)", "memory", "var(--blue-9)", " MB"),
+                gap="4",
+                wrap="wrap",
+                width="100%",
+            ),
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _user_row(user: UserRow) -> rx.Component:
+    is_admin = user.role == "admin"
+    return rx.table.row(
+        rx.table.cell(user.email),
+        rx.table.cell(user.name),
+        rx.table.cell(rx.badge(user.role, color_scheme=rx.cond(is_admin, "purple", "gray"))),
+        rx.table.cell(rx.cond(user.disabled, rx.badge("disabled", color_scheme="red"), rx.badge("active"))),
+        rx.table.cell(user.created),
+        rx.table.cell(
+            rx.hstack(
+                rx.button(
+                    rx.cond(is_admin, "Demote", "Promote"),
+                    on_click=AdminState.set_role(user.id, rx.cond(is_admin, "user", "admin")),
+                    size="1",
+                    variant="soft",
+                    aria_label=rx.cond(is_admin, "Demote ", "Promote ") + user.email,
+                ),
+                rx.button(
+                    rx.cond(user.disabled, "Enable", "Disable"),
+                    on_click=AdminState.set_disabled(user.id, ~user.disabled),
+                    size="1",
+                    variant="soft",
+                    aria_label=rx.cond(user.disabled, "Enable ", "Disable ") + user.email,
+                ),
+                rx.button(
+                    "Delete",
+                    on_click=AdminState.ask_delete_user(user.id, user.email),
+                    size="1",
+                    variant="soft",
+                    color_scheme="red",
+                    aria_label="Delete " + user.email,
+                ),
+            )
+        ),
+    )
+
+
+def _delete_user_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Delete user?"),
+            rx.alert_dialog.description(
+                "Delete ",
+                AdminState.delete_user_email,
+                " and all of their conversations? This cannot be undone.",
+            ),
+            rx.hstack(
+                rx.alert_dialog.cancel(
+                    rx.button("Cancel", variant="soft", on_click=AdminState.cancel_delete_user)
+                ),
+                rx.alert_dialog.action(
+                    rx.button("Delete user", color_scheme="red", on_click=AdminState.confirm_delete_user)
+                ),
+                justify="end",
+                margin_top="1em",
+            ),
+        ),
+        open=AdminState.delete_user_id != "",
+    )
+
+
+def users_table() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Users", size="4", as_="h2"),
+            rx.el.label("Search users", html_for="user-search", class_name="visually-hidden"),
+            rx.input(
+                id="user-search",
+                placeholder="Search users",
+                value=AdminState.user_search,
+                on_change=AdminState.set_user_search.debounce(300),
+                type="search",
+            ),
+            rx.box(
+                rx.table.root(
+                    rx.table.header(
+                        rx.table.row(
+                            *[
+                                rx.table.column_header_cell(h)
+                                for h in ("Email", "Name", "Role", "State", "Joined", "")
+                            ]
+                        )
+                    ),
+                    rx.table.body(rx.foreach(AdminState.users, _user_row)),
+                    width="100%",
+                    size="1",
+                    id="users-table",
+                ),
+                width="100%",
+                overflow_x="auto",
+            ),
+            _delete_user_dialog(),
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def admin_page() -> rx.Component:
+    return frame(
+        rx.box(
+            rx.vstack(
+                rx.heading("Admin dashboard", size="6", as_="h1"),
+                rx.cond(
+                    AdminState.admin_error != "",
+                    rx.callout(
+                        AdminState.admin_error, icon="triangle_alert", color_scheme="red", role="alert"
+                    ),
+                ),
+                rx.grid(
+                    model_card(),
+                    server_status(),
+                    columns=rx.breakpoints(initial="1", md="2"),
+                    gap="4",
+                    width="100%",
+                ),
+                users_table(),
+                spacing="4",
+                max_width="80em",
+                margin_x="auto",
+            ),
+            on_unmount=AdminState.stop_watching,
+            padding="1em",
+            width="100%",
+            overflow_y="auto",
+        )
+    )

@@ -1,0 +1,70 @@
+"""Login and registration pages."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from chakor_web.components.layout import frame, labeled_input, notice
+from chakor_web.state.auth import AuthState
+
+
+def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
+    return frame(
+        rx.center(
+            rx.card(
+                rx.vstack(
+                    rx.heading(title, size="6", as_="h1"),
+                    notice(),
+                    rx.cond(
+                        AuthState.form_error != "",
+                        rx.callout(
+                            AuthState.form_error, icon="triangle_alert", color_scheme="red", role="alert"
+                        ),
+                    ),
+                    form,
+                    footer,
+                    spacing="4",
+                    width="100%",
+                ),
+                width="min(26em, 94vw)",
+            ),
+            width="100%",
+            padding="1em",
+        )
+    )
+
+
+def login_page() -> rx.Component:
+    form = rx.form(
+        rx.vstack(
+            labeled_input("Email", "email", type="email", auto_complete="username", required=True),
+            labeled_input(
+                "Password", "password", type="password", auto_complete="current-password", required=True
+            ),
+            rx.button("Log in", type="submit", loading=AuthState.busy, width="100%"),
+            spacing="3",
+        ),
+        on_submit=AuthState.login,
+    )
+    footer = rx.text("No account yet? ", rx.link("Register", href="/register"), size="2")
+    return _card("Log in", form, footer)
+
+
+def register_page() -> rx.Component:
+    form = rx.form(
+        rx.vstack(
+            labeled_input("Email", "email", type="email", auto_complete="username", required=True),
+            labeled_input("Display name (optional)", "display_name", auto_complete="nickname"),
+            labeled_input(
+                "Password", "password", type="password", auto_complete="new-password", required=True
+            ),
+            labeled_input(
+                "Repeat password", "confirm", type="password", auto_complete="new-password", required=True
+            ),
+            rx.button("Create account", type="submit", loading=AuthState.busy, width="100%"),
+            spacing="3",
+        ),
+        on_submit=AuthState.register,
+    )
+    footer = rx.text("Already registered? ", rx.link("Log in", href="/login"), size="2")
+    return _card("Create an account", form, footer)

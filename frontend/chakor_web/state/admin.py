@@ -1,0 +1,245 @@
+"""Admin dashboard state: model card, live server status and user management (admins only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import reflex as rx
+from reflex.event import EventSpec
+
+from chakor_web.api import ApiError, subscribe
+from chakor_web.state.auth import USER_FIELDS, AuthState
+
+HISTORY_POINTS = 60
+WATCH_SECONDS = 15 * 60  # a dashboard left open stops polling after this; reloading restarts it
+
+MODEL = """query { model {
+  name architecture quantization contextLength servedContext parameters fileSizeBytes lineage verifyReport
+} }"""
+USERS = f"""query($search: String) {{
+  users(first: 100, search: $search) {{ edges {{ node {{ {USER_FIELDS} createdAt }} }} }}
+}}"""
+SET_ROLE = f"mutation($id: ID!, $role: Role!) {{ setUserRole(userId: $id, role: $role) {{ {USER_FIELDS} }} }}"
+SET_DISABLED = (
+    f"mutation($id: ID!, $disabled: Boolean!) {{ setUserDisabled(userId: $id, disabled: $disabled) "
+    f"{{ {USER_FIELDS} }} }}"
+)
+DELETE_USER = "mutation($id: ID!) { deleteUser(userId: $id) }"
+STATUS = """subscription { serverStatus(intervalMs: 2000) {
+  cpuPercent memoryRssMb systemMemoryPercent databaseOk activeStreams timestamp
+  llamaServers { url healthy status slotsTotal slotsIdle tokensPerSecond }
+} }"""
+
+
+@dataclass
+class UserRow:
+    """One row of the user table."""
+
+    id: str = ""
+    email: str = ""
+    name: str = ""
+    role: str = ""
+    disabled: bool = False
+    created: str = ""
+
+
+@dataclass
+class Fact:
+    """A label and a value on the model card."""
+
+    label: str = ""
+    value: str = ""
+
+
+@dataclass
+class LlamaRow:
+    """One llama-server in the live status."""
+
+    url: str = ""
+    status: str = ""
+    healthy: bool = False
+    slots: str = ""
+    speed: str = ""
+
+
+def _count(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _text(value: Any) -> str:
+    if value is None or value == {} or value == []:
+        return "none"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _facts(model: dict[str, Any]) -> list[Fact]:
+    return [
+        Fact("Name", _text(model["name"])),
+        Fact("Architecture", _text(model["architecture"])),
+        Fact("Parameters", _count(model["parameters"])),
+        Fact("Quantization", _text(model["quantization"])),
+        Fact(
+            "Context (trained / served)", f"{_text(model['contextLength'])} / {_text(model['servedContext'])}"
+        ),
+        Fact("File size", f"{_count(model['fileSizeBytes'])}B"),
+    ]
+
+
+def _pairs(mapping: dict[str, Any] | None) -> list[Fact]:
+    return [Fact(key, _text(value)) for key, value in sorted((mapping or {}).items())]
+
+
+def _row(user: dict[str, Any]) -> UserRow:
+    created = user.get("createdAt") or ""
+    return UserRow(
+        user["id"],
+        user["email"],
+        user.get("displayName") or "",
+        user["role"].lower(),
+        user["disabled"],
+        created[:10],
+    )
+
+
+class AdminState(AuthState):
+    """The admin dashboard."""
+
+    model_facts: list[Fact] = []
+    lineage: list[Fact] = []
+    verification: list[Fact] = []
+    users: list[UserRow] = []
+    user_search: str = ""
+    delete_user_id: str = ""
+    delete_user_email: str = ""
+    admin_error: str = ""
+    llama: list[LlamaRow] = []
+    chart: list[dict[str, float | str]] = []
+    cpu: str = ""
+    memory: str = ""
+    streams: int = 0
+    database_ok: bool = False
+    watch_id: int = 0
+    watching: bool = False
+
+    @rx.event
+    async def open_page(self) -> EventSpec | None:
+        """on_load of /admin: non-admins go back to the chat."""
+        if not self.logged_in:
+            return rx.redirect("/login")
+        if not self.is_admin:
+            self.notice = "The admin dashboard is for administrators only."
+            return rx.redirect("/")
+        self.admin_error = ""
+        try:
+            model = (await self._gql(MODEL))["model"]
+            self.model_facts = _facts(model)
+            self.lineage = _pairs(model["lineage"])
+            self.verification = _pairs(model["verifyReport"])
+            await self._load_users()
+        except ApiError as exc:
+            self.admin_error = exc.message
+            return self._expired_redirect()
+        self.watch_id += 1
+        return AdminState.watch_status(self.watch_id)
+
+    async def _load_users(self) -> None:
+        data = await self._gql(USERS, {"search": self.user_search.strip() or None})
+        self.users = [_row(edge["node"]) for edge in data["users"]["edges"]]
+
+    async def _change(self, query: str, variables: dict[str, Any]) -> EventSpec | None:
+        self.admin_error = ""
+        try:
+            await self._gql(query, variables)
+            await self._load_users()
+        except ApiError as exc:
+            self.admin_error = exc.message
+        return self._expired_redirect()
+
+    @rx.event
+    async def set_user_search(self, value: str) -> EventSpec | None:
+        self.user_search = value
+        try:
+            await self._load_users()
+        except ApiError as exc:
+            self.admin_error = exc.message
+        return self._expired_redirect()
+
+    @rx.event
+    async def set_role(self, user_id: str, role: str) -> EventSpec | None:
+        return await self._change(SET_ROLE, {"id": user_id, "role": role.upper()})
+
+    @rx.event
+    async def set_disabled(self, user_id: str, disabled: bool) -> EventSpec | None:
+        return await self._change(SET_DISABLED, {"id": user_id, "disabled": disabled})
+
+    @rx.event
+    def ask_delete_user(self, user_id: str, email: str) -> None:
+        self.delete_user_id, self.delete_user_email = user_id, email
+
+    @rx.event
+    def cancel_delete_user(self) -> None:
+        self.delete_user_id = ""
+
+    @rx.event
+    async def confirm_delete_user(self) -> EventSpec | None:
+        user_id, self.delete_user_id = self.delete_user_id, ""
+        return await self._change(DELETE_USER, {"id": user_id})
+
+    @rx.event
+    def stop_watching(self) -> None:
+        """on_unmount of the dashboard: the running status loop ends at its next tick."""
+        self.watch_id += 1
+
+    def _record(self, status: dict[str, Any]) -> None:
+        self.cpu = f"{status['cpuPercent']:.0f}%"
+        self.memory = f"{status['memoryRssMb']:.0f} MB ({status['systemMemoryPercent']:.0f}% of system)"
+        self.streams = status["activeStreams"]
+        self.database_ok = status["databaseOk"]
+        self.llama = [
+            LlamaRow(
+                s["url"],
+                s["status"],
+                s["healthy"],
+                f"{(s['slotsTotal'] or 0) - (s['slotsIdle'] or 0)} busy / {s['slotsTotal'] or 0}",
+                f"{s['tokensPerSecond']:.1f}" if s["tokensPerSecond"] else "-",
+            )
+            for s in status["llamaServers"]
+        ]
+        point = {
+            "time": datetime.fromisoformat(status["timestamp"]).strftime("%H:%M:%S"),
+            "cpu": round(status["cpuPercent"], 1),
+            "memory": round(status["memoryRssMb"], 1),
+            "tokens": round(sum(s["tokensPerSecond"] or 0 for s in status["llamaServers"]), 1),
+        }
+        self.chart = [*self.chart[-(HISTORY_POINTS - 1) :], point]
+
+    @rx.event(background=True)
+    async def watch_status(self, watch_id: int):
+        """Follow the `serverStatus` subscription while this dashboard is open."""
+        async with self:
+            token = await self._live_token()
+            self.watching = True
+        deadline = time.monotonic() + WATCH_SECONDS
+        try:
+            async with aclosing(subscribe(STATUS, {}, token)) as updates:
+                async for data in updates:
+                    async with self:
+                        if self.watch_id != watch_id or time.monotonic() > deadline:
+                            break
+                        self._record(data["serverStatus"])
+        except ApiError as exc:
+            async with self:
+                self.admin_error = f"Live status stopped: {exc.message}"
+        async with self:
+            if self.watch_id == watch_id:
+                self.watching = False

@@ -1,0 +1,119 @@
+"""llama-server and llama-perplexity reproduce the exported model; verification catches a wrong one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from converter.cli import main
+from converter.convert import convert
+from converter.reference import Reference
+from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
+from converter.verify import VerifyReport, verify
+from tests.converter.conftest import make_export, requires_llama
+
+pytestmark = requires_llama
+
+
+@pytest.fixture(scope="module")
+def ggufs(tmp_path_factory: pytest.TempPathFactory, export_dir: Path) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("ggufs")
+    return {t: convert(export_dir, out / f"m-{t}.gguf", t) for t in ("f32", "q8_0")}
+
+
+@pytest.fixture(scope="module")
+def reference(export_dir: Path) -> Reference:
+    return Reference(export_dir)
+
+
+def checks(report: VerifyReport) -> dict[str, dict]:
+    return {c.name: {"passed": c.passed, **c.details} for c in report.checks}
+
+
+def test_f32_matches_pytorch(ggufs: dict[str, Path], export_dir: Path, reference: Reference) -> None:
+    report = verify(ggufs["f32"], export_dir, reference=reference)
+    result = checks(report)
+    assert report.passed and report.file_type == "ALL_F32"
+    assert result["identity"] == {"passed": True, "mismatches": {}}
+    assert result["tokenizer"] == {"passed": True, "cases": 2 * len(TOKENIZER_TEXTS), "mismatches": []}
+    assert result["stop_token"] == {"passed": True, "stop_type": "eos", "tokens_predicted": 1, "eot": 6}
+    logits = result["logits"]
+    positions = sum(min(len(reference.encode(p)) + 1, 17) for p in PROMPTS)
+    assert (logits["passed"], logits["positions"], logits["top1_agreement"]) == (True, positions, 1.0)
+    assert logits["max_abs_delta"] < 1e-3
+    assert result["chat_template"] == {
+        "passed": True,
+        "cases": 2 * len(CONVERSATIONS),
+        "mismatches": [],
+        "typed_special_tokens_become_control": True,  # llama-server parses specials in rendered text
+    }
+    ppl = result["perplexity"]
+    assert ppl["passed"] and ppl["relative_delta"] < 1e-3 and ppl["n_ctx"] == 128
+
+
+def test_q8_0_top1(ggufs: dict[str, Path], export_dir: Path, reference: Reference) -> None:
+    report = verify(ggufs["q8_0"], export_dir, reference=reference)
+    result = checks(report)
+    assert report.passed and report.file_type == "MOSTLY_Q8_0"
+    assert result["logits"]["top1_agreement"] >= 0.99
+    assert result["logits"]["max_abs_delta"] > 1e-3  # quantized: not bit-identical to PyTorch
+    assert result["perplexity"]["passed"] is None  # reported next to PyTorch's, no threshold
+
+
+def test_wrong_checkpoint_fails(
+    tmp_path: Path, ggufs: dict[str, Path], micro_cfg, tokenizer_dir: Path
+) -> None:
+    """Same shapes and tokenizer, other weights: identity, logits and perplexity all fail."""
+    other = make_export(tmp_path / "other", micro_cfg, tokenizer_dir, steps=0)
+    result = checks(verify(ggufs["f32"], other))
+    assert result["identity"]["passed"] is False
+    assert list(result["identity"]["mismatches"]) == ["chakor.checkpoint_sha256"]
+    assert result["logits"]["passed"] is False and result["perplexity"]["passed"] is False
+    assert result["tokenizer"]["passed"] and result["chat_template"]["passed"]
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    runner = CliRunner()
+    result = runner.invoke(_app(), list(args))
+    return result.exit_code, result.output
+
+
+def _app():
+    import typer
+
+    from converter.cli import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_cli_convert_verify_inspect(tmp_path: Path, export_dir: Path) -> None:
+    gguf_path = tmp_path / "cli.gguf"
+    code, output = run_cli("convert", str(export_dir), "--outtype", "f32", "--outfile", str(gguf_path))
+    assert code == 0 and output.strip().endswith(str(gguf_path))
+    code, output = run_cli("verify", str(gguf_path), "--export", str(export_dir), "--report", str(tmp_path / "r.json"))
+    assert code == 0 and "all checks passed" in output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] is True
+    assert [c["name"] for c in report["reports"][0]["checks"]] == [
+        "identity", "tokenizer", "stop_token", "logits", "chat_template", "perplexity",
+    ]  # fmt: skip
+    code, output = run_cli("inspect", str(gguf_path), "--json")
+    info = json.loads(output)
+    assert code == 0 and info["metadata"]["general.architecture"] == "llama"
+    assert {t["name"]: t["type"] for t in info["tensors"]}["blk.1.ffn_down.weight"] == "F32"
+    assert {t["name"]: t["shape"] for t in info["tensors"]}["token_embd.weight"] == [info["metadata"]["llama.vocab_size"], 64]
+
+
+def test_cli_errors(tmp_path: Path, export_dir: Path, ggufs: dict[str, Path], micro_cfg, tokenizer_dir: Path) -> None:
+    code, output = run_cli("convert", str(tmp_path / "missing"), "--outfile", str(tmp_path / "x.gguf"))
+    assert code == 2
+    code, output = run_cli("inspect", str(tmp_path / "missing.gguf"))
+    assert code == 2
+    other = make_export(tmp_path / "other", micro_cfg, tokenizer_dir, steps=0)
+    code, output = run_cli("verify", str(ggufs["f32"]), "--export", str(other))
+    assert code == 1 and "verification FAILED" in output

@@ -1,0 +1,153 @@
+"""Browser-test fixtures: a backend on a paced llama-server, the Reflex app in prod mode, headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from chakor import REPO_ROOT
+from chakor.process import free_port
+from chakor.services import frontend_process
+from chakor.settings import Settings, load_settings
+from tests.conftest import TAVILY_KEY, backend_settings, start_backend
+from tests.frontend.slow_llama import SlowLlama
+from tests.support.tiny_model import TinyModel
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN_DELAY_SECONDS = 0.03  # 256 tokens -> ~8 s per answer: long enough to watch it stream and stop it
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "frontend"
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+PASSWORD = "correct-horse-battery-staple"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Stack:
+    """The backend the app talks to, and the app itself."""
+
+    backend: Settings
+    app_url: str
+
+    def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        """Ask the backend directly (to check what the UI persisted)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        payload = httpx.post(
+            self.backend.graphql_url, json={"query": query, "variables": variables or {}}, headers=headers
+        ).json()
+        assert not payload.get("errors"), payload["errors"]
+        return payload["data"]
+
+    def register(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        """A new account, made through the API; its AuthPayload."""
+        query = (
+            "mutation($e: String!, $p: String!) { register(email: $e, password: $p) "
+            "{ accessToken user { id role } } }"
+        )
+        return self.gql(query, {"e": email, "p": password})["register"]
+
+
+@pytest.fixture(scope="session")
+def slow_llama(llama_server: str) -> Iterator[str]:
+    with SlowLlama(llama_server, TOKEN_DELAY_SECONDS) as proxy:
+        yield proxy.url
+
+
+@pytest.fixture(scope="session")
+def stack(
+    mongo_uri: str, slow_llama: str, tiny_model: TinyModel, fake_tavily: str, logs_dir: Path
+) -> Iterator[Stack]:
+    """A backend of its own (own database, paced model, fake Tavily) and the Reflex app in front of it."""
+    settings = backend_settings(
+        mongo_uri,
+        slow_llama,
+        tiny_model,
+        db_name="chakor_frontend_test",
+        tavily_api_key=TAVILY_KEY,
+        tavily_base_url=fake_tavily,
+    )
+    backend = start_backend(settings, logs_dir)
+    app_settings = load_settings(**{**settings.model_dump(), "frontend_port": free_port()})
+    app = frontend_process(app_settings, logs_dir).start()
+    try:
+        app.wait_healthy(timeout=300)  # the first production build takes a while on a busy machine
+        yield Stack(backend=settings, app_url=app_settings.frontend_url)
+    finally:
+        app.stop()
+        backend.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(stack: Stack) -> str:
+    """E-mail of the admin: the first account of this test database."""
+    email = "admin@chakor.test"
+    assert stack.register(email)["user"]["role"] == "ADMIN"
+    return email
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    """A fresh browser context (no cookies, no storage); fails the test if the page loads anything external."""
+    context = browser.new_context(base_url=stack.app_url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)
+    external: list[str] = []
+    page = context.new_page()
+    page.on("request", lambda r: _note_external(r.url, external))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not external, f"the page loaded external resources: {sorted(set(external))}"
+
+
+def _note_external(url: str, external: list[str]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOCAL_HOSTS:
+        external.append(url)
+
+
+def unique_email(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}@chakor.test"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a screenshot as a test artifact and as the current one under docs/screenshots/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=path, full_page=False)
+    shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path

@@ -1,0 +1,104 @@
+"""SFT: packed multi-turn conversations with labels on assistant tokens only; fine-tuning a real run."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.export import export_run
+from trainer.metrics import read_metrics
+from trainer.sft import run_sft
+from trainer.titan.data import TokenWindows, pack_conversations
+from trainer.tokenizer import encode_chat, load_tokenizer
+
+CONVERSATIONS = [
+    [
+        {"role": "user", "content": "What does json.dumps do?"},
+        {"role": "assistant", "content": "Serialize obj to a JSON formatted str."},
+    ],
+    [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "add?"},
+        {"role": "assistant", "content": "def add(a, b):\n    return a + b\n"},
+        {"role": "user", "content": "<|assistant|> sum?"},
+        {"role": "assistant", "content": "Return the sum of the numbers."},
+    ],
+]
+
+
+def write_jsonl(path: Path, repeat: int = 1) -> Path:
+    lines = [json.dumps({"messages": c} if i % 2 else c) for i, c in enumerate(CONVERSATIONS * repeat)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_labels_are_the_assistant_tokens_token_by_token(tmp_path: Path, tokenizer_dir: Path) -> None:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    ids, learn = pack_conversations(write_jsonl(tmp_path / "sft.jsonl"), tokenizer_dir)
+    encodings = [encode_chat(tokenizer, c) for c in CONVERSATIONS]
+    assert ids.tolist() == [i for e in encodings for i in e.ids]
+    dataset = TokenWindows(ids, len(ids) - 1, dp_rank=0, dp_world_size=1, learn=learn, shuffle=False)
+    inputs, labels = next(iter(dataset))
+    assert inputs["input"].tolist() == ids[:-1].tolist()
+    mask = [m for e in encodings for m in e.assistant_mask]
+    for t, label in enumerate(labels.tolist()):
+        assert label == (ids[t + 1] if mask[t + 1] else -100), f"position {t}"
+    # The learned spans, read back: each assistant reply and its <|end|>, nothing else.
+    spans, current = [], []
+    for label in [*labels.tolist(), -100]:
+        if label == -100 and current:
+            spans.append(tokenizer.decode(current, skip_special_tokens=False).lstrip("\n"))
+            current = []
+        elif label != -100:
+            current.append(label)
+    assert spans == [
+        "Serialize obj to a JSON formatted str.<|end|>",
+        "def add(a, b):\n    return a + b\n<|end|>",
+        "Return the sum of the numbers.<|end|>",
+    ]
+
+
+def test_windows_split_across_ranks_and_resume(tmp_path: Path) -> None:
+    tokens = np.arange(1000, dtype=np.int64)
+    ranks = [TokenWindows(tokens, 9, rank, 2, seed=3) for rank in (0, 1)]
+    starts = [[int(x["input"][0]) for x, _ in islice(r, r.per_rank)] for r in ranks]
+    assert len(starts[0]) == len(starts[1]) == 55
+    # 111 windows of 10 tokens: 55 per rank, disjoint; the odd one out waits for another epoch.
+    assert len(set(starts[0] + starts[1])) == 110
+    assert set(starts[0] + starts[1]) < set(range(0, 999, 9))
+    first = TokenWindows(tokens, 9, 0, 2, seed=3)
+    iterator = iter(first)
+    for _ in range(60):  # into the second epoch
+        next(iterator)
+    state = first.state_dict()
+    assert state == {"epoch": 1, "position": 5}
+    resumed = TokenWindows(tokens, 9, 0, 2, seed=3)
+    resumed.load_state_dict(state)
+    assert [int(next(iter(resumed))[0]["input"][0])] == [int(next(iterator)[0]["input"][0])]
+
+
+def test_bad_conversation_names_the_line(tmp_path: Path, tokenizer_dir: Path) -> None:
+    path = tmp_path / "sft.jsonl"
+    path.write_text(
+        json.dumps(CONVERSATIONS[0]) + "\n" + json.dumps([{"role": "bot", "content": "x"}]) + "\n"
+    )
+    with pytest.raises(ValueError, match=r"sft.jsonl:2: bad conversation: message 0: role must be one of"):
+        pack_conversations(path, tokenizer_dir)
+
+
+def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None:
+    out = run_sft(
+        pretrain_run, write_jsonl(tmp_path / "sft.jsonl", repeat=20), tmp_path / "sft", steps=2, quiet=True
+    )
+    run = json.loads((out / "run.json").read_text())
+    assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
+    assert run["train"]["lr"] == 3e-4 and run["train"]["steps"] == 2
+    assert f"Loading the checkpoint from {pretrain_run}/checkpoint/step-6" in (out / "train.log").read_text()
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == 2 and losses[0] < 5.0  # an untrained micro model starts near ln(320) = 5.77
+    lineage = json.loads((export_run(out, tmp_path / "export") / "lineage.json").read_text())
+    assert (lineage["kind"], lineage["base_run"], lineage["steps"]) == ("sft", "micro", 2)

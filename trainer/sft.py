@@ -1,0 +1,70 @@
+"""Supervised fine-tuning launcher: multi-turn chats, loss on assistant tokens, packed, lower LR.
+
+The training itself is torchtitan's (config `sft` in trainer.titan.config_registry): the base run's
+last checkpoint is loaded as initial weights (model only) and trainer.titan.data.ChatDataLoader packs
+conversations rendered by `encode_chat`, labelling only assistant tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from trainer.configs import ModelConfig, SFTConfig
+from trainer.train import (
+    CHECKPOINT_SUBDIR,
+    RUN_FILE,
+    TOKENIZER_SUBDIR,
+    checkpoint_steps,
+    git_commit,
+    launch,
+    read_run,
+    sha256_file,
+    write_run,
+)
+
+
+def run_sft(
+    base: Path,
+    data: Path,
+    out: Path,
+    nproc: int = 1,
+    quiet: bool = False,
+    **recipe: Any,
+) -> Path:
+    """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
+    from trainer.titan.data import pack_conversations
+
+    base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
+    base_run = read_run(base)
+    steps_saved = checkpoint_steps(base)
+    if not steps_saved:
+        raise FileNotFoundError(f"{base / CHECKPOINT_SUBDIR} holds no checkpoint to fine-tune")
+    if (out / RUN_FILE).is_file():
+        raise FileExistsError(f"{out} already holds a run; choose another --out")
+    cfg = ModelConfig.from_dict(base_run["model"], source=str(base / RUN_FILE))
+    known = {f.name for f in fields(SFTConfig)}
+    inherited = {k: v for k, v in base_run["train"].items() if k in ("seq_len", "local_batch_size", "seed")}
+    sft = SFTConfig(**{**inherited, **{k: v for k, v in recipe.items() if k in known}})
+    ids, _ = pack_conversations(data, base / TOKENIZER_SUBDIR)
+    windows = (len(ids) - 1) // sft.seq_len
+    rows = sft.global_batch_size if sft.global_batch_size > 0 else sft.local_batch_size * nproc
+    sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * windows / rows))
+    sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
+    run = {
+        "kind": "sft",
+        "model_name": base_run.get("model_name", "custom"),
+        "model": cfg.to_dict(),
+        "train": asdict(sft),
+        "data": str(data),
+        "data_manifest_sha256": sha256_file(data),
+        "tokenizer_sha256": base_run["tokenizer_sha256"],
+        "base_run": str(base),
+        "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
+        "git_commit": git_commit(),
+    }
+    write_run(out, run, base / TOKENIZER_SUBDIR)
+    launch(out, "sft", nproc, quiet=quiet)
+    return out
