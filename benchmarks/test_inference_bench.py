@@ -44,6 +44,7 @@ def _path_stats(streams: list[Stream], cpu_seconds: float) -> dict[str, Any]:
     return {
         "ttft_ms": quantiles([s.ttft * 1000 for s in streams]),
         "tokens_per_second": quantiles([s.tokens_per_second for s in streams]),
+        "end_to_end_tokens_per_second": quantiles([s.end_to_end_tokens_per_second for s in streams]),
         "tokens_per_answer": statistics.median(len(s.chunks) for s in streams),
         "backend_cpu_ms_per_token": 1000 * cpu_seconds / tokens if cpu_seconds else 0.0,
     }
@@ -56,7 +57,9 @@ def _summary(samples: dict[str, list[Stream]], cpu: dict[str, float]) -> dict[st
     for path in ("graphql", "nginx"):
         ratio = paths[path]["tokens_per_second"]["p50"] / direct["tokens_per_second"]["p50"]
         added = paths[path]["ttft_ms"]["p50"] - direct["ttft_ms"]["p50"]
+        e2e = paths[path]["end_to_end_tokens_per_second"]["p50"]
         info[f"{path}_tps_ratio"] = ratio
+        info[f"{path}_e2e_tps_ratio"] = e2e / direct["end_to_end_tokens_per_second"]["p50"]
         info[f"{path}_ttft_added_ms"] = added
     info["targets"] = {
         "graphql_tps_ratio_min": 0.98,

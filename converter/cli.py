@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from converter.errors import ConversionError
 
@@ -14,7 +15,7 @@ _err = Console(stderr=True)
 
 
 def _fail(exc: ConversionError) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {exc}", highlight=False)
+    _err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -28,7 +29,9 @@ def convert_command(
     from converter.convert import convert
 
     try:
-        path = convert(export_dir, outfile or export_dir / f"model-{outtype}.gguf", outtype, name=name, progress=True)
+        path = convert(
+            export_dir, outfile or export_dir / f"model-{outtype}.gguf", outtype, name=name, progress=True
+        )
     except ConversionError as exc:
         raise _fail(exc) from None
     typer.echo(str(path))
@@ -41,6 +44,7 @@ def verify_command(
     val_text: Path = typer.Option(None, help="text file for perplexity"),
     data: Path = typer.Option(None, help="data directory whose val split is the perplexity text"),
     max_val_tokens: int = typer.Option(65536, help="tokens of the val split to use"),
+    max_positions: int = typer.Option(16, help="next-token positions compared per prompt"),
     ppl_ctx: int = typer.Option(256, help="perplexity window (capped at the model's context)"),
     ppl_chunks: int = typer.Option(8, help="perplexity windows"),
 ) -> None:
@@ -60,7 +64,15 @@ def verify_command(
             digest = json.loads((export / "lineage.json").read_text()).get("tokenizer_sha256", "")
             text = validation_text(data, reference.tokenizer, digest, max_val_tokens)
         reports = [
-            verify(path, export, val_text=text, reference=reference, ppl_ctx=ppl_ctx, ppl_chunks=ppl_chunks)
+            verify(
+                path,
+                export,
+                val_text=text,
+                reference=reference,
+                max_positions=max_positions,
+                ppl_ctx=ppl_ctx,
+                ppl_chunks=ppl_chunks,
+            )
             for path in ggufs
         ]
     except ConversionError as exc:

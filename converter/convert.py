@@ -21,7 +21,7 @@ from converter.export_dir import ExportDir, read_export, sha256_file
 from converter.quantize import K_QUANTS, llama_quantize
 from converter.tensor_map import TensorSpec, tensor_specs
 from converter.vocab import Vocab, read_vocab
-from converter.weights import check_weights, open_weights, read_tensor
+from converter.weights import check_weights, open_weights
 
 Q = gguf.GGMLQuantizationType
 # outtype -> (type of 2-D tensors, general.file_type)
@@ -130,8 +130,8 @@ def write_gguf(export: ExportDir, outtype: str, path: Path, name: str, progress:
     wanted, file_type = DIRECT_TYPES[outtype]
     specs = tensor_specs(export.shape)
     vocab = read_vocab(export)
-    with open_weights(export.model_file) as handle:
-        check_weights(handle, specs, export.model_file)
+    with open_weights(export.model_file) as weights:
+        check_weights(weights, specs)
         plan = [plan_tensor(spec, wanted) for spec in specs]
         writer = gguf.GGUFWriter(path, "llama")
         add_metadata(writer, export, vocab, int(file_type), name)
@@ -152,7 +152,7 @@ def write_gguf(export: ExportDir, outtype: str, path: Path, name: str, progress:
                 task = bar.add_task(f"convert {outtype}", total=total, tensor="")
                 for item in plan:
                     bar.update(task, tensor=item.spec.source)
-                    data = read_tensor(handle, item.spec.source, export.model_file)
+                    data = weights.read(item.spec.source)
                     writer.write_tensor_data(encode_tensor(data, item.qtype))
                     bar.advance(task, data.nbytes)
         finally:

@@ -27,7 +27,9 @@ class LlamaServer:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         response = self.client.post(self.url + path, json=body)
         if response.status_code != 200:
-            raise ConversionError(f"llama-server {path} answered {response.status_code}: {response.text[:300]}")
+            raise ConversionError(
+                f"llama-server {path} answered {response.status_code}: {response.text[:300]}"
+            )
         return response.json()
 
     def tokenize(self, text: str, parse_special: bool = False) -> list[int]:
@@ -70,7 +72,9 @@ class LlamaServer:
 
 
 @contextmanager
-def llama_server(model: Path, ctx_size: int, threads: int = 2, timeout: float = 60.0) -> Iterator[LlamaServer]:
+def llama_server(
+    model: Path, ctx_size: int, threads: int = 2, timeout: float = 60.0
+) -> Iterator[LlamaServer]:
     """Run llama-server on `model` on a free port; always stopped on exit.
 
     f32 KV cache and no flash attention: llama.cpp's CPU flash attention rounds Q and K to f16, which
@@ -85,7 +89,10 @@ def llama_server(model: Path, ctx_size: int, threads: int = 2, timeout: float = 
         ]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(
-            name="llama-server", argv=argv, log_path=Path(tmp) / "llama-server.log", health_url=url + "/health"
+            name="llama-server",
+            argv=argv,
+            log_path=Path(tmp) / "llama-server.log",
+            health_url=url + "/health",
         )
         try:
             process.start().wait_healthy(timeout)

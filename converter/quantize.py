@@ -27,5 +27,7 @@ def llama_quantize(source: Path, target: Path, outtype: str) -> list[str]:
     )
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        raise ConversionError(f"{source}: llama-quantize {K_QUANTS[outtype]} failed ({done.returncode}):\n{tail}")
+        raise ConversionError(
+            f"{source}: llama-quantize {K_QUANTS[outtype]} failed ({done.returncode}):\n{tail}"
+        )
     return _FALLBACK.findall(done.stdout + done.stderr)

@@ -93,7 +93,9 @@ def check_tokenizer(server: LlamaServer, ref: Reference) -> Check:
             cases += 1
             ours, theirs = ref.encode(text, special), server.tokenize(text, special)
             if ours != theirs:
-                mismatches.append({"text": text, "parse_special": special, "tokenizers": ours, "llama": theirs})
+                mismatches.append(
+                    {"text": text, "parse_special": special, "tokenizers": ours, "llama": theirs}
+                )
     return Check(
         "tokenizer",
         not mismatches,
@@ -114,7 +116,11 @@ def check_stop(server: LlamaServer, ref: Reference, info: GGUFInfo) -> Check:
         "stop_token",
         ok,
         f"generation stops at {END_OF_TURN} (id {end_id})" if ok else f"does not stop at {END_OF_TURN}",
-        {"stop_type": result.get("stop_type"), "tokens_predicted": result.get("tokens_predicted"), "eot": eot},
+        {
+            "stop_type": result.get("stop_type"),
+            "tokens_predicted": result.get("tokens_predicted"),
+            "eot": eot,
+        },
     )
 
 
@@ -150,7 +156,9 @@ def check_logits(server: LlamaServer, ref: Reference, file_type: str, max_positi
     return Check("logits", passed, summary, details)
 
 
-def check_perplexity(model: Path, ref: Reference, text: str, file_type: str, n_ctx: int, n_chunks: int) -> Check:
+def check_perplexity(
+    model: Path, ref: Reference, text: str, file_type: str, n_ctx: int, n_chunks: int
+) -> Check:
     """llama-perplexity on `text` next to the same computation in PyTorch."""
     ids = [ref.bos_id, *ref.encode(text)]
     n_ctx = min(n_ctx, ref.config.max_seq_len, len(ids) // 2)
@@ -165,7 +173,13 @@ def check_perplexity(model: Path, ref: Reference, text: str, file_type: str, n_c
         "perplexity",
         passed,
         f"llama.cpp {llama_ppl:.4f} vs PyTorch {torch_ppl:.4f} ({rel:+.2e} relative)",
-        {"llama": llama_ppl, "pytorch": torch_ppl, "relative_delta": rel, "n_ctx": n_ctx, "n_chunks": n_chunks},
+        {
+            "llama": llama_ppl,
+            "pytorch": torch_ppl,
+            "relative_delta": rel,
+            "n_ctx": n_ctx,
+            "n_chunks": n_chunks,
+        },
     )
 
 
@@ -188,7 +202,9 @@ def check_template(server: LlamaServer, ref: Reference) -> Check:
             lookalike = any(t in m["content"] for m in messages for t in SPECIAL_TOKENS)
             if their_ids != our_ids and lookalike:
                 injected = True
-            if ref.tokenizer.id_to_token(ref.bos_id) + theirs != ours or (their_ids != our_ids and not lookalike):
+            if ref.tokenizer.id_to_token(ref.bos_id) + theirs != ours or (
+                their_ids != our_ids and not lookalike
+            ):
                 mismatches.append({"messages": messages, "llama": theirs, "ours": ours})
     return Check(
         "chat_template",

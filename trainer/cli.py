@@ -12,6 +12,10 @@ console = Console()
 _USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
 
 
+def _error(exc: Exception) -> None:
+    console.print(str(exc), style="red", markup=False, soft_wrap=True)
+
+
 def train(
     data: Path = typer.Option(..., "--data", help="Shard directory (manifest.json + train/val .bin)."),
     out: Path = typer.Option(..., "--out", help="Run folder, e.g. runs/NAME."),
@@ -26,6 +30,11 @@ def train(
     batch_size: int | None = typer.Option(
         None, "--batch-size", min=1, help="Sequences per process per step."
     ),
+    global_batch_size: int | None = typer.Option(
+        None, "--global-batch-size", min=1, help="Sequences per optimizer step (gradient accumulation)."
+    ),
+    tp: int | None = typer.Option(None, "--tp", min=1, help="Tensor-parallel degree (untied models)."),
+    dp_replicate: int | None = typer.Option(None, "--dp-replicate", min=1, help="HSDP/DDP replicas."),
     seq_len: int | None = typer.Option(None, "--seq-len", min=8, help="Tokens per sequence."),
     eval_every: int | None = typer.Option(
         None, "--eval-every", min=1, help="Validate + sample every N steps."
@@ -41,6 +50,7 @@ def train(
 
     recipe = {
         "steps": steps, "lr": lr, "local_batch_size": batch_size, "seq_len": seq_len,
+        "global_batch_size": global_batch_size, "tensor_parallel": tp, "data_parallel_replicate": dp_replicate,
         "eval_every": eval_every, "checkpoint_every": checkpoint_every,
         "compile": compile or None, "activation_checkpointing": activation_checkpointing or None,
     }  # fmt: skip
@@ -50,7 +60,7 @@ def train(
             **{k: v for k, v in recipe.items() if v is not None},
         )  # fmt: skip
     except (*_USER_ERRORS, TrainingError) as exc:
-        console.print(f"[red]{exc}[/]")
+        _error(exc)
         raise typer.Exit(1) from None
     console.print(f"[green]trained[/] {run_dir} (metrics.jsonl, loss.png, samples.jsonl)")
 
@@ -72,7 +82,7 @@ def sft(
     try:
         run_dir = run_sft(base, data, out, nproc=nproc, **recipe)
     except (*_USER_ERRORS, TrainingError) as exc:
-        console.print(f"[red]{exc}[/]")
+        _error(exc)
         raise typer.Exit(1) from None
     console.print(f"[green]fine-tuned[/] {run_dir}")
 
@@ -93,7 +103,7 @@ def export(
     try:
         path = export_run(run, out, hf=format == "hf")
     except _USER_ERRORS as exc:
-        console.print(f"[red]{exc}[/]")
+        _error(exc)
         raise typer.Exit(1) from None
     console.print(f"[green]exported[/] {path}")
 

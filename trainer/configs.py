@@ -96,23 +96,23 @@ def get_model_config(name: str, vocab_size: int | None = None) -> ModelConfig:
 class TrainConfig:
     """The pretraining recipe (defaults suit `tiny` on CPU)."""
 
-    steps: int = 2000
+    steps: int = 600
     seq_len: int = 256
     local_batch_size: int = 8
-    global_batch_size: int = -1  # -1: local batch x data-parallel degree (no accumulation)
+    global_batch_size: int = -1  # -1: local batch x data-parallel degree; larger: gradient accumulation
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     max_norm: float = 1.0
     seed: int = 1234
-    eval_every: int = 200
+    eval_every: int = 100
     eval_batches: int = 8
-    checkpoint_every: int = 200
-    log_every: int = 10
-    sample_every: int = 200
+    checkpoint_every: int = 100
     sample_tokens: int = 48
+    tensor_parallel: int = 1
+    data_parallel_replicate: int = 1  # > 1: HSDP, replicas of FSDP groups (DDP when the group is 1 process)
     compile: bool = False
     activation_checkpointing: bool = False
 

@@ -149,8 +149,8 @@ class Transformer(nn.Module):
         for block in self.layers.values():
             x = block(x, cos, sin)
         x = self.norm(x)
-        head = self.tok_embeddings.weight if self.output is None else self.output.weight
-        return F.linear(x, head).float()
+        logits = F.linear(x, self.tok_embeddings.weight) if self.output is None else self.output(x)
+        return logits.float()
 
     @torch.no_grad()
     def generate(

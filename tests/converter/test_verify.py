@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from converter.cli import main
+from converter.cli import register
 from converter.convert import convert
 from converter.reference import Reference
 from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
@@ -27,6 +28,12 @@ def ggufs(tmp_path_factory: pytest.TempPathFactory, export_dir: Path) -> dict[st
 @pytest.fixture(scope="module")
 def reference(export_dir: Path) -> Reference:
     return Reference(export_dir)
+
+
+@pytest.fixture(scope="module")
+def other_export(tmp_path_factory: pytest.TempPathFactory, micro_cfg, tokenizer_dir: Path) -> Path:
+    """Same shapes and tokenizer as export_dir, other (untrained) weights."""
+    return make_export(tmp_path_factory.mktemp("other") / "other", micro_cfg, tokenizer_dir, steps=0)
 
 
 def checks(report: VerifyReport) -> dict[str, dict]:
@@ -63,12 +70,9 @@ def test_q8_0_top1(ggufs: dict[str, Path], export_dir: Path, reference: Referenc
     assert result["perplexity"]["passed"] is None  # reported next to PyTorch's, no threshold
 
 
-def test_wrong_checkpoint_fails(
-    tmp_path: Path, ggufs: dict[str, Path], micro_cfg, tokenizer_dir: Path
-) -> None:
+def test_wrong_checkpoint_fails(ggufs: dict[str, Path], other_export: Path) -> None:
     """Same shapes and tokenizer, other weights: identity, logits and perplexity all fail."""
-    other = make_export(tmp_path / "other", micro_cfg, tokenizer_dir, steps=0)
-    result = checks(verify(ggufs["f32"], other))
+    result = checks(verify(ggufs["f32"], other_export, max_positions=2))
     assert result["identity"]["passed"] is False
     assert list(result["identity"]["mismatches"]) == ["chakor.checkpoint_sha256"]
     assert result["logits"]["passed"] is False and result["perplexity"]["passed"] is False
@@ -76,28 +80,30 @@ def test_wrong_checkpoint_fails(
 
 
 def run_cli(*args: str) -> tuple[int, str]:
-    runner = CliRunner()
-    result = runner.invoke(_app(), list(args))
-    return result.exit_code, result.output
-
-
-def _app():
-    import typer
-
-    from converter.cli import register
-
+    """Run the commands as `chakor` registers them (in-process, real files and processes)."""
     app = typer.Typer()
     register(app)
-    return app
+    result = CliRunner().invoke(app, list(args), terminal_width=200)
+    return result.exit_code, result.output
 
 
 def test_cli_convert_verify_inspect(tmp_path: Path, export_dir: Path) -> None:
     gguf_path = tmp_path / "cli.gguf"
     code, output = run_cli("convert", str(export_dir), "--outtype", "f32", "--outfile", str(gguf_path))
     assert code == 0 and output.strip().endswith(str(gguf_path))
-    code, output = run_cli("verify", str(gguf_path), "--export", str(export_dir), "--report", str(tmp_path / "r.json"))
+    report_path = tmp_path / "r.json"
+    code, output = run_cli(
+        "verify",
+        str(gguf_path),
+        "--export",
+        str(export_dir),
+        "--report",
+        str(report_path),
+        "--max-positions",
+        "2",
+    )
     assert code == 0 and "all checks passed" in output
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads(report_path.read_text())
     assert report["passed"] is True
     assert [c["name"] for c in report["reports"][0]["checks"]] == [
         "identity", "tokenizer", "stop_token", "logits", "chat_template", "perplexity",
@@ -106,14 +112,16 @@ def test_cli_convert_verify_inspect(tmp_path: Path, export_dir: Path) -> None:
     info = json.loads(output)
     assert code == 0 and info["metadata"]["general.architecture"] == "llama"
     assert {t["name"]: t["type"] for t in info["tensors"]}["blk.1.ffn_down.weight"] == "F32"
-    assert {t["name"]: t["shape"] for t in info["tensors"]}["token_embd.weight"] == [info["metadata"]["llama.vocab_size"], 64]
+    assert {t["name"]: t["shape"] for t in info["tensors"]}["token_embd.weight"] == [
+        info["metadata"]["llama.vocab_size"],
+        64,
+    ]
 
 
-def test_cli_errors(tmp_path: Path, export_dir: Path, ggufs: dict[str, Path], micro_cfg, tokenizer_dir: Path) -> None:
+def test_cli_errors(tmp_path: Path, ggufs: dict[str, Path], other_export: Path) -> None:
     code, output = run_cli("convert", str(tmp_path / "missing"), "--outfile", str(tmp_path / "x.gguf"))
-    assert code == 2
+    assert (code, output) == (2, f"error: {tmp_path / 'missing'}: export directory not found\n")
     code, output = run_cli("inspect", str(tmp_path / "missing.gguf"))
-    assert code == 2
-    other = make_export(tmp_path / "other", micro_cfg, tokenizer_dir, steps=0)
-    code, output = run_cli("verify", str(ggufs["f32"]), "--export", str(other))
+    assert (code, output) == (2, f"error: {tmp_path / 'missing.gguf'}: file not found\n")
+    code, output = run_cli("verify", str(ggufs["f32"]), "--export", str(other_export), "--max-positions", "1")
     assert code == 1 and "verification FAILED" in output

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from tests.data.corpus import write_corpus
+from trainer.data.prepare import PrepareConfig, prepare
 from trainer.tokenizer import load_tokenizer, train_tokenizer
 
 CORPUS = [
@@ -25,3 +27,20 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir: Path) -> Tokenizer:
     return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus_sources(corpus: dict[str, Path]) -> list[str]:
+    return [str(corpus["docs"]), f"{corpus['jsonl']}:body"]
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, corpus_sources: list[str]) -> Path:
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    prepare(PrepareConfig(sources=corpus_sources, out_dir=out, weights={corpus_sources[1]: 2.0}, seed=7))
+    return out

@@ -66,21 +66,26 @@ class Stack:
         )
         return self.gql(query, {"e": email, "p": password})["register"]
 
+    def token(self, email: str, password: str = PASSWORD) -> str:
+        """A fresh access token for an account."""
+        query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+        return self.gql(query, {"e": email, "p": password})["login"]["accessToken"]
+
 
 @pytest.fixture(scope="session")
-def slow_llama(llama_server: str) -> Iterator[str]:
+def slow_llama(llama_server: str) -> Iterator[SlowLlama]:
     with SlowLlama(llama_server, TOKEN_DELAY_SECONDS) as proxy:
-        yield proxy.url
+        yield proxy
 
 
 @pytest.fixture(scope="session")
 def stack(
-    mongo_uri: str, slow_llama: str, tiny_model: TinyModel, fake_tavily: str, logs_dir: Path
+    mongo_uri: str, slow_llama: SlowLlama, tiny_model: TinyModel, fake_tavily: str, logs_dir: Path
 ) -> Iterator[Stack]:
     """A backend of its own (own database, paced model, fake Tavily) and the Reflex app in front of it."""
     settings = backend_settings(
         mongo_uri,
-        slow_llama,
+        slow_llama.url,
         tiny_model,
         db_name="chakor_frontend_test",
         tavily_api_key=TAVILY_KEY,
@@ -121,6 +126,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     """A fresh browser context (no cookies, no storage); fails the test if the page loads anything external."""
     context = browser.new_context(base_url=stack.app_url, viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     context.set_default_timeout(30_000)
     expect.set_options(timeout=30_000)
     external: list[str] = []
@@ -137,6 +143,15 @@ def _note_external(url: str, external: list[str]) -> None:
     parts = urlsplit(url)
     if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOCAL_HOSTS:
         external.append(url)
+
+
+def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Log in through the form and land on a new chat."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
 
 
 def unique_email(prefix: str) -> str:

@@ -3,11 +3,15 @@
 The tiny test model writes ~8000 tokens/s, so a whole answer arrives in one UI update. Through this proxy each
 server-sent event of `/completion` is delayed by `delay` seconds; everything else (health, slots, props)
 passes through untouched. A client that disconnects closes the upstream request, as it would directly.
+Setting `down = True` makes it answer 503 to everything, like a llama-server that is loading or broken;
+setting `reply` to a text makes `/completion` stream exactly that text (to test how answers are rendered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -16,7 +20,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chakor.process import free_port
@@ -29,6 +33,8 @@ class SlowLlama:
 
     def __init__(self, upstream: str, delay: float) -> None:
         self.upstream, self.delay = upstream, delay
+        self.down = False
+        self.reply: str | None = None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
@@ -51,7 +57,20 @@ class SlowLlama:
             await upstream.aclose()
             await client.aclose()
 
+    async def _scripted(self, text: str) -> AsyncIterator[bytes]:
+        pieces = re.findall(r"\S*\s*", text)[:-1]
+        for piece in pieces:
+            await asyncio.sleep(self.delay)
+            yield f"data: {json.dumps({'content': piece, 'stop': False})}\n\n".encode()
+        timings = {"predicted_n": len(pieces), "predicted_per_second": 1 / self.delay}
+        final = {"content": "", "stop": True, "stop_type": "eos", "timings": timings}
+        yield f"data: {json.dumps(final)}\n\n".encode()
+
     async def _forward(self, request: Request) -> Response:
+        if self.down:
+            return JSONResponse({"error": {"code": 503, "message": "unavailable (test)"}}, 503)
+        if self.reply is not None and request.url.path == "/completion":
+            return StreamingResponse(self._scripted(self.reply), media_type="text/event-stream")
         client = httpx.AsyncClient(base_url=self.upstream, timeout=None)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         upstream_request = client.build_request(

@@ -6,17 +6,9 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import PASSWORD, Stack, screenshot, unique_email
+from tests.frontend.conftest import PASSWORD, SlowLlama, Stack, log_in, screenshot, unique_email
 
 CONVERSATION = "query($id: ID!) { conversation(id: $id) { title messages { role content status } } }"
-
-
-def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
 
 
 def send(page: Page, text: str) -> None:
@@ -29,11 +21,6 @@ def send(page: Page, text: str) -> None:
 def conversation_id(page: Page) -> str:
     expect(page).to_have_url(re.compile(r"/c/[0-9a-f]{24}$"))
     return page.url.rsplit("/", 1)[1]
-
-
-def token_for(stack: Stack, email: str) -> str:
-    query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
-    return stack.gql(query, {"e": email, "p": PASSWORD})["login"]["accessToken"]
 
 
 def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, admin: str) -> None:
@@ -64,7 +51,7 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     page.reload()
     expect(page.locator(".bubble.user")).to_have_text("Tell me about otters please")
     expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
-    stored = stack.gql(CONVERSATION, {"id": cid}, token_for(stack, email))["conversation"]
+    stored = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]
     assert [m["role"] for m in stored["messages"]] == ["USER", "ASSISTANT"]
     assert stored["messages"][1]["status"] == "COMPLETE" and stored["messages"][1]["content"]
 
@@ -84,10 +71,7 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     title.press("Enter")
     expect(page.locator("#conversation-list").get_by_role("link", name="Otter facts")).to_be_visible()
     expect(page.get_by_role("heading", name="Otter facts")).to_be_visible()
-    assert (
-        stack.gql(CONVERSATION, {"id": cid}, token_for(stack, email))["conversation"]["title"]
-        == "Otter facts"
-    )
+    assert stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["title"] == "Otter facts"
 
     page.get_by_role("button", name="Delete Otter facts").click()
     dialog = page.get_by_role("alertdialog")
@@ -95,7 +79,7 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     dialog.get_by_role("button", name="Delete").click()
     expect(page.get_by_text("No conversations yet.")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/$"))
-    assert stack.gql(CONVERSATION, {"id": cid}, token_for(stack, email))["conversation"] is None
+    assert stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"] is None
 
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_text("You have been logged out.")).to_be_visible()
@@ -116,43 +100,143 @@ def test_stop_keeps_the_partial_answer(page: Page, stack: Stack, admin: str) -> 
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
 
     cid = conversation_id(page)
-    message = stack.gql(CONVERSATION, {"id": cid}, token_for(stack, email))["conversation"]["messages"][-1]
+    message = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"][-1]
     assert message["status"] == "STOPPED"
     assert message["content"].strip()
     page.reload()
     expect(page.locator('.bubble.assistant[data-status="stopped"]')).to_have_text(re.compile(r"\S"))
 
 
-def test_non_admin_cannot_open_admin(page: Page, stack: Stack, admin: str) -> None:
-    email = unique_email("bob")
+def test_regenerate_and_edit_and_resend(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("dave")
     stack.register(email)
     log_in(page, email)
-    expect(page.get_by_role("link", name="Admin")).to_have_count(0)
-    page.goto("/admin")
-    expect(page).not_to_have_url(re.compile(r"/admin$"))
-    expect(page.get_by_text("The admin dashboard is for administrators only.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Admin dashboard")).to_have_count(0)
+    send(page, "First question")
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    cid = conversation_id(page)
+    first = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"][1]["content"]
+
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
+    messages = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"]
+    assert [m["role"] for m in messages] == ["USER", "ASSISTANT"]
+    assert messages[1]["status"] == "COMPLETE" and messages[1]["content"] != first
+
+    page.get_by_role("button", name="Edit this message").click()
+    editor = page.get_by_label("Edit message")
+    expect(editor).to_have_value("First question")
+    editor.fill("Second, edited question")
+    page.get_by_role("button", name="Send edited").click()
+    expect(page.locator(".bubble.user").last).to_have_text("Second, edited question")
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(2)
+    messages = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"]
+    assert messages[2] == {"role": "USER", "content": "Second, edited question", "status": "COMPLETE"}
+
+    page.get_by_role("link", name="New chat").click()
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()
+    expect(page.locator(".bubble")).to_have_count(0)
+    page.go_back()
+    expect(page.locator(".bubble.user")).to_have_count(2)
 
 
-def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str) -> None:
-    email = unique_email("carol")
-    user_id = stack.register(email)["user"]["id"]
-    log_in(page, admin)
-    page.get_by_role("link", name="Admin").click()
-    expect(page.get_by_role("heading", name="Admin dashboard")).to_be_visible()
-    expect(page.locator("#model-card")).to_contain_text("Parameters")
-    expect(page.get_by_text("live")).to_be_visible()
-    expect(page.locator("#server-stats")).to_contain_text("%")
-    expect(page.locator("#users-table")).to_contain_text(email)
-    screenshot(page, "admin")
+def test_web_search_shows_source_cards(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("erin")
+    stack.register(email)
+    log_in(page, email)
+    page.get_by_role("switch", name="Search the web").click()
+    send(page, "otter habitats")
+    sources = page.get_by_label("Sources")
+    expect(sources.get_by_role("link")).to_have_count(5)
+    expect(sources.first).to_contain_text("Result 1 for otter habitats")
+    expect(sources.first).to_contain_text("example.test")
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    query = "query($id: ID!) { conversation(id: $id) { messages { sources { url } } } }"
+    stored = stack.gql(query, {"id": conversation_id(page)}, stack.token(email))["conversation"]["messages"][
+        1
+    ]
+    assert len(stored["sources"]) == 5
 
-    page.get_by_label("Search users").fill(email)
-    rows = page.locator("#users-table tbody tr")
-    expect(rows).to_have_count(1)
-    page.get_by_role("button", name=f"Promote {email}").click()
-    expect(page.get_by_role("button", name=f"Demote {email}")).to_be_visible()
-    expect(rows.first).to_contain_text("admin")
-    users = stack.gql(
-        "query { users(first: 100) { edges { node { id role } } } }", token=token_for(stack, admin)
-    )
-    assert {"id": user_id, "role": "ADMIN"} in [edge["node"] for edge in users["users"]["edges"]]
+
+def test_model_server_down_shows_error_then_retry_answers(
+    page: Page, stack: Stack, admin: str, slow_llama: SlowLlama
+) -> None:
+    email = unique_email("frank")
+    stack.register(email)
+    log_in(page, email)
+    slow_llama.down = True
+    try:
+        send(page, "Is anybody there?")
+        expect(page.get_by_role("alert")).to_contain_text("The model server is not available right now.")
+    finally:
+        slow_llama.down = False
+    page.get_by_role("button", name="Retry").click()
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    expect(page.get_by_role("alert")).to_have_count(0)
+    messages = stack.gql(CONVERSATION, {"id": conversation_id(page)}, stack.token(email))["conversation"][
+        "messages"
+    ]
+    assert [(m["role"], m["status"]) for m in messages] == [("USER", "COMPLETE"), ("ASSISTANT", "COMPLETE")]
+
+
+def test_shift_enter_adds_a_line_and_phone_width(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("gina")
+    stack.register(email)
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, email)
+    composer = page.get_by_label("Message")
+    composer.fill("line one")
+    composer.press("Shift+Enter")
+    composer.press_sequentially("line two")
+    expect(composer).to_have_value("line one\nline two")
+    composer.press("Enter")
+    expect(page.locator(".bubble.user")).to_have_text("line one\nline two")
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "chat-phone")
+
+
+def test_sidebar_pages_and_expired_session_goes_to_login(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("iris")
+    token = stack.register(email)["accessToken"]
+    for n in range(21):
+        stack.gql(
+            "mutation($t: String) { createConversation(title: $t) { id } }", {"t": f"Topic {n:02d}"}, token
+        )
+    log_in(page, email)
+    links = page.locator("#conversation-list").get_by_role("link")
+    expect(links).to_have_count(20)
+    expect(links.first).to_have_text("Topic 20")  # newest first
+    page.get_by_role("button", name="Load more").click()
+    expect(links).to_have_count(21)
+    expect(links.last).to_have_text("Topic 00")
+    expect(page.get_by_role("button", name="Load more")).to_have_count(0)
+
+    change = "mutation($o: String!, $n: String!) { changePassword(oldPassword: $o, newPassword: $n) }"
+    stack.gql(change, {"o": PASSWORD, "n": "another-password-456"}, token)  # signs out every session
+    page.get_by_label("Search conversations").fill("Topic")
+    expect(page.get_by_text("Your session has expired. Please log in again.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_markdown_answer_with_highlighted_code_and_copy(
+    page: Page, stack: Stack, admin: str, slow_llama: SlowLlama
+) -> None:
+    email = unique_email("jack")
+    stack.register(email)
+    log_in(page, email)
+    code = "def greet(name):\n    return f'hello {name}'"
+    slow_llama.reply = f"Here is **bold** advice.\n\n```python\n{code}\n```\n"
+    try:
+        send(page, "Show me some code")
+        answer = page.locator('.bubble.assistant[data-status="complete"]')
+        expect(answer).to_have_count(1)
+    finally:
+        slow_llama.reply = None
+    expect(answer.locator("strong")).to_have_text("bold")
+    expect(answer.locator("pre code")).to_contain_text("def greet(name):")
+    print(answer.locator("pre").first.evaluate("e => e.outerHTML")[:1500])
+    expect(answer.locator("pre code span").first).to_have_attribute("style", re.compile("color"))
+    answer.get_by_role("button", name="Copy code").click()
+    assert page.evaluate("navigator.clipboard.readText()") == code

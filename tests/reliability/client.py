@@ -114,6 +114,11 @@ class Stream:
         return (len(self.chunk_times) - 1) / span if span > 0 else float("nan")
 
     @property
+    def end_to_end_tokens_per_second(self) -> float:
+        """Chunks per second from sending the request to the last chunk (TTFT included)."""
+        return len(self.chunk_times) / (self.chunk_times[-1] - self.sent_at)
+
+    @property
     def inter_token(self) -> list[float]:
         return [b - a for a, b in itertools.pairwise(self.chunk_times)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sysconfig
 import warnings
 from collections.abc import Iterator
@@ -11,13 +12,76 @@ from pathlib import Path
 from types import ModuleType
 
 # Pure-Python standard-library modules with good docstrings and no import side effects.
-DOC_MODULES = (
-    "abc argparse array base64 bisect calendar cmath collections contextlib copy csv dataclasses datetime "
-    "decimal difflib enum fnmatch fractions functools getopt glob gzip hashlib heapq hmac html io ipaddress "
-    "itertools json keyword logging math mimetypes numbers operator os os.path pathlib pickle pprint queue "
-    "random re secrets shlex shutil statistics string struct subprocess sys tempfile textwrap threading time "
-    "timeit tomllib typing unicodedata urllib.parse uuid warnings weakref zipfile zlib"
-).split()
+DOC_MODULES = [
+    "abc",
+    "argparse",
+    "array",
+    "base64",
+    "bisect",
+    "calendar",
+    "cmath",
+    "collections",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "enum",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "getopt",
+    "glob",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "logging",
+    "math",
+    "mimetypes",
+    "numbers",
+    "operator",
+    "os",
+    "os.path",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "secrets",
+    "shlex",
+    "shutil",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "sys",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "time",
+    "timeit",
+    "tomllib",
+    "typing",
+    "unicodedata",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "weakref",
+    "zipfile",
+    "zlib",
+]
+
+MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 # Standard-library folders that are tests, tools or vendored data rather than representative code.
 SKIPPED_CODE_DIRS = {"test", "tests", "idle_test", "site-packages", "lib2to3", "ensurepip", "__pycache__"}
@@ -44,9 +108,9 @@ def public_members(module: ModuleType) -> Iterator[tuple[str, object]]:
 
 
 def signature(name: str, member: object) -> str:
-    """`name(params)` when Python can tell the signature, else `name(...)`."""
+    """`name(params)` when Python can tell the signature, else `name(...)` (no memory addresses)."""
     try:
-        return f"{name}{inspect.signature(member)}"  # type: ignore[arg-type]
+        return MEMORY_ADDRESS.sub("", f"{name}{inspect.signature(member)}")  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return f"{name}(...)"
 

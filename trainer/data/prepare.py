@@ -75,11 +75,19 @@ def _read_all(
     try:
         for index, source in enumerate(sources):
             source_stats = stats[source.spec] = ReadStats()
-            for n, doc in enumerate(read_source(source, index, source_stats, config.max_docs, config.max_bytes)):
-                record = {"id": doc.id, "text": doc.text, "metadata": {"source": doc.source, "kind": doc.kind}}
+            for n, doc in enumerate(
+                read_source(source, index, source_stats, config.max_docs, config.max_bytes)
+            ):
+                record = {
+                    "id": doc.id,
+                    "text": doc.text,
+                    "metadata": {"source": doc.source, "kind": doc.kind},
+                }
                 files[n % len(files)].write(json.dumps(record, ensure_ascii=False) + "\n")
             if source_stats.documents == 0:
-                raise SourceError(f"source {source.spec!r} has no documents (read {source_stats.files} files)")
+                raise SourceError(
+                    f"source {source.spec!r} has no documents (read {source_stats.files} files)"
+                )
             progress.advance(task)
     finally:
         for handle in files:
@@ -141,7 +149,9 @@ def _replace_dir(built: Path, out_dir: Path) -> None:
     """Move `built` to `out_dir`, replacing an earlier `prepare` output but never other files."""
     if out_dir.exists():
         if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-            raise FileExistsError(f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out")
+            raise FileExistsError(
+                f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out"
+            )
         shutil.rmtree(out_dir)
     os.replace(built, out_dir)
 
@@ -152,7 +162,9 @@ def prepare(config: PrepareConfig, progress: Progress | None = None) -> dict[str
     out_dir = Path(config.out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-        raise FileExistsError(f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out")
+        raise FileExistsError(
+            f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out"
+        )
     work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         with progress or Progress(transient=True) as bar:
@@ -164,6 +176,9 @@ def prepare(config: PrepareConfig, progress: Progress | None = None) -> dict[str
             dedup_removed: Counter[str] = Counter()
             kept_ids = set(deduplicate(((d["id"], d["text"]) for d in docs), config.dedup, dedup_removed))
         kept = [_output_record(doc) for doc in docs if doc["id"] in kept_ids]
+        if not kept:
+            read = sum(stats.documents for stats in read_stats.values())
+            raise ValueError(f"all {read} documents read were removed by the filters; nothing to write")
         built = work / "out"
         built.mkdir()
         shards = _write_shards(kept, built)
@@ -233,11 +248,18 @@ def _report(
 
 
 def iter_documents(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """The documents of a `prepare` output, in order (`{"id", "text", "source", "kind"}`)."""
+    """The documents of a `prepare` output, in order (`{"id", "text", "source", "kind"}`).
+
+    Checks the folder at once (not at the first `next`), so errors surface before any work starts.
+    """
     data_dir = Path(data_dir)
     if not (data_dir / REPORT_NAME).is_file():
         raise FileNotFoundError(f"{data_dir} is not a `chakor data prepare` output (no {REPORT_NAME})")
-    for path in sorted(data_dir.glob("docs-*.jsonl")):
+    return _read_docs(sorted(data_dir.glob("docs-*.jsonl")))
+
+
+def _read_docs(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    for path in paths:
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 yield json.loads(line)

@@ -88,7 +88,9 @@ def parse_source(spec: str) -> Source:
     if field_name and not path.is_file():
         raise SourceError(f"source {spec!r}: a field can only be given for a .jsonl file")
     if path.is_file() and path.suffix not in PROSE_SUFFIXES | CODE_SUFFIXES | {".jsonl"}:
-        raise SourceError(f"source {spec!r}: unsupported file type {path.suffix!r} (use .txt .md .rst .py .jsonl)")
+        raise SourceError(
+            f"source {spec!r}: unsupported file type {path.suffix!r} (use .txt .md .rst .py .jsonl)"
+        )
     return Source(spec, path=path, field=field_name or "text")
 
 
@@ -136,9 +138,9 @@ def _read_path(path: Path, field_name: str, stats: ReadStats) -> Iterator[tuple[
                 yield text, "prose"
         elif file.suffix in PROSE_SUFFIXES | CODE_SUFFIXES:
             stats.files += 1
-            text = decode(file.read_bytes(), stats)
-            if text is not None:
-                yield text, _kind_of(file)
+            content = decode(file.read_bytes(), stats)
+            if content is not None:
+                yield content, _kind_of(file)
         else:
             stats.skipped_files += 1
 
@@ -150,9 +152,9 @@ def _read_builtin(spec: str, stats: ReadStats) -> Iterator[tuple[str, Kind]]:
     else:
         for file in builtin.python_code_files():
             stats.files += 1
-            text = decode(file.read_bytes(), stats)
-            if text is not None:
-                yield text, "code"
+            content = decode(file.read_bytes(), stats)
+            if content is not None:
+                yield content, "code"
 
 
 def read_source(
@@ -165,8 +167,10 @@ def read_source(
     """
     if max_bytes is None and source.builtin:
         max_bytes = BUILTIN_MAX_BYTES
-    items = _read_builtin(source.spec, stats) if source.path is None else _read_path(
-        source.path, source.field, stats
+    items = (
+        _read_builtin(source.spec, stats)
+        if source.path is None
+        else _read_path(source.path, source.field, stats)
     )
     for text, kind in items:
         if not text.strip():

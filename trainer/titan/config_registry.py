@@ -77,7 +77,11 @@ def _base(run_dir: Path, recipe: TrainConfig, vocab_size: int) -> ChakorTrainer.
         ),
         activation_checkpoint=FullAC.Config() if recipe.activation_checkpointing else None,
         compile=CompileConfig(enable=recipe.compile),
-        parallelism=ParallelismConfig(spmd_backend="partial_dtensor"),
+        parallelism=ParallelismConfig(
+            spmd_backend="partial_dtensor",
+            tensor_parallel_degree=recipe.tensor_parallel,
+            data_parallel_replicate_degree=recipe.data_parallel_replicate,
+        ),
         debug=DebugConfig(seed=recipe.seed, enable_structured_logging=False),
     )
 

@@ -18,6 +18,7 @@ import torchtitan.distributed.fsdp as tt_fsdp
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor, Replicate, distribute_module
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 from torchtitan.config import TORCH_DTYPE_MAP, CompileConfig, ParallelismConfig, TrainingConfig
 from torchtitan.distributed import ParallelDims
@@ -68,12 +69,29 @@ class TitanTransformer(Transformer, BaseModel):
         """The hand-written submodules are plain nn.Modules on purpose (see BaseModel's docstring)."""
 
 
+def _replicate(module: nn.Module, tp_mesh: DeviceMesh) -> None:
+    """Replicate a module's parameters on the TP mesh; plain tensors in and out."""
+
+    def to_dtensor(mod: nn.Module, inputs: tuple, mesh: DeviceMesh) -> tuple:
+        return tuple(DTensor.from_local(x, mesh, [Replicate()], run_check=False) for x in inputs)
+
+    def to_local(mod: nn.Module, output: DTensor, mesh: DeviceMesh) -> torch.Tensor:
+        return output.to_local()
+
+    distribute_module(module, tp_mesh, input_fn=to_dtensor, output_fn=to_local)
+
+
 def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
-    """Megatron-style tensor parallel: q/k/v, w1/w3 column-wise, wo/w2 row-wise; heads split per rank."""
+    """Megatron-style tensor parallel (no sequence parallel): q/k/v, w1/w3 column-wise, wo/w2 row-wise,
+    embedding row-wise, head column-wise; norms replicated, so every parameter lives on the TP mesh."""
     cfg, degree = model.cfg, tp_mesh.size()
-    if cfg.n_kv_heads % degree or cfg.ffn_hidden_dim % degree:
-        raise ValueError(f"tensor parallel degree {degree} must divide n_kv_heads and ffn_hidden_dim")
-    plan = {
+    if cfg.tie_embeddings:
+        raise ValueError("tensor parallelism needs tie_embeddings=False (the tied head is not sharded)")
+    if cfg.n_kv_heads % degree or cfg.ffn_hidden_dim % degree or cfg.vocab_size % degree:
+        raise ValueError(
+            f"tensor parallel degree {degree} must divide n_kv_heads, ffn_hidden_dim and vocab_size"
+        )
+    block_plan = {
         "attention.wq": ColwiseParallel(),
         "attention.wk": ColwiseParallel(),
         "attention.wv": ColwiseParallel(),
@@ -83,7 +101,18 @@ def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
         "feed_forward.w2": RowwiseParallel(),
     }
     for block in model.layers.values():
-        parallelize_module(block, tp_mesh, plan)
+        parallelize_module(block, tp_mesh, block_plan)
+        _replicate(block.attention_norm, tp_mesh)
+        _replicate(block.ffn_norm, tp_mesh)
+    parallelize_module(
+        model,
+        tp_mesh,
+        {
+            "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
+            "output": ColwiseParallel(output_layouts=Replicate()),
+        },
+    )
+    _replicate(model.norm, tp_mesh)
 
 
 def apply_fsdp(model: Transformer, dp_mesh: DeviceMesh, training: TrainingConfig, reshard: str) -> None:

@@ -13,6 +13,7 @@ from trainer.tokenizer.chat import (
     ChatEncoding,
     encode_chat,
     load_tokenizer,
+    plain_text_tokenizer,
     render_chat,
     validate_messages,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ChatEncoding",
     "encode_chat",
     "load_tokenizer",
+    "plain_text_tokenizer",
     "render_chat",
     "tokenizer_config",
     "tokenizer_sha256",

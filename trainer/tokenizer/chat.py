@@ -84,7 +84,7 @@ def load_tokenizer(tokenizer_dir: Path) -> Tokenizer:
 
 
 @lru_cache(maxsize=8)
-def _plain_text_copy(tokenizer: Tokenizer) -> Tokenizer:
+def plain_text_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
     """A copy of `tokenizer` that never matches special tokens in text (`<|assistant|>` -> plain ids).
 
     A copy, so the caller's tokenizer keeps its own setting and concurrent users never see it flip.
@@ -113,7 +113,7 @@ def encode_chat(
     `tokenizer.encode(render_chat(messages, add_generation_prompt), add_special_tokens=False).ids`.
     """
     validate_messages(messages)
-    plain = _plain_text_copy(tokenizer)
+    plain = plain_text_tokenizer(tokenizer)
     end_id = special_id(tokenizer, END)
     newline_ids = plain.encode("\n", add_special_tokens=False).ids
     ids, mask = [special_id(tokenizer, BOS)], [False]

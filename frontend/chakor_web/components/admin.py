@@ -73,6 +73,7 @@ def server_status() -> rx.Component:
             rx.hstack(
                 rx.heading("Server", size="4", as_="h2"),
                 rx.cond(AdminState.watching, rx.badge("live", color_scheme="green"), rx.badge("paused")),
+                rx.text(AdminState.chart.length(), " samples", size="1", color_scheme="gray", id="samples"),
                 align="center",
             ),
             rx.hstack(

@@ -259,25 +259,26 @@ class ChatState(AuthState):
     def cancel_edit(self) -> None:
         self.edit_id = ""
 
+    def _start(self, content: str, regenerate: bool) -> EventSpec | None:
+        """Start streaming an answer unless one is already streaming in this tab."""
+        if self.streaming:
+            return None
+        self.streaming = True
+        return ChatState.stream(content, regenerate)
+
     @rx.event
     def send(self, form: dict[str, str]) -> EventSpec | None:
         content = form.get("content", "").strip()
-        if not content or self.streaming:
-            return None
-        return ChatState.stream(content, False)
+        return self._start(content, False) if content else None
 
     @rx.event
     def resend_edit(self) -> EventSpec | None:
         content, self.edit_id = self.edit_text.strip(), ""
-        if not content or self.streaming:
-            return None
-        return ChatState.stream(content, False)
+        return self._start(content, False) if content else None
 
     @rx.event
     def regenerate(self) -> EventSpec | None:
-        if not self.can_regenerate:
-            return None
-        return ChatState.stream("", True)
+        return self._start("", True) if self.can_regenerate else None
 
     @rx.event
     def retry(self) -> EventSpec | None:
@@ -285,9 +286,9 @@ class ChatState(AuthState):
         if self.streaming or not self.messages:
             return None
         if self.messages[-1].id:
-            return ChatState.stream("", True)
+            return self._start("", True)
         self.messages.pop()
-        return ChatState.stream(self.retry_content, False)
+        return self._start(self.retry_content, False)
 
     @rx.event
     async def stop(self) -> None:
@@ -305,7 +306,8 @@ class ChatState(AuthState):
         self.streaming, self.stop_requested = True, False
         self.error = self.live_text = self.live_note = self.live_id = ""
         self.live_sources = []
-        self.retry_content = content
+        if content:
+            self.retry_content = content
         if regenerate:
             while self.messages and self.messages[-1].role == "assistant":
                 self.messages.pop()
@@ -329,7 +331,9 @@ class ChatState(AuthState):
                 self.messages[-1].id = event["userMessageId"]
             if self.conversation_id != event["conversationId"]:
                 self.conversation_id = event["conversationId"]
-                return rx.call_script(f"window.history.replaceState(null, '', '/c/{self.conversation_id}')")
+                return rx.redirect(
+                    f"/c/{self.conversation_id}", replace=True
+                )  # on_load skips while streaming
         elif kind == "ChatSources":
             self.live_sources = _sources(event["results"])
             if not event["available"]:
@@ -337,7 +341,7 @@ class ChatState(AuthState):
         elif kind == "ChatDone":
             self._finish("stopped" if self.stop_requested else "complete", _speed(event["tokensPerSecond"]))
         elif kind == "ChatError":
-            self.error = ERROR_HINTS.get(event["code"], event["message"])
+            self.error = self.live_note = ERROR_HINTS.get(event["code"], event["message"])
             self._finish("error", "")
         return None
 
@@ -360,8 +364,6 @@ class ChatState(AuthState):
     async def stream(self, content: str, regenerate: bool):
         """Subscribe to `chat` and show tokens as they arrive."""
         async with self:
-            if self.streaming and self.live_id:
-                return
             chat_input = self._begin(content, regenerate)
             token = await self._live_token()
         pending, flushed_at = "", time.monotonic()

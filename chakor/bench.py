@@ -1,0 +1,53 @@
+"""`chakor bench`: the benchmark suite (pytest-benchmark) against the real stack, then the report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from chakor import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `chakor bench` to the CLI."""
+
+    @app.command()
+    def bench(
+        out: Path = typer.Option(RESULTS_DIR, help="Where <date>.json, <date>.md and the plots go."),
+        select: str = typer.Option("", "-k", help="Only benchmarks matching this pytest -k expression."),
+        concurrency: str = typer.Option(
+            "1,8,32", help="Simultaneous chat streams to measure (e.g. 1,8,32,64)."
+        ),
+        inference_rounds: int = typer.Option(30, help="Interleaved direct/GraphQL/nginx rounds."),
+        load_streams: int = typer.Option(64, help="Chat streams in the load benchmark."),
+        load_queries: int = typer.Option(200, help="Concurrent query loops in the load benchmark."),
+        load_seconds: float = typer.Option(60.0, help="Duration of the load benchmark."),
+    ) -> None:
+        """Run benchmarks/ and write results, a markdown summary and PNG plots."""
+        out.mkdir(parents=True, exist_ok=True)
+        results = out / f"{datetime.now(UTC):%Y-%m-%d}.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks",
+            "--benchmark-enable",
+            f"--benchmark-json={results}",
+            f"--concurrency={concurrency}",
+            f"--inference-rounds={inference_rounds}",
+            f"--load-streams={load_streams}",
+            f"--load-queries={load_queries}",
+            f"--load-seconds={load_seconds}",
+            *(["-k", select] if select else []),
+        ]
+        code = subprocess.run(argv, cwd=REPO_ROOT).returncode
+        if results.exists():
+            report = [sys.executable, "-m", "benchmarks.report", str(results), str(out)]
+            code = code or subprocess.run(report, cwd=REPO_ROOT).returncode
+        raise typer.Exit(code)

@@ -1,0 +1,58 @@
+"""The admin dashboard in a real browser: only admins get in; an admin promotes a user."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.frontend.conftest import Stack, log_in, screenshot, unique_email
+
+USERS = "query { users(first: 100) { edges { node { id role } } } }"
+
+
+def test_non_admin_cannot_open_admin(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("bob")
+    stack.register(email)
+    log_in(page, email)
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+    page.goto("/admin")
+    expect(page.get_by_text("The admin dashboard is for administrators only.")).to_be_visible()
+    expect(page).not_to_have_url(re.compile(r"/admin$"))
+    expect(page.get_by_role("heading", name="Admin dashboard")).to_have_count(0)
+
+
+def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("carol")
+    user_id = stack.register(email)["user"]["id"]
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    log_in(page, admin)
+    page.get_by_role("link", name="Admin").click()
+    expect(page.get_by_role("heading", name="Admin dashboard")).to_be_visible()
+    expect(page.locator("#model-card")).to_contain_text("Parameters")
+    expect(page.locator("#model-card")).to_contain_text("llama")
+    expect(page.get_by_text("live", exact=True)).to_be_visible()
+    expect(page.locator("#server-stats")).to_contain_text("%")
+    expect(page.get_by_role("table").first).to_contain_text("busy")
+    expect(page.locator("#users-table")).to_contain_text(email)
+    expect(page.locator("#samples")).to_have_text(re.compile(r"^([4-9]|\d\d+) samples$"))  # charts have lines
+    screenshot(page, "admin")
+
+    page.get_by_label("Search users").fill(email)
+    rows = page.locator("#users-table tbody tr")
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name=f"Promote {email}").click()
+    expect(page.get_by_role("button", name=f"Demote {email}")).to_be_visible()
+    expect(rows.first).to_contain_text("admin")
+    users = stack.gql(USERS, token=stack.token(admin))["users"]["edges"]
+    assert {"id": user_id, "role": "ADMIN"} in [edge["node"] for edge in users]
+
+    page.get_by_role("button", name=f"Disable {email}").click()
+    expect(rows.first).to_contain_text("disabled")
+    page.get_by_role("button", name=f"Delete {email}").click()
+    dialog = page.get_by_role("alertdialog")
+    expect(dialog).to_contain_text(email)
+    dialog.get_by_role("button", name="Delete user").click()
+    expect(rows).to_have_count(0)
+    users = stack.gql(USERS, token=stack.token(admin))["users"]["edges"]
+    assert user_id not in [edge["node"]["id"] for edge in users]

@@ -1,0 +1,184 @@
+"""`chakor data ...` and `chakor tokenizer ...` commands; `register(app)` adds both groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+data_app = typer.Typer(
+    help="Prepare text data: clean, filter, dedup, tokenize, SFT conversations.", no_args_is_help=True
+)
+tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `data` and `tokenizer` command groups to the main `chakor` app."""
+    app.add_typer(data_app, name="data")
+    app.add_typer(tokenizer_app, name="tokenizer")
+
+
+def clear_errors(command: F) -> F:
+    """Turn bad-input errors into one red line and exit status 2 (no traceback)."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_weights(items: list[str]) -> dict[str, float]:
+    """`SPEC=W` strings -> {spec: weight}."""
+    weights = {}
+    for item in items:
+        spec, sep, value = item.rpartition("=")
+        try:
+            weights[spec] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not spec:
+            raise ValueError(f"--weight {item!r}: expected SOURCE=NUMBER, e.g. local:python-code=2")
+    return weights
+
+
+def print_prepare_report(report: dict[str, Any]) -> None:
+    sources = Table(title="sources")
+    for column in ("source", "weight", "read docs", "read MB", "undecodable B", "kept docs", "kept MB"):
+        sources.add_column(column, justify="left" if column == "source" else "right")
+    for spec, info in report["sources"].items():
+        sources.add_row(
+            spec,
+            f"{info['weight']:g}",
+            str(info["read_docs"]),
+            f"{info['read_bytes'] / 1e6:.2f}",
+            str(info["undecodable_bytes"]),
+            str(info["kept_docs"]),
+            f"{info['kept_bytes'] / 1e6:.2f}",
+        )
+    removed = Table(title="removed documents")
+    for column in ("step", "reason", "count"):
+        removed.add_column(column, justify="right" if column == "count" else "left")
+    for step, reasons in report["removed"].items():
+        for reason, count in reasons.items():
+            removed.add_row(step, reason, str(count))
+    console.print(sources, removed)
+    for spec, info in report["sources"].items():
+        for path, lines in info["malformed_lines"].items():
+            console.print(f"[yellow]{spec}: malformed lines in {path}: {', '.join(map(str, lines))}[/yellow]")
+    console.print(f"kept {report['documents']} documents, {report['bytes'] / 1e6:.2f} MB")
+
+
+@data_app.command("prepare")
+@clear_errors
+def prepare_command(
+    source: list[str] = typer.Option(
+        ..., "--source", help="local:python-docs, local:python-code, DIR, FILE[.jsonl[:field]]"
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder (docs-*.jsonl + report.json)."),
+    weight: list[str] = typer.Option(
+        [], "--weight", help="Mixing weight SOURCE=W (up-sampling at tokenize)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Parallel filter processes (datatrove)."),
+    seed: int = typer.Option(0, "--seed", help="Seed recorded for split and shuffling."),
+    max_docs: int | None = typer.Option(None, "--max-docs", min=1, help="At most N documents per source."),
+    max_bytes: int | None = typer.Option(
+        None, "--max-bytes", min=1, help="At most N bytes per source (built-ins default to 2 MB)."
+    ),
+) -> None:
+    """Read, clean, filter and deduplicate documents; print and write the removal report."""
+    from trainer.data.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(
+        sources=source,
+        out_dir=out,
+        weights=parse_weights(weight),
+        workers=workers,
+        seed=seed,
+        max_docs=max_docs,
+        max_bytes=max_bytes,
+    )
+    print_prepare_report(prepare(config))
+    console.print(f"wrote {out}")
+
+
+@data_app.command("tokenize")
+@clear_errors
+def tokenize_command(
+    data: Path = typer.Option(..., "--data", help="A `chakor data prepare` output."),
+    tokenizer: Path = typer.Option(..., "--tokenizer", help="A tokenizer directory."),
+    out: Path = typer.Option(..., "--out", help="Output folder (shards + manifest.json)."),
+    shard_tokens: int = typer.Option(1_000_000, "--shard-tokens", min=1, help="Tokens per shard (approx.)."),
+    val_fraction: float = typer.Option(
+        0.05, "--val-fraction", min=0.0, max=0.99, help="Share of docs in val."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Defaults to the seed given to prepare."),
+) -> None:
+    """Tokenize prepared documents into uint16/uint32 shards and write manifest.json."""
+    from trainer.data.shards import TokenizeConfig, tokenize
+
+    result = tokenize(TokenizeConfig(data, tokenizer, out, shard_tokens, val_fraction, seed))
+    for split, info in result.manifest["splits"].items():
+        console.print(f"{split}: {info['tokens']:,} tokens in {len(info['shards'])} shards")
+    console.print(
+        f"wrote {result.written_shards} shards, kept {result.skipped_shards} from an earlier run: {out}"
+    )
+
+
+@data_app.command("count-tokens")
+@clear_errors
+def count_tokens_command(data: Path = typer.Argument(..., help="A `chakor data tokenize` output.")) -> None:
+    """Print the number of tokens per split (counted from the shard files)."""
+    from trainer.data.shards import count_tokens
+
+    counts = count_tokens(data)
+    for split, tokens in counts.items():
+        console.print(f"{split}\t{tokens}")
+    console.print(f"total\t{sum(counts.values())}")
+
+
+@data_app.command("sft")
+@clear_errors
+def sft_command(
+    source: str = typer.Option(..., "--source", help="local:python-qa or a JSONL file of {messages: [...]}."),
+    out: Path = typer.Option(..., "--out", help="Output folder (sft.jsonl + report.json)."),
+    seed: int = typer.Option(0, "--seed"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most N conversations."),
+) -> None:
+    """Write validated multi-turn chat conversations for supervised fine-tuning."""
+    from trainer.data.sft import build_sft
+
+    report = build_sft(source, out, seed=seed, limit=limit)
+    console.print(
+        f"wrote {report['conversations']} conversations ({report['messages']} messages), "
+        f"skipped {report['skipped']}: {out}"
+    )
+    for reason, lines in report["skipped_lines"].items():
+        console.print(f"[yellow]skipped ({reason}) lines: {', '.join(map(str, lines))}[/yellow]")
+
+
+@tokenizer_app.command("train")
+@clear_errors
+def tokenizer_train_command(
+    data: Path = typer.Option(..., "--data", help="A `chakor data prepare` output."),
+    vocab_size: int = typer.Option(4096, "--vocab-size", help="Vocabulary size (>= 263)."),
+    out: Path = typer.Option(..., "--out", help="Tokenizer directory to write."),
+) -> None:
+    """Train the byte-level BPE tokenizer on prepared documents."""
+    from trainer.data.prepare import iter_documents
+    from trainer.tokenizer.train import train_tokenizer
+
+    train_tokenizer((doc["text"] for doc in iter_documents(data)), vocab_size, out)
+    console.print(f"wrote {out / 'tokenizer.json'}")
