@@ -11,9 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.websockets import WebSocket
-from strawberry.fastapi import GraphQLRouter
 
 from backend.api.context import Context
+from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import schema
 from backend.core.config import Settings, get_settings
 from backend.core.limits import BodySizeLimit
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Context(connection.app.state.services)
 
     app = FastAPI(title="Chakor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    router: GraphQLRouter = GraphQLRouter(
+    router = ChakorGraphQLRouter(
         schema,
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,

@@ -10,6 +10,7 @@ Run: `.venv/bin/pytest benchmarks/test_convert_bench.py --benchmark-enable -s`
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time

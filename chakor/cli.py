@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "converter.cli",
     "backend.cli",
     "chakor.quickstart",
+    "chakor.bench",
 )
 
 

@@ -49,6 +49,7 @@ def verify_command(
     ppl_chunks: int = typer.Option(8, help="perplexity windows"),
 ) -> None:
     """Check that llama.cpp reproduces the exported model; exit 1 when a check fails."""
+    from converter.export_dir import sha256_file
     from converter.reference import Reference
     from converter.render import checks_table, perplexity_table
     from converter.valdata import validation_text
@@ -61,7 +62,7 @@ def verify_command(
         if val_text is not None:
             text = val_text.read_text(encoding="utf-8")
         elif data is not None:
-            digest = json.loads((export / "lineage.json").read_text()).get("tokenizer_sha256", "")
+            digest = sha256_file(export / "tokenizer.json")
             text = validation_text(data, reference.tokenizer, digest, max_val_tokens)
         reports = [
             verify(

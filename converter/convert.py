@@ -54,21 +54,14 @@ def plan_tensor(spec: TensorSpec, wanted: Q) -> PlannedTensor:
     return PlannedTensor(spec, wanted, fallback=False)
 
 
-def encode_tensor(data: np.ndarray, qtype: Q) -> np.ndarray:
-    """float32 data in GGML type `qtype` (bytes for block types)."""
-    return gguf.quants.quantize(data, qtype)
-
-
 def nbytes(shape: tuple[int, ...], qtype: Q) -> int:
     """Size in bytes of a tensor of `shape` stored as `qtype`."""
     return int(np.prod(gguf.quant_shape_to_byte_shape(shape, qtype)))
 
 
-def _lineage_value(lineage: dict[str, object], *keys: str) -> str:
-    for key in keys:
-        if lineage.get(key) not in (None, ""):
-            return str(lineage[key])
-    return "unknown"
+def _lineage_value(lineage: dict[str, object], key: str) -> str:
+    value = lineage.get(key)
+    return "unknown" if value in (None, "") else str(value)
 
 
 def add_metadata(writer: gguf.GGUFWriter, export: ExportDir, vocab: Vocab, file_type: int, name: str) -> None:
@@ -105,9 +98,7 @@ def add_metadata(writer: gguf.GGUFWriter, export: ExportDir, vocab: Vocab, file_
 
     writer.add_string(CHAKOR_KEY, sha256_file(export.model_file))
     writer.add_string("chakor.tokenizer_sha256", sha256_file(export.tokenizer_file))
-    writer.add_string(
-        "chakor.data_manifest_sha256", _lineage_value(lineage, "data_manifest_sha256", "manifest_sha256")
-    )
+    writer.add_string("chakor.data_manifest_sha256", _lineage_value(lineage, "data_manifest_sha256"))
     writer.add_string("chakor.git_commit", _lineage_value(lineage, "git_commit"))
     writer.add_string("chakor.lineage", json.dumps(lineage, sort_keys=True))
     writer.add_string("chakor.converter_version", __version__)
@@ -153,7 +144,7 @@ def write_gguf(export: ExportDir, outtype: str, path: Path, name: str, progress:
                 for item in plan:
                     bar.update(task, tensor=item.spec.source)
                     data = weights.read(item.spec.source)
-                    writer.write_tensor_data(encode_tensor(data, item.qtype))
+                    writer.write_tensor_data(gguf.quants.quantize(data, item.qtype))
                     bar.advance(task, data.nbytes)
         finally:
             writer.close()
@@ -162,8 +153,12 @@ def write_gguf(export: ExportDir, outtype: str, path: Path, name: str, progress:
 
 @contextmanager
 def temp_path(outfile: Path, suffix: str) -> Iterator[Path]:
-    """A fresh path beside `outfile` (same filesystem, so renaming is atomic), removed afterwards."""
+    """A fresh path beside `outfile` (same filesystem, so renaming is atomic), removed afterwards.
+
+    Readable by all like any new file (mkstemp's 0600 would follow the GGUF into place).
+    """
     fd, name = tempfile.mkstemp(dir=outfile.parent, prefix=f".{outfile.name}.", suffix=suffix)
+    os.fchmod(fd, 0o644)
     os.close(fd)
     try:
         yield Path(name)

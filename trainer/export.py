@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,9 @@ def load_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, torch.T
     shapes = check_checkpoint(checkpoint_dir, cfg)
     reader = dcp.FileSystemReader(str(checkpoint_dir))
     state_dict = {name: torch.empty(shape, dtype=torch.float32) for name, shape in shapes.items()}
-    dcp.load(state_dict, storage_reader=reader, no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state_dict, storage_reader=reader, no_dist=True)
     return state_dict
 
 

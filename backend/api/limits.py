@@ -26,7 +26,7 @@ from strawberry.extensions.base_extension import SchemaExtension
 MAX_DEPTH = 10
 MAX_ALIASES = 20
 MAX_TOKENS = 2000
-MAX_COST = 5000
+MAX_COST = 20_000
 SIZE_ARGUMENTS = ("first", "last", "maxResults")
 VARIABLE_SIZE = 100  # a page size given as a variable is costed at the largest page
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 from backend.core.config import Settings
 from backend.core.errors import NotFoundError, UserError, ValidationError
 from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
+from backend.models.common import oid
 from backend.services import conversations
 from backend.services.llama import Completion, LlamaPool, LlamaUnavailable
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
@@ -20,6 +21,7 @@ from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry
 
 FLUSH_EVERY_CHUNKS = 32
+MAX_SEARCH_QUERY_CHARS = 400
 MAX_TEMPERATURE = 2.0
 
 
@@ -147,19 +149,22 @@ async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message
     """Store what must exist before generation: conversation, user turn, streaming answer."""
     conversation = plan.conversation
     if conversation is None:
-        conversation = Conversation(user_id=user.id, title=conversations.title_from_message(plan.user_text))
+        conversation = Conversation(user_id=oid(user), title=conversations.title_from_message(plan.user_text))
         await conversation.insert()
     for message in plan.stale:
         await message.delete()
     user_message = plan.user_message
     if user_message is None:
         user_message = Message(
-            conversation_id=conversation.id, user_id=user.id, role=MessageRole.USER, content=plan.user_text
+            conversation_id=oid(conversation),
+            user_id=oid(user),
+            role=MessageRole.USER,
+            content=plan.user_text,
         )
         await user_message.insert()
     answer = Message(
-        conversation_id=conversation.id,
-        user_id=user.id,
+        conversation_id=oid(conversation),
+        user_id=oid(user),
         role=MessageRole.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
@@ -175,46 +180,45 @@ async def _finish(answer: Message, status: MessageStatus, text: str, error: str 
     await asyncio.shield(answer.save())
 
 
-async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncIterator[ChatEvent]:
-    """Run one chat turn, yielding events; the answer is stored in its final state however it ends."""
+async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer]:
+    """Validate the request and check that its prompt fits, before anything is stored."""
     settings = deps.settings
+    ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
+    plan = await _plan(user, request, settings, ctx_size)
+    if settings.tokenizer_path is None:
+        raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
+    tokenizer = tokenizer_at(settings.tokenizer_path)
+    build_prompt(
+        tokenizer, settings.chat_system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
+    )
+    return plan, tokenizer
+
+
+async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
+    """Run one chat turn, yielding events; the answer is stored in its final state however it ends."""
     try:
-        deps.streams.reserve(user.id)
+        deps.streams.reserve(oid(user))
     except UserError as exc:
         yield Failed(exc.code, exc.message)
         return
     try:
         try:
-            ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
-            plan = await _plan(user, request, settings, ctx_size)
-            if settings.tokenizer_path is None:
-                raise UserError(
-                    "the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED"
-                )
-            tokenizer = tokenizer_at(settings.tokenizer_path)
-            build_prompt(
-                tokenizer,
-                settings.chat_system_prompt,
-                plan.history,
-                plan.user_text,
-                ctx_size,
-                plan.max_tokens,
-            )
+            plan, tokenizer = await _prepare(user, request, deps)
         except UserError as exc:
             yield Failed(exc.code, exc.message)
             return
         conversation, user_message, answer = await _open(user, plan)
-        started = Started(conversation.id, user_message.id, answer.id)
+        started = Started(oid(conversation), oid(user_message), oid(answer))
         async with aclosing(_generate(started, user, plan, answer, tokenizer, request, deps)) as events:
             async for event in events:
                 yield event
     finally:
-        deps.streams.release(user.id)
+        deps.streams.release(oid(user))
 
 
-async def _sources(request: ChatRequest, plan: _Plan, answer: Message, search: WebSearch) -> SourcesFound:
+async def _sources(plan: _Plan, answer: Message, search: WebSearch) -> SourcesFound:
     try:
-        results = await search.search(plan.user_text[:400])
+        results = await search.search(plan.user_text[:MAX_SEARCH_QUERY_CHARS])
     except (SearchUnavailable, ValidationError) as exc:
         answer.sources, answer.sources_error = [], exc.message
         return SourcesFound([], False, exc.message)
@@ -222,7 +226,9 @@ async def _sources(request: ChatRequest, plan: _Plan, answer: Message, search: W
     return SourcesFound(results, True, None)
 
 
-def _prompt(plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, settings: Settings) -> list[int]:
+def _prompt(
+    plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, settings: Settings
+) -> list[int]:
     """The prompt with as many search results as fit the context (the first ones, in order)."""
     args = (plan.history, plan.user_text, plan.ctx_size, plan.max_tokens)
     for count in range(len(sources), 0, -1):
@@ -231,7 +237,9 @@ def _prompt(plan: _Plan, sources: list[Source], answer: Message, tokenizer: Toke
         except PromptTooLong:
             continue
         if count < len(sources):
-            answer.sources_error = f"only the first {count} of {len(sources)} search results fit the model's context"
+            answer.sources_error = (
+                f"only the first {count} of {len(sources)} search results fit the model's context"
+            )
         return ids
     if sources:
         answer.sources_error = "the search results did not fit the model's context"
@@ -246,54 +254,68 @@ async def _generate(
     tokenizer: Tokenizer,
     request: ChatRequest,
     deps: ChatDeps,
-) -> AsyncIterator[ChatEvent]:
-    """Stream the answer into `answer`, registered as active so stopGeneration can reach it."""
-    settings = deps.settings
-    stream = ActiveStream(message_id=answer.id, user_id=user.id)
+) -> AsyncGenerator[ChatEvent, None]:
+    """Stream the answer into `answer`, registered as active so stopGeneration can reach it.
+
+    The answer is stored before its final event is sent; if the client goes away before that,
+    the text so far is stored as `stopped`.
+    """
+    stream = ActiveStream(message_id=oid(answer), user_id=oid(user))
     deps.streams.add(stream)
     parts: list[str] = []
+    finished = False
     try:
         yield started
         sources: list[Source] = []
         if request.web_search:
-            found = await _sources(request, plan, answer, deps.search)
+            found = await _sources(plan, answer, deps.search)
             sources = found.results
             yield found
         body: dict[str, object] = {
-            "prompt": _prompt(plan, sources, answer, tokenizer, settings),
+            "prompt": _prompt(plan, sources, answer, tokenizer, deps.settings),
             "n_predict": plan.max_tokens,
             "stop": STOP,
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        async with aclosing(deps.pool.complete(body)) as upstream:
-            async for item in upstream:
-                if isinstance(item, Completion):
-                    answer.tokens_predicted = item.tokens_predicted
-                    answer.tokens_per_second = item.tokens_per_second
-                    answer.finish_reason = item.finish_reason
-                    await _finish(answer, MessageStatus.COMPLETE, "".join(parts))
-                    yield Done(answer.id, item.tokens_predicted, item.tokens_per_second, item.finish_reason)
-                    return
-                parts.append(item.text)
-                yield Token(item.text)
-                if stream.stop.is_set():
-                    break
-                if len(parts) % FLUSH_EVERY_CHUNKS == 0:
-                    answer.content = "".join(parts)
-                    await answer.save()
-        answer.finish_reason = "stopped"
-        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
-        yield Done(answer.id, len(parts), None, "stopped")
-    except LlamaUnavailable as exc:
-        await _finish(answer, MessageStatus.ERROR, "".join(parts), str(exc))
-        yield Failed("LLAMA_UNAVAILABLE", str(exc))
+        final: Done | Failed
+        try:
+            async with aclosing(deps.pool.complete(body)) as upstream:
+                async for item in upstream:
+                    if isinstance(item, Completion):
+                        answer.tokens_predicted = item.tokens_predicted
+                        answer.tokens_per_second = item.tokens_per_second
+                        answer.finish_reason = item.finish_reason
+                        await _finish(answer, MessageStatus.COMPLETE, "".join(parts))
+                        final = Done(
+                            oid(answer), item.tokens_predicted, item.tokens_per_second, item.finish_reason
+                        )
+                        break
+                    parts.append(item.text)
+                    yield Token(item.text)
+                    if stream.stop.is_set():
+                        answer.finish_reason = "stopped"
+                        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+                        final = Done(oid(answer), len(parts), None, "stopped")
+                        break
+                    if len(parts) % FLUSH_EVERY_CHUNKS == 0:
+                        answer.content = "".join(parts)
+                        await answer.save()
+                else:
+                    raise LlamaUnavailable("llama-server ended the answer without a final event")
+        except LlamaUnavailable as exc:
+            await _finish(answer, MessageStatus.ERROR, "".join(parts), str(exc))
+            final = Failed("LLAMA_UNAVAILABLE", str(exc))
+        finished = True
+        yield final
     except (asyncio.CancelledError, GeneratorExit):
-        answer.finish_reason = "stopped"
-        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+        if not finished:
+            answer.finish_reason = "stopped"
+            await _finish(answer, MessageStatus.STOPPED, "".join(parts))
         raise
-    except Exception as exc:
-        await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error")
-        raise exc
+    except Exception:
+        if not finished:
+            await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error")
+        raise
     finally:
-        deps.streams.remove(answer.id)
+        deps.streams.remove(oid(answer))

@@ -6,7 +6,7 @@ from typing import Any
 
 from backend.core.errors import NotFoundError
 from backend.models import Conversation, Message, User
-from backend.models.common import utcnow
+from backend.models.common import oid, utcnow
 from backend.services.pagination import after_filter, encode_cursor
 from backend.services.validation import MAX_TITLE_CHARS, clean_text, object_id, page_size, search_regex
 
@@ -87,10 +87,10 @@ async def list_conversations(
             "conversation_id", {"user_id": user.id, "content": pattern}
         )
         query = {"$and": [query, {"$or": [{"title": pattern}, {"_id": {"$in": hits}}]}]}
-    found = await Conversation.find(query).sort([("updated_at", -1), ("_id", -1)]).limit(limit + 1).to_list()
+    found = await Conversation.find(query).sort("-updated_at", "-_id").limit(limit + 1).to_list()
     has_next = len(found) > limit
     found = found[:limit]
-    cursor = encode_cursor(found[-1].updated_at, found[-1].id) if found else None
+    cursor = encode_cursor(found[-1].updated_at, oid(found[-1])) if found else None
     return found, has_next, cursor
 
 
@@ -98,7 +98,7 @@ async def messages(conversation: Conversation, last: int = MAX_MESSAGES) -> list
     """The newest `last` messages of a conversation, oldest first."""
     newest = (
         await Message.find(Message.conversation_id == conversation.id)
-        .sort([("created_at", -1), ("_id", -1)])
+        .sort("-created_at", "-_id")
         .limit(last)
         .to_list()
     )

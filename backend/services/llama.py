@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +115,7 @@ class LlamaPool:
             self._slot_context = n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
         return self._slot_context
 
-    async def complete(self, request: dict[str, Any]) -> AsyncIterator[TokenChunk | Completion]:
+    async def complete(self, request: dict[str, Any]) -> AsyncGenerator[TokenChunk | Completion, None]:
         """Stream a `/completion` on the best server; fail over while nothing has been generated.
 
         Closing the iterator closes the HTTP stream, which makes llama-server stop generating.
@@ -141,7 +141,7 @@ class LlamaPool:
 
     async def _stream(
         self, server: ServerState, request: dict[str, Any]
-    ) -> AsyncIterator[TokenChunk | Completion]:
+    ) -> AsyncGenerator[TokenChunk | Completion, None]:
         body = {**request, "stream": True, "cache_prompt": True}
         async with aconnect_sse(
             self._client, "POST", f"{server.url}/completion", json=body, timeout=STREAM_TIMEOUT

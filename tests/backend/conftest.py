@@ -18,7 +18,6 @@ from tests.backend.client import Api, Session
 from tests.conftest import Backend, backend_settings, start_backend
 from tests.support.tiny_model import TinyModel
 
-
 ROOT_ADMIN = "root-admin@example.test"
 
 
@@ -109,7 +108,9 @@ def slow_gguf(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -
     )  # fmt: skip
     torch.manual_seed(0)
     state = Transformer(cfg).state_dict()
-    export_dir = export_state_dict(state, cfg, tiny_model.tokenizer_dir, root / "export", lineage={"source": "slow"})
+    export_dir = export_state_dict(
+        state, cfg, tiny_model.tokenizer_dir, root / "export", lineage={"source": "slow"}
+    )
     return convert(export_dir, root / "slow-f32.gguf", "f32")
 
 
@@ -135,9 +136,7 @@ async def private_stack(
         backend = start_backend(settings, private_logs)
         async with httpx.AsyncClient(base_url=settings.backend_url, timeout=60) as http:
             ws_url = settings.graphql_url.replace("http://", "ws://", 1)
-            stack = PrivateStack(
-                settings, llama, backend, Api(http, ws_url), slow_gguf, private_logs
-            )
+            stack = PrivateStack(settings, llama, backend, Api(http, ws_url), slow_gguf, private_logs)
             yield stack
     finally:
         if backend is not None:

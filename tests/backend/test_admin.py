@@ -17,7 +17,9 @@ query($first: Int, $after: String, $search: String) {
 }
 """
 SET_ROLE = "mutation($id: ID!, $r: Role!) { setUserRole(userId: $id, role: $r) { id role } }"
-SET_DISABLED = "mutation($id: ID!, $d: Boolean!) { setUserDisabled(userId: $id, disabled: $d) { id disabled } }"
+SET_DISABLED = (
+    "mutation($id: ID!, $d: Boolean!) { setUserDisabled(userId: $id, disabled: $d) { id disabled } }"
+)
 DELETE_USER = "mutation($id: ID!) { deleteUser(userId: $id) }"
 STATUS_FIELDS = """
   llamaServers { url healthy status slotsTotal slotsIdle tokensPerSecond tokensGenerated activeRequests }
@@ -33,7 +35,11 @@ ADMIN_ONLY = [
 ]
 
 
-@pytest.mark.parametrize(("query", "variables"), ADMIN_ONLY, ids=["users", "serverStatus", "setUserRole", "setUserDisabled", "deleteUser"])
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    ADMIN_ONLY,
+    ids=["users", "serverStatus", "setUserRole", "setUserDisabled", "deleteUser"],
+)
 async def test_admin_fields_refuse_users(api: Api, alice: Session, query: str, variables: dict) -> None:
     error = await api.error(query, variables, alice.access_token)
     assert error["message"] == "admin only"
@@ -48,7 +54,9 @@ async def test_non_admin_cannot_make_themselves_admin(api: Api, alice: Session, 
 
 async def test_server_status_subscription_refuses_users(api: Api, alice: Session) -> None:
     with pytest.raises(Exception, match="admin only"):
-        async for _ in api.subscribe(f"subscription {{ serverStatus {{ {STATUS_FIELDS} }} }}", {}, alice.authorization):
+        async for _ in api.subscribe(
+            f"subscription {{ serverStatus {{ {STATUS_FIELDS} }} }}", {}, alice.authorization
+        ):
             pass
 
 
@@ -57,7 +65,11 @@ async def test_list_and_search_users(api: Api, admin: Session) -> None:
     found = (await api.data(USERS, {"search": "ZEBRA-", "first": 2}, admin.access_token))["users"]
     assert [e["node"]["email"] for e in found["edges"]] == ["zebra-2@example.test", "zebra-1@example.test"]
     assert found["pageInfo"]["hasNextPage"] is True
-    rest = (await api.data(USERS, {"search": "zebra-", "after": found["pageInfo"]["endCursor"]}, admin.access_token))["users"]
+    rest = (
+        await api.data(
+            USERS, {"search": "zebra-", "after": found["pageInfo"]["endCursor"]}, admin.access_token
+        )
+    )["users"]
     assert [e["node"]["id"] for e in rest["edges"]] == [tagged[0].id]
     by_name = (await api.data(USERS, {"search": "Zebra 1"}, admin.access_token))["users"]["edges"]
     assert [e["node"]["displayName"] for e in by_name] == ["Zebra 1"]
@@ -86,11 +98,16 @@ async def test_admin_cannot_disable_or_delete_themselves(api: Api, admin: Sessio
 
 async def test_delete_user_cascades(api: Api, admin: Session, db: AsyncDatabase) -> None:
     victim = await api.register()
-    conversation = (await api.data('mutation { createConversation(title: "doomed") { id } }', token=victim.access_token))[
-        "createConversation"
-    ]
+    conversation = (
+        await api.data('mutation { createConversation(title: "doomed") { id } }', token=victim.access_token)
+    )["createConversation"]
     await db.messages.insert_one(
-        {"conversation_id": ObjectId(conversation["id"]), "user_id": ObjectId(victim.id), "role": "user", "content": "hi"}
+        {
+            "conversation_id": ObjectId(conversation["id"]),
+            "user_id": ObjectId(victim.id),
+            "role": "user",
+            "content": "hi",
+        }
     )
     assert (await api.data(DELETE_USER, {"id": victim.id}, admin.access_token))["deleteUser"] is True
     uid = ObjectId(victim.id)
@@ -99,11 +116,15 @@ async def test_delete_user_cascades(api: Api, admin: Session, db: AsyncDatabase)
     assert await db.messages.count_documents({"user_id": uid}) == 0
     assert await db.refresh_tokens.count_documents({"user_id": uid}) == 0
     assert (await api.error("{ me { id } }", token=victim.access_token))["message"] == "invalid access token"
-    assert (await api.error(DELETE_USER, {"id": victim.id}, admin.access_token))["message"] == "user not found"
+    assert (await api.error(DELETE_USER, {"id": victim.id}, admin.access_token))[
+        "message"
+    ] == "user not found"
 
 
 async def test_server_status(api: Api, admin: Session, backend: Backend) -> None:
-    status = (await api.data(f"{{ serverStatus {{ {STATUS_FIELDS} }} }}", token=admin.access_token))["serverStatus"]
+    status = (await api.data(f"{{ serverStatus {{ {STATUS_FIELDS} }} }}", token=admin.access_token))[
+        "serverStatus"
+    ]
     [llama] = status["llamaServers"]
     assert llama["url"] == backend.settings.llama_url
     assert llama["healthy"] is True and llama["status"] == "ok"
@@ -127,7 +148,9 @@ async def test_server_status_subscription(api: Api, admin: Session) -> None:
     assert all(tick["databaseOk"] and tick["llamaServers"][0]["healthy"] for tick in ticks)
     assert ticks[1]["timestamp"] > ticks[0]["timestamp"]
     with pytest.raises(Exception, match="intervalMs must be between 250 and 60000"):
-        async for _ in api.subscribe("subscription { serverStatus(intervalMs: 1) { cpuPercent } }", {}, admin.authorization):
+        async for _ in api.subscribe(
+            "subscription { serverStatus(intervalMs: 1) { cpuPercent } }", {}, admin.authorization
+        ):
             pass
 
 

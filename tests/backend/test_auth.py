@@ -112,7 +112,7 @@ def test_rate_limit_recovers_after_the_window() -> None:
             "invalid access token",
         ),
         (lambda u: jwt.encode(claims(u), None, algorithm="none"), "invalid access token"),
-        (lambda u: jwt.encode(claims(u), JWT_SECRET, "HS512"), "invalid access token"),
+        (lambda u: jwt.encode(claims(u), JWT_SECRET * 2, "HS512"), "invalid access token"),
         (lambda u: jwt.encode(claims(u, typ="refresh"), JWT_SECRET, "HS256"), "invalid access token"),
         (
             lambda u: jwt.encode(claims(u, sub="000000000000000000000000"), JWT_SECRET, "HS256"),

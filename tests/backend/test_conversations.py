@@ -7,7 +7,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.backend.client import Api, Session
 
-CREATE = "mutation($t: String) { createConversation(title: $t) { id title createdAt updatedAt messages { id } } }"
+CREATE = (
+    "mutation($t: String) { createConversation(title: $t) { id title createdAt updatedAt messages { id } } }"
+)
 RENAME = "mutation($id: ID!, $t: String!) { renameConversation(id: $id, title: $t) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
 GET = "query($id: ID!) { conversation(id: $id) { id title messages { id role content status } } }"
@@ -40,7 +42,9 @@ async def test_create_rename_delete(api: Api, alice: Session, db: AsyncDatabase)
     untitled = await create(api, alice)
     assert untitled["title"] == "New conversation"
 
-    renamed = (await api.data(RENAME, {"id": created["id"], "t": "Renamed"}, alice.access_token))["renameConversation"]
+    renamed = (await api.data(RENAME, {"id": created["id"], "t": "Renamed"}, alice.access_token))[
+        "renameConversation"
+    ]
     assert renamed == {"id": created["id"], "title": "Renamed"}
     assert (await db.conversations.find_one({"_id": ObjectId(created["id"])}))["title"] == "Renamed"
 
@@ -70,11 +74,15 @@ async def test_pagination_newest_first(api: Api, alice: Session) -> None:
     assert rest == ["page 2", "page 1", "page 0"]
     bad = await api.error(LIST, {"first": 0}, alice.access_token)
     assert bad["message"] == "first must be between 1 and 100"
-    assert (await api.error(LIST, {"first": 101}, alice.access_token))["message"] == "first must be between 1 and 100"
+    assert (await api.error(LIST, {"first": 101}, alice.access_token))[
+        "message"
+    ] == "first must be between 1 and 100"
     assert (await api.error(LIST, {"after": "garbage!"}, alice.access_token))["message"] == "invalid cursor"
 
 
-async def test_search_titles_and_message_text_literally(api: Api, alice: Session, bob: Session, db: AsyncDatabase) -> None:
+async def test_search_titles_and_message_text_literally(
+    api: Api, alice: Session, bob: Session, db: AsyncDatabase
+) -> None:
     await create(api, alice, "Recipes (vegan) [2024]")
     await create(api, alice, "Holiday plans")
     with_text = await create(api, alice, "Misc")
@@ -97,7 +105,9 @@ async def test_search_titles_and_message_text_literally(api: Api, alice: Session
     assert long["message"] == "search must be at most 200 characters"
 
 
-async def test_another_users_conversation_reads_as_missing(api: Api, alice: Session, bob: Session, db: AsyncDatabase) -> None:
+async def test_another_users_conversation_reads_as_missing(
+    api: Api, alice: Session, bob: Session, db: AsyncDatabase
+) -> None:
     mine = await create(api, alice, "Alice's secret")
     missing = str(ObjectId())
     for conversation_id in (mine["id"], missing, "not-an-id"):
@@ -108,7 +118,9 @@ async def test_another_users_conversation_reads_as_missing(api: Api, alice: Sess
         delete = await api.error(DELETE, {"id": conversation_id}, bob.access_token)
         assert delete["message"] == "conversation not found"
         events = await api.chat(bob, conversationId=conversation_id, content="hello")
-        assert events == [{"__typename": "ChatError", "code": "NOT_FOUND", "message": "conversation not found"}]
+        assert events == [
+            {"__typename": "ChatError", "code": "NOT_FOUND", "message": "conversation not found"}
+        ]
     assert await titles(api, bob) == []
     stored = await db.conversations.find_one({"_id": ObjectId(mine["id"])})
     assert stored["title"] == "Alice's secret"
@@ -131,7 +143,7 @@ async def test_everything_needs_a_user(api: Api) -> None:
         (DELETE, {"id": str(ObjectId())}),
         ("{ model { name } }", {}),
         ('{ webSearch(query: "x") { url } }', {}),
-        ("mutation { stopGeneration(messageId: \"x\") }", {}),
+        ('mutation { stopGeneration(messageId: "x") }', {}),
         ('mutation { changePassword(oldPassword: "a", newPassword: "b") }', {}),
     ]:
         error = await api.error(query, variables)

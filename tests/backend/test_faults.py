@@ -107,7 +107,9 @@ async def test_stop_generation(private_stack: PrivateStack, private_db: AsyncDat
     assert (await api.data(stop, {"id": done["messageId"]}, user.access_token))["stopGeneration"] is False
 
 
-async def test_concurrent_stream_limit_per_user(private_stack: PrivateStack, private_db: AsyncDatabase) -> None:
+async def test_concurrent_stream_limit_per_user(
+    private_stack: PrivateStack, private_db: AsyncDatabase
+) -> None:
     api = private_stack.api
     user = await api.register()
     first_started, second_started, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -173,8 +175,10 @@ async def test_llama_server_killed_mid_stream(private_stack: PrivateStack, priva
 
 async def test_admin_sees_the_private_llama_server(private_stack: PrivateStack) -> None:
     api = private_stack.api
-    admin = await api.login((await first_admin_email(private_stack)))
-    status = await api.data("{ serverStatus { llamaServers { url healthy slotsTotal } activeStreams } }", token=admin.access_token)
+    admin = await api.login(await first_admin_email(private_stack))
+    status = await api.data(
+        "{ serverStatus { llamaServers { url healthy slotsTotal } activeStreams } }", token=admin.access_token
+    )
     assert status["serverStatus"]["llamaServers"] == [
         {"url": private_stack.settings.llama_url, "healthy": True, "slotsTotal": 1}
     ]
@@ -188,5 +192,3 @@ async def first_admin_email(stack: PrivateStack) -> str:
         return admin["email"]
     finally:
         await client.close()
-
-

@@ -45,7 +45,19 @@ def micro_cfg(tokenizer_dir: Path) -> ModelConfig:
 
 
 def trained_state(cfg: ModelConfig, tokenizer_dir: Path, steps: int) -> dict[str, torch.Tensor]:
-    """A model fitted for `steps` Adam steps on the corpus, so that its predictions are peaked."""
+    """A model fitted for `steps` Adam steps on the corpus, so that its predictions are peaked.
+
+    One torch thread: on 2 shared cores, torch's default thread pool makes these tiny steps ~20x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(cfg, tokenizer_dir, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(cfg: ModelConfig, tokenizer_dir: Path, steps: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     model = Transformer(cfg)
     tokenizer = load_tokenizer(tokenizer_dir)

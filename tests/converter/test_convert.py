@@ -32,6 +32,7 @@ def source_tensors(export_dir: Path) -> dict[str, np.ndarray]:
 def test_f32_metadata_and_exact_tensors(tmp_path: Path, export_dir: Path, micro_cfg) -> None:
     out = convert(export_dir, tmp_path / "m.gguf", "f32")
     assert out == tmp_path / "m.gguf"
+    assert out.stat().st_mode & 0o777 == 0o644
     meta = read_gguf(out).metadata
     assert {k: meta[k] for k in meta if k.startswith("llama.")} == {
         "llama.vocab_size": micro_cfg.vocab_size,
@@ -114,16 +115,26 @@ def test_q8_0_falls_back_to_f16_for_short_rows(tmp_path: Path, odd_export_dir: P
 
 
 @requires_llama
-def test_k_quant_via_llama_quantize(tmp_path: Path, export_dir: Path) -> None:
-    out = convert(export_dir, tmp_path / "m-q4_k_m.gguf", "q4_k_m")
+@pytest.mark.parametrize(
+    ("outtype", "file_type", "fallback"),
+    [
+        ("q4_k_m", "MOSTLY_Q4_K_M", "Q5_0"),
+        ("q5_k_m", "MOSTLY_Q5_K_M", "Q5_1"),
+        ("q6_k", "MOSTLY_Q6_K", "Q8_0"),
+    ],
+)
+def test_k_quant_via_llama_quantize(
+    tmp_path: Path, export_dir: Path, outtype: str, file_type: str, fallback: str
+) -> None:
+    out = convert(export_dir, tmp_path / f"m-{outtype}.gguf", outtype)
     info = read_gguf(out)
     f16 = read_gguf(convert(export_dir, tmp_path / "m-f16.gguf", "f16"))
-    assert info.metadata["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    assert info.metadata["general.file_type"] == int(gguf.LlamaFileType[file_type])
     same = {k: v for k, v in f16.metadata.items() if k != "general.file_type"}
     assert {k: info.metadata[k] for k in same} == same  # hyperparameters, tokenizer and lineage kept
     types = {t.name: t.type for t in info.tensors}
-    # rows of 64/160 values do not fill the 256-value K-quant blocks: llama-quantize falls back
-    assert types["blk.0.attn_q.weight"] == "Q5_0"
-    assert {t for name, t in types.items() if "norm" not in name} <= {"Q5_0", "Q8_0"}
+    # rows of 64 or 160 values do not fill the 256-value K-quant blocks: llama-quantize falls back
+    assert types["blk.0.attn_q.weight"] == fallback
+    assert {t for name, t in types.items() if "norm" not in name} <= {fallback, "Q8_0"}
     assert {t for name, t in types.items() if "norm" in name} == {"F32"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-f16.gguf", "m-q4_k_m.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m-f16.gguf", f"m-{outtype}.gguf"])

@@ -14,7 +14,9 @@ from converter.convert import convert
 from converter.reference import Reference
 from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
 from converter.verify import VerifyReport, verify
-from tests.converter.conftest import make_export, requires_llama
+from tests.converter.conftest import CORPUS, make_export, requires_llama
+from tests.converter.test_valdata import write_data
+from trainer.tokenizer.train import tokenizer_sha256
 
 pytestmark = requires_llama
 
@@ -125,3 +127,20 @@ def test_cli_errors(tmp_path: Path, ggufs: dict[str, Path], other_export: Path) 
     assert (code, output) == (2, f"error: {tmp_path / 'missing.gguf'}: file not found\n")
     code, output = run_cli("verify", str(ggufs["f32"]), "--export", str(other_export), "--max-positions", "1")
     assert code == 1 and "verification FAILED" in output
+
+
+def test_cli_perplexity_on_val_split(
+    tmp_path: Path, ggufs: dict[str, Path], export_dir: Path, tokenizer_dir: Path
+) -> None:
+    write_data(tmp_path / "data", tokenizer_dir, tokenizer_sha256(tokenizer_dir), CORPUS * 6)
+    report_path = tmp_path / "r.json"
+    code, output = run_cli(
+        "verify", str(ggufs["q8_0"]), "--export", str(export_dir), "--data", str(tmp_path / "data"),
+        "--max-positions", "1", "--ppl-ctx", "64", "--ppl-chunks", "3", "--report", str(report_path),
+    )  # fmt: skip
+    assert code == 0, output
+    (ppl,) = [
+        c for c in json.loads(report_path.read_text())["reports"][0]["checks"] if c["name"] == "perplexity"
+    ]
+    assert (ppl["details"]["n_ctx"], ppl["details"]["n_chunks"]) == (64, 3)
+    assert ppl["details"]["relative_delta"] < 0.05

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from trainer.tokenizer import (
@@ -131,3 +133,19 @@ def test_empty_corpus_is_refused(tmp_path: Path) -> None:
 def test_load_tokenizer_missing_dir(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `chakor tokenizer train` first"):
         load_tokenizer(tmp_path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    contents=st.lists(st.text().filter(lambda text: "<|" not in text), min_size=1, max_size=4),
+    add_generation_prompt=st.booleans(),
+)
+def test_encode_chat_equals_encoding_the_render_for_any_text(
+    tokenizer: Tokenizer, contents: list[str], add_generation_prompt: bool
+) -> None:
+    roles = ["system", "user", "assistant", "user"]
+    messages = [{"role": roles[i], "content": text} for i, text in enumerate(contents)]
+    rendered = render_chat(messages, add_generation_prompt)
+    encoding = encode_chat(tokenizer, messages, add_generation_prompt)
+    assert encoding.ids == tokenizer.encode(rendered, add_special_tokens=False).ids
+    assert tokenizer.decode(encoding.ids, skip_special_tokens=False) == rendered

@@ -89,7 +89,7 @@ def test_bad_sources_fail_before_writing(
 def test_empty_source_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "blank.txt").write_text("   \n")
-    with pytest.raises(SourceError, match=r"has no documents \(read 1 files\)"):
+    with pytest.raises(SourceError, match=r"has no documents \(read 1 files; 1 empty\)"):
         prepare(PrepareConfig(sources=[str(tmp_path / "empty")], out_dir=tmp_path / "out"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 

@@ -39,8 +39,6 @@ SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 PASSWORD = "correct-horse-battery-staple"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
-pytestmark = pytest.mark.browser
-
 
 @dataclass
 class Stack:

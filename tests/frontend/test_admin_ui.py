@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import Stack, log_in, screenshot, unique_email
 
 USERS = "query { users(first: 100) { edges { node { id role } } } }"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_non_admin_cannot_open_admin(page: Page, stack: Stack, admin: str) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import PASSWORD, SlowLlama, Stack, log_in, screenshot, unique_email
 
 CONVERSATION = "query($id: ID!) { conversation(id: $id) { title messages { role content status } } }"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def send(page: Page, text: str) -> None:
@@ -236,7 +239,18 @@ def test_markdown_answer_with_highlighted_code_and_copy(
         slow_llama.reply = None
     expect(answer.locator("strong")).to_have_text("bold")
     expect(answer.locator("pre code")).to_contain_text("def greet(name):")
-    print(answer.locator("pre").first.evaluate("e => e.outerHTML")[:1500])
-    expect(answer.locator("pre code span").first).to_have_attribute("style", re.compile("color"))
+    keyword = answer.locator("pre code span.token", has_text="def").first  # highlighted by Prism
+    expect(keyword).to_have_attribute("style", re.compile(r"color"))
     answer.get_by_role("button", name="Copy code").click()
     assert page.evaluate("navigator.clipboard.readText()") == code
+
+
+def test_wrong_password_is_refused(page: Page, stack: Stack, admin: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(admin)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/login$"))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import PASSWORD, Stack, log_in, unique_email
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_change_password_and_theme(page: Page, stack: Stack, admin: str) -> None:

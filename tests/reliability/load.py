@@ -136,7 +136,9 @@ async def run_load(
     """Register `streams` users, run their chat loops and `query_workers` query loops for `seconds`, check."""
     report = LoadReport(streams=streams, query_workers=query_workers, seconds=seconds)
     ws_url = graphql_url.replace("http://", "ws://", 1)
-    limits = httpx.Limits(max_connections=query_workers + 16)
+    # Idle connections are dropped well before the server's 5 s keep-alive timeout could close them
+    # under a request (the keep-alive race: a reset that is the client's doing, not the server's).
+    limits = httpx.Limits(max_connections=query_workers + 16, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         emails = [f"load-{tag}-{i}@example.com" for i in range(streams)]
         tokens = await asyncio.gather(*(register(http, graphql_url, email) for email in emails))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sysconfig
 import warnings
@@ -142,14 +143,15 @@ def python_docs() -> Iterator[str]:
 
 
 def python_code_files() -> list[Path]:
-    """The standard library's `.py` files, sorted, without tests and vendored tools."""
+    """The standard library's `.py` files, sorted, without tests, site-packages and vendored tools."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(
-        path
-        for path in root.rglob("*.py")
-        if not SKIPPED_CODE_DIRS.intersection(path.relative_to(root).parts[:-1])
-        and not path.name.startswith("test_")
-    )
+    files: list[Path] = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED_CODE_DIRS]
+        files.extend(
+            Path(folder) / name for name in names if name.endswith(".py") and not name.startswith("test_")
+        )
+    return sorted(files)
 
 
 def summary_of(member: object) -> str:

@@ -56,8 +56,9 @@ def parse_weights(items: list[str]) -> dict[str, float]:
 
 def print_prepare_report(report: dict[str, Any]) -> None:
     sources = Table(title="sources")
-    for column in ("source", "weight", "read docs", "read MB", "undecodable B", "kept docs", "kept MB"):
-        sources.add_column(column, justify="left" if column == "source" else "right")
+    sources.add_column("source", no_wrap=True)
+    for column in ("weight", "docs", "MB", "bad bytes", "kept docs", "kept MB"):
+        sources.add_column(column, justify="right")
     for spec, info in report["sources"].items():
         sources.add_row(
             spec,

@@ -1,6 +1,6 @@
 """Cleaning and quality filters, as datatrove pipeline steps (picklable, so executor workers can run them).
 
-Prose goes through datatrove's Gopher quality and repetition filters, with a regex word tokenizer
+Prose goes through datatrove's Gopher quality and repetition filters, with a whitespace word tokenizer
 instead of datatrove's default spaCy one (spaCy and NLTK's punkt would need downloads). Code goes
 through a small code-specific filter. Every removal has a reason, counted by datatrove's stats.
 
@@ -48,7 +48,7 @@ class FilterConfig:
     max_score: float = float("inf")
 
 
-class RegexWordTokenizer(WordTokenizer):
+class WhitespaceWordTokenizer(WordTokenizer):
     """Whitespace-separated words (as in the Gopher paper), sentences at `.!?` + whitespace.
 
     Needs no model and no download, unlike datatrove's default spaCy / NLTK tokenizers.
@@ -166,7 +166,7 @@ class ScoreFilter(BaseFilter):
 
 def filter_steps(config: FilterConfig) -> list[PipelineStep]:
     """The cleaning + filtering chain, in order."""
-    words = RegexWordTokenizer()
+    words = WhitespaceWordTokenizer()
     steps: list[PipelineStep] = [
         CleanText(),
         MinLengthFilter(config.min_chars),

@@ -85,8 +85,9 @@ def _read_all(
                 }
                 files[n % len(files)].write(json.dumps(record, ensure_ascii=False) + "\n")
             if source_stats.documents == 0:
+                removed = "".join(f"; {n} {why}" for why, n in sorted(source_stats.removed.items()))
                 raise SourceError(
-                    f"source {source.spec!r} has no documents (read {source_stats.files} files)"
+                    f"source {source.spec!r} has no documents (read {source_stats.files} files{removed})"
                 )
             progress.advance(task)
     finally:
@@ -145,13 +146,18 @@ def _write_shards(docs: list[dict[str, Any]], out_dir: Path) -> list[str]:
     return names
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an `--out` folder that holds anything but an earlier `prepare` output."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
+        raise FileExistsError(
+            f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out"
+        )
+
+
 def _replace_dir(built: Path, out_dir: Path) -> None:
     """Move `built` to `out_dir`, replacing an earlier `prepare` output but never other files."""
+    _check_out_dir(out_dir)
     if out_dir.exists():
-        if any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-            raise FileExistsError(
-                f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out"
-            )
         shutil.rmtree(out_dir)
     os.replace(built, out_dir)
 
@@ -160,11 +166,8 @@ def prepare(config: PrepareConfig, progress: Progress | None = None) -> dict[str
     """Run the whole preparation; returns the report (also written to `out_dir/report.json`)."""
     sources = check_config(config)
     out_dir = Path(config.out_dir).resolve()
+    _check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / REPORT_NAME).is_file():
-        raise FileExistsError(
-            f"{out_dir} exists and is not a `chakor data prepare` output; choose another --out"
-        )
     work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
         with progress or Progress(transient=True) as bar:
@@ -174,7 +177,8 @@ def prepare(config: PrepareConfig, progress: Progress | None = None) -> dict[str
             bar.update(task, total=1, completed=1)
             docs = _filtered_docs(work / "filtered")
             dedup_removed: Counter[str] = Counter()
-            kept_ids = set(deduplicate(((d["id"], d["text"]) for d in docs), config.dedup, dedup_removed))
+            pairs = bar.track(((d["id"], d["text"]) for d in docs), total=len(docs), description="dedup")
+            kept_ids = set(deduplicate(pairs, config.dedup, dedup_removed))
         kept = [_output_record(doc) for doc in docs if doc["id"] in kept_ids]
         if not kept:
             read = sum(stats.documents for stats in read_stats.values())
@@ -194,10 +198,6 @@ def _output_record(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["id"], "text": doc["text"], **doc["metadata"]}
 
 
-def _per_source(items: list[dict[str, Any]], key: str) -> Counter[str]:
-    return Counter(item["metadata"]["source"] if key == "metadata" else item["source"] for item in items)
-
-
 def _report(
     config: PrepareConfig,
     sources: list[Source],
@@ -208,8 +208,8 @@ def _report(
     kept: list[dict[str, Any]],
     shards: list[str],
 ) -> dict[str, Any]:
-    after_filters = _per_source(filtered, "metadata")
-    kept_docs = _per_source(kept, "source")
+    after_filters = Counter(doc["metadata"]["source"] for doc in filtered)
+    kept_docs = Counter(doc["source"] for doc in kept)
     kept_bytes: Counter[str] = Counter()
     for doc in kept:
         kept_bytes[doc["source"]] += len(doc["text"].encode("utf-8"))

@@ -18,7 +18,6 @@ import math
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,11 +143,21 @@ class ShardWriter:
         )
 
 
-def _encoded(tokenizer: Any, docs: list[PlannedDoc], start: int, bos_id: int) -> Iterator[np.ndarray]:
-    for batch_start in range(start, len(docs), ENCODE_BATCH):
-        batch = docs[batch_start : batch_start + ENCODE_BATCH]
-        for encoding in tokenizer.encode_batch([d.text for d in batch], add_special_tokens=False):
-            yield np.array([bos_id, *encoding.ids], dtype=np.int64)
+def _encode_once(
+    tokenizer: Any, docs: list[PlannedDoc], bos_id: int, bar: Progress, split: str
+) -> dict[str, np.ndarray]:
+    """`<|bos|>` + ids of each distinct document (up-sampled copies are encoded once)."""
+    texts = {doc.id: doc.text for doc in docs}
+    ids = list(texts)
+    task = bar.add_task(f"tokenize {split}", total=len(ids))
+    encoded = {}
+    for start in range(0, len(ids), ENCODE_BATCH):
+        batch = ids[start : start + ENCODE_BATCH]
+        encodings = tokenizer.encode_batch_fast([texts[i] for i in batch], add_special_tokens=False)
+        for doc_id, encoding in zip(batch, encodings, strict=True):
+            encoded[doc_id] = np.array([bos_id, *encoding.ids], dtype=np.uint32)
+        bar.advance(task, len(batch))
+    return encoded
 
 
 def _previous_shards(out_dir: Path, fingerprint: str) -> dict[str, list[dict[str, Any]]]:
@@ -206,14 +215,14 @@ def tokenize(config: TokenizeConfig, progress: Progress | None = None) -> Tokeni
             skipped += writer.skipped
             build["shards"][split] = writer.shards
             split_docs = plan[split]
-            task = bar.add_task(f"tokenize {split}", total=len(split_docs), completed=writer.resume_at)
+            first = writer.resume_at
+            encoded = _encode_once(plain, split_docs[first:], bos_id, bar, split)
             chunks: list[np.ndarray] = []
             sources: Counter[str] = Counter()
-            first = writer.resume_at
-            for index, ids in enumerate(_encoded(plain, split_docs, first, bos_id), start=first):
+            for index in range(first, len(split_docs)):
+                ids = encoded[split_docs[index].id]
                 chunks.append(ids)
                 sources[split_docs[index].source] += ids.size
-                bar.advance(task)
                 if sum(sources.values()) >= config.shard_tokens or index == len(split_docs) - 1:
                     writer.write(chunks, (first, index + 1), sources)
                     written += 1

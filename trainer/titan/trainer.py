@@ -25,7 +25,7 @@ from torchtitan.trainer import Trainer
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
 from trainer.titan.model_spec import model_spec
-from trainer.tokenizer.chat import END, EOS, load_tokenizer
+from trainer.tokenizer.chat import BOS, END, EOS, load_tokenizer
 from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 
 SAMPLES_FILE = "samples.jsonl"
@@ -82,7 +82,6 @@ class SampleValidator(Validator):
         run_dir: str = ""
         prompts: list[str] = field(default_factory=lambda: ["The", "Once upon a time", "def "])
         sample_tokens: int = 32
-        chat: bool = False
 
     def validate(self, model_parts: list[torch.nn.Module], step: int) -> None:
         with torch.no_grad():
@@ -92,17 +91,12 @@ class SampleValidator(Validator):
 
     def _sample(self, model: torch.nn.Module, step: int) -> None:
         tokenizer = load_tokenizer(Path(self.config.run_dir) / TOKENIZER_SUBDIR)
-        stops = (tokenizer.token_to_id(EOS), tokenizer.token_to_id(END))
+        stops = tuple(tokenizer.token_to_id(t) for t in (BOS, EOS, END))  # BOS: the next document
         generator = torch.Generator().manual_seed(step)
         model.eval()
         samples = []
         for prompt in self.config.prompts:
-            text = (
-                f"<|bos|><|user|>\n{prompt}<|end|>\n<|assistant|>\n"
-                if self.config.chat
-                else f"<|bos|>{prompt}"
-            )
-            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            ids = [tokenizer.token_to_id(BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
             out = model.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
         model.train()

@@ -108,7 +108,9 @@ def encode_chat(
     """Encode a conversation: structure tokens as special ids, message text as plain text.
 
     `assistant_mask` is True on assistant content tokens and on the `<|end|>` closing an assistant
-    turn; False on `<|bos|>`, role headers, the newlines around them and all other messages.
+    turn; False on `<|bos|>`, role headers, the newlines around them and all other messages. (When
+    assistant content starts with whitespace, BPE may merge the header's newline into the first
+    content token; that token counts as content.)
     For text without special-token look-alikes, `ids` equals
     `tokenizer.encode(render_chat(messages, add_generation_prompt), add_special_tokens=False).ids`.
     """

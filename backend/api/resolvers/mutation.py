@@ -7,6 +7,7 @@ import strawberry
 from backend.api.context import Info
 from backend.api.permissions import require_admin, require_user
 from backend.api.types import AuthPayload, Conversation, Role, User
+from backend.models.common import oid
 from backend.services import auth, conversations, users
 from backend.services.validation import object_id
 
@@ -66,8 +67,8 @@ class Mutation:
     @strawberry.mutation(description="Stop one of your answers that is streaming; false when there is none.")
     async def stop_generation(self, info: Info, message_id: strawberry.ID) -> bool:
         user = await require_user(info)
-        oid = object_id(message_id)
-        return oid is not None and info.context.services.streams.stop(oid, user.id)
+        message = object_id(message_id)
+        return message is not None and info.context.services.streams.stop(message, oid(user))
 
     @strawberry.mutation(description="Change a user's role (admins only).")
     async def set_user_role(self, info: Info, user_id: strawberry.ID, role: Role) -> User:

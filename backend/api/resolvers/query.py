@@ -20,6 +20,7 @@ from backend.api.types import (
     UserConnection,
     UserEdge,
 )
+from backend.models.common import oid
 from backend.services import conversations, model_info, users
 from backend.services.pagination import encode_cursor
 
@@ -40,7 +41,7 @@ class Query:
         size = 20 if first is None else first
         found, has_next, end = await conversations.list_conversations(user, size, after, search)
         edges = [
-            ConversationEdge(cursor=encode_cursor(c.updated_at, c.id), node=Conversation.from_model(c))
+            ConversationEdge(cursor=encode_cursor(c.updated_at, oid(c)), node=Conversation.from_model(c))
             for c in found
         ]
         return ConversationConnection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end))
@@ -73,7 +74,7 @@ class Query:
         await require_admin(info)
         size = 50 if first is None else first
         found, has_next, end = await users.list_users(size, after, search)
-        edges = [UserEdge(cursor=encode_cursor(u.created_at, u.id), node=User.from_model(u)) for u in found]
+        edges = [UserEdge(cursor=encode_cursor(u.created_at, oid(u)), node=User.from_model(u)) for u in found]
         return UserConnection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end))
 
     @strawberry.field(description="Health of llama-servers, backend and database (admins only).")

@@ -254,7 +254,7 @@ def _error() -> rx.Component:
             rx.hstack(
                 rx.text(ChatState.error),
                 rx.cond(
-                    ChatState.messages.length() > 0,
+                    ChatState.failed_turn,
                     rx.button(
                         "Retry", on_click=ChatState.retry, size="1", color_scheme="red", variant="soft"
                     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 
@@ -115,44 +116,45 @@ class AuthState(rx.State):
         return None
 
     @rx.event
-    async def login(self, form: dict[str, str]) -> EventSpec | None:
+    async def login(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
         email, password = form.get("email", "").strip(), form.get("password", "")
         if not email or not password:
             self.form_error = "Enter your email and password."
-            return None
-        self.busy = True
+            return
+        self.busy, self.form_error = True, ""
+        yield  # show the button as busy
         try:
             data = await execute(LOGIN, {"email": email, "password": password})
         except ApiError as exc:
             self.form_error = exc.message
-            return None
+            return
         finally:
             self.busy = False
         self._sign_in(data["login"])
-        self.form_error = self.notice = ""
-        return rx.redirect("/")
+        self.notice = ""
+        yield rx.redirect("/")
 
     @rx.event
-    async def register(self, form: dict[str, str]) -> EventSpec | None:
+    async def register(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
         email, password = form.get("email", "").strip(), form.get("password", "")
         if not email or not password:
             self.form_error = "Enter an email and a password."
-            return None
+            return
         if password != form.get("confirm", ""):
             self.form_error = "The passwords do not match."
-            return None
+            return
         variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
-        self.busy = True
+        self.busy, self.form_error = True, ""
+        yield
         try:
             await execute(REGISTER, variables)
         except ApiError as exc:
             self.form_error = exc.message
-            return None
+            return
         finally:
             self.busy = False
-        self.form_error = ""
         self.notice = "Account created. Please log in."
-        return rx.redirect("/login")
+        yield rx.redirect("/login")
 
     @rx.event
     async def logout(self) -> EventSpec:

@@ -116,6 +116,7 @@ class ChatState(AuthState):
     live_note: str = ""
     stop_requested: bool = False
     error: str = ""
+    failed_turn: bool = False
     retry_content: str = ""
     rename_id: str = ""
     rename_title: str = ""
@@ -137,7 +138,7 @@ class ChatState(AuthState):
         page = data["conversations"]
         items = [ConversationItem(e["node"]["id"], e["node"]["title"]) for e in page["edges"]]
         self.conversations = [*self.conversations, *items] if append else items
-        self.next_cursor = page["pageInfo"]["endCursor"] or "" if page["pageInfo"]["hasNextPage"] else ""
+        self.next_cursor = (page["pageInfo"]["endCursor"] or "") if page["pageInfo"]["hasNextPage"] else ""
 
     @rx.event
     async def load_more(self) -> EventSpec | None:
@@ -167,8 +168,8 @@ class ChatState(AuthState):
             return None
         path = urlsplit(str(self.router.url)).path.rstrip("/")
         wanted = path.removeprefix("/c/") if path.startswith("/c/") else ""
-        self.error = self.live_text = self.live_note = ""
-        self.edit_id = ""
+        self.error = self.live_text = self.live_note = self.edit_id = ""
+        self.failed_turn = False
         try:
             await self._load_list()
             if wanted:
@@ -283,7 +284,7 @@ class ChatState(AuthState):
     @rx.event
     def retry(self) -> EventSpec | None:
         """Try the failed turn again: answer the stored question anew, or resend one never stored."""
-        if self.streaming or not self.messages:
+        if self.streaming or not self.failed_turn or not self.messages:
             return None
         if self.messages[-1].id:
             return self._start("", True)
@@ -305,6 +306,7 @@ class ChatState(AuthState):
         """Show the question and an empty live answer; the subscription's input."""
         self.streaming, self.stop_requested = True, False
         self.error = self.live_text = self.live_note = self.live_id = ""
+        self.failed_turn = False
         self.live_sources = []
         if content:
             self.retry_content = content
@@ -329,11 +331,10 @@ class ChatState(AuthState):
             self.live_id = event["assistantMessageId"]
             if self.messages and self.messages[-1].role == "user":
                 self.messages[-1].id = event["userMessageId"]
-            if self.conversation_id != event["conversationId"]:
+            if self.conversation_id != event["conversationId"]:  # a new chat: give it its URL
                 self.conversation_id = event["conversationId"]
-                return rx.redirect(
-                    f"/c/{self.conversation_id}", replace=True
-                )  # on_load skips while streaming
+                # on_load does nothing while streaming, so the live answer stays on screen
+                return rx.redirect(f"/c/{self.conversation_id}", replace=True)
         elif kind == "ChatSources":
             self.live_sources = _sources(event["results"])
             if not event["available"]:
@@ -356,7 +357,7 @@ class ChatState(AuthState):
                     self.live_id, "assistant", self.live_text, status, list(self.live_sources), note, speed
                 )
             )
-        self.streaming = False
+        self.streaming, self.failed_turn = False, status == "error"
         self.live_text = self.live_note = ""
         self.live_sources = []
 
@@ -391,12 +392,12 @@ class ChatState(AuthState):
         async with self:
             self.live_text += pending
             self._finish("error" if self.error else "stopped" if self.stop_requested else "complete", "")
-            if not self.logged_in:
-                yield rx.redirect("/login")
-                return
-            try:
-                await self._load_list()
-            except ApiError:
-                return  # the sidebar refreshes on the next page load
-            if not self.title:
-                self.title = next((c.title for c in self.conversations if c.id == self.conversation_id), "")
+            signed_in = self.logged_in
+            if signed_in:
+                with suppress(ApiError):  # else the sidebar refreshes on the next page load
+                    await self._load_list()
+                    self.title = self.title or next(
+                        (c.title for c in self.conversations if c.id == self.conversation_id), ""
+                    )
+        if not signed_in:
+            yield rx.redirect("/login")
