@@ -149,8 +149,6 @@ def backend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
             "--port",
             str(settings.backend_port),
             "--no-access-log",
-            "--ws",
-            "websockets",
         ],
         env=settings_env(settings),
         cwd=REPO_ROOT,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.configs import ModelConfig, SFTConfig
+from trainer.tokenizer.chat import encode_chat, load_tokenizer
 from trainer.train import (
     CHECKPOINT_SUBDIR,
     RUN_FILE,
@@ -35,7 +36,7 @@ def run_sft(
     **recipe: Any,
 ) -> Path:
     """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
-    from trainer.titan.data import pack_conversations
+    from trainer.titan.data import pack_conversations, read_conversations, split_conversations
 
     base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
     base_run = read_run(base)
@@ -48,11 +49,17 @@ def run_sft(
     known = {f.name for f in fields(SFTConfig)}
     inherited = {k: v for k, v in base_run["train"].items() if k in ("seq_len", "local_batch_size", "seed")}
     sft = SFTConfig(**{**inherited, **{k: v for k, v in recipe.items() if k in known}})
+    tokenizer = load_tokenizer(base / TOKENIZER_SUBDIR)
     ids, _ = pack_conversations(data, base / TOKENIZER_SUBDIR)
     windows = (len(ids) - 1) // sft.seq_len
     rows = sft.global_batch_size if sft.global_batch_size > 0 else sft.local_batch_size * nproc
     sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * windows / rows))
     sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
+    sft.eval_every = recipe.get("eval_every") or max(1, sft.steps // 4)
+    held_out = split_conversations(read_conversations(data), "val")
+    val_tokens = sum(len(encode_chat(tokenizer, c).ids) for c in held_out)
+    first_users = (next((m["content"] for m in c if m["role"] == "user"), None) for c in held_out)
+    prompts = [p for p in first_users if p is not None][:3]
     run = {
         "kind": "sft",
         "model_name": base_run.get("model_name", "custom"),
@@ -63,6 +70,9 @@ def run_sft(
         "tokenizer_sha256": base_run["tokenizer_sha256"],
         "base_run": str(base),
         "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
+        # Validation needs a window of held-out tokens for every process.
+        "validation": (val_tokens - 1) // sft.seq_len >= nproc,
+        "sample_prompts": prompts,
         "git_commit": git_commit(),
     }
     write_run(out, run, base / TOKENIZER_SUBDIR)

@@ -6,6 +6,7 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
+from pymongo.errors import ConnectionFailure
 from strawberry.extensions import MaskErrors
 
 from backend.api.limits import limit_extensions
@@ -15,6 +16,7 @@ from backend.api.resolvers.subscription import Subscription
 from backend.core.errors import UserError
 
 INTERNAL_ERROR = "internal server error"
+DATABASE_UNAVAILABLE = "database unavailable; try again shortly"
 log = logging.getLogger("chakor.backend")
 
 
@@ -27,6 +29,20 @@ def _should_mask(error: GraphQLError) -> bool:
     return True
 
 
+class ChakorMaskErrors(MaskErrors):
+    """Masks unexpected errors; a database outage gets its own clear, retryable message."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_should_mask, error_message=INTERNAL_ERROR)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        if isinstance(error.original_error, ConnectionFailure):
+            masked.message = DATABASE_UNAVAILABLE
+            masked.extensions = {"code": "SERVICE_UNAVAILABLE"}
+        return masked
+
+
 def build_schema() -> strawberry.Schema:
     """The API schema."""
     return strawberry.Schema(
@@ -35,7 +51,7 @@ def build_schema() -> strawberry.Schema:
         subscription=Subscription,
         extensions=[
             *limit_extensions(),
-            lambda: MaskErrors(should_mask_error=_should_mask, error_message=INTERNAL_ERROR),
+            ChakorMaskErrors,
         ],
     )
 

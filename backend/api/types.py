@@ -13,11 +13,15 @@ from backend.api.context import Info
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
 
-Role = strawberry.enum(models.Role, name="Role", description="What a user may do.")
-MessageRole = strawberry.enum(models.MessageRole, name="MessageRole", description="Who wrote a message.")
-MessageStatus = strawberry.enum(
+# The documents' enums, registered with Strawberry under their GraphQL names.
+strawberry.enum(models.Role, name="Role", description="What a user may do.")
+strawberry.enum(models.MessageRole, name="MessageRole", description="Who wrote a message.")
+strawberry.enum(
     models.MessageStatus, name="MessageStatus", description="Where an answer is in its lifecycle."
 )
+Role = models.Role
+MessageRole = models.MessageRole
+MessageStatus = models.MessageStatus
 
 
 @strawberry.type(description="An account.")
@@ -176,9 +180,9 @@ class ModelInfo:
             parameters=d.parameters,
             file_size_bytes=d.file_size_bytes,
             chat_template=d.chat_template,
-            metadata=d.metadata,
-            lineage=d.lineage,
-            verify_report=d.verify_report,
+            metadata=JSON(d.metadata),
+            lineage=JSON(d.lineage),
+            verify_report=None if d.verify_report is None else JSON(d.verify_report),
         )
 
 

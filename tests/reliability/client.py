@@ -103,20 +103,25 @@ class Stream:
         return "".join(self.chunks)
 
     @property
+    def tokens(self) -> int:
+        """Tokens generated: the server's count when it sent one (chunks may carry several tokens)."""
+        return self.tokens_predicted or len(self.chunks)
+
+    @property
     def ttft(self) -> float:
         """Seconds from sending the request to the first token."""
         return self.chunk_times[0] - self.sent_at
 
     @property
     def tokens_per_second(self) -> float:
-        """Chunks after the first per second until the last (the generation rate the client sees)."""
+        """Tokens after the first per second until the last (the generation rate the client sees)."""
         span = self.chunk_times[-1] - self.chunk_times[0]
-        return (len(self.chunk_times) - 1) / span if span > 0 else float("nan")
+        return (self.tokens - 1) / span if span > 0 else float("nan")
 
     @property
     def end_to_end_tokens_per_second(self) -> float:
-        """Chunks per second from sending the request to the last chunk (TTFT included)."""
-        return len(self.chunk_times) / (self.chunk_times[-1] - self.sent_at)
+        """Tokens per second from sending the request to the last chunk (TTFT included)."""
+        return self.tokens / (self.chunk_times[-1] - self.sent_at)
 
     @property
     def inter_token(self) -> list[float]:

@@ -44,7 +44,7 @@ async def test_backend_restart_keeps_everything_and_clients_reconnect(
             alice = sessions["alice"]["accessToken"]
             async with chat_socket(ws_url, alice) as socket:
                 first = await socket.chat("Before the restart", maxTokens=16, temperature=0.0)
-            assert first.error is None
+            assert first.error is None and first.conversation_id is not None
             ids_before = await execute(http, url, CONVERSATION_IDS, token=alice)
 
             async with chat_socket(ws_url, sessions["bob"]["accessToken"]) as bob_socket:

@@ -5,7 +5,7 @@ The full-size run (64 streams + 200 query loops for 60 s) is `chakor bench` (ben
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def stack(
 
 
 async def test_load_has_no_errors_and_loses_nothing(
-    stack: tuple[Settings, ManagedProcess], record_property: pytest.RecordProperty
+    stack: tuple[Settings, ManagedProcess], record_property: Callable[[str, object], None]
 ) -> None:
     settings, backend = stack
     assert backend.pid is not None

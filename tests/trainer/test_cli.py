@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -27,6 +28,7 @@ def test_train_reports_a_missing_data_dir(tmp_path: Path) -> None:
     assert "does not exist: run `chakor data prepare` first" in result.output
 
 
+@pytest.mark.slow
 def test_export_command(pretrain_run: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(pretrain_run), "--out", str(tmp_path / "e"), "--format", "hf"])
     assert result.exit_code == 0, result.output

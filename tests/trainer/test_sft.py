@@ -12,7 +12,7 @@ import pytest
 from trainer.export import export_run
 from trainer.metrics import read_metrics
 from trainer.sft import run_sft
-from trainer.titan.data import TokenWindows, pack_conversations
+from trainer.titan.data import TokenWindows, pack_conversations, split_conversations
 from trainer.tokenizer import encode_chat, load_tokenizer
 
 CONVERSATIONS = [
@@ -62,6 +62,16 @@ def test_labels_are_the_assistant_tokens_token_by_token(tmp_path: Path, tokenize
     ]
 
 
+def test_every_twentieth_conversation_is_held_out() -> None:
+    conversations = [[{"role": "user", "content": str(i)}] for i in range(45)]
+    val = split_conversations(conversations, "val")
+    train = split_conversations(conversations, "train")
+    assert [c[0]["content"] for c in val] == ["19", "39"]
+    assert len(train) == 43 and conversations[19] not in train
+    assert split_conversations(conversations[:19], "val") == []
+    assert split_conversations(conversations[:19], "train") == conversations[:19]
+
+
 def test_windows_split_across_ranks_and_resume(tmp_path: Path) -> None:
     tokens = np.arange(1000, dtype=np.int64)
     ranks = [TokenWindows(tokens, 9, rank, 2, seed=3) for rank in (0, 1)]
@@ -90,6 +100,7 @@ def test_bad_conversation_names_the_line(tmp_path: Path, tokenizer_dir: Path) ->
         pack_conversations(path, tokenizer_dir)
 
 
+@pytest.mark.slow
 def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None:
     out = run_sft(
         pretrain_run, write_jsonl(tmp_path / "sft.jsonl", repeat=20), tmp_path / "sft", steps=2, quiet=True
@@ -98,7 +109,13 @@ def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None
     assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
     assert run["train"]["lr"] == 3e-4 and run["train"]["steps"] == 2
     assert f"Loading the checkpoint from {pretrain_run}/checkpoint/step-6" in (out / "train.log").read_text()
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    records = read_metrics(out / "metrics.jsonl")
+    losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) == 2 and losses[0] < 5.0  # an untrained micro model starts near ln(320) = 5.77
+    # 40 conversations: the 20th and 40th are held out; validation at steps 1 and 2 (eval_every = 2 // 4 -> 1).
+    assert run["validation"] and run["sample_prompts"] == ["add?", "add?"]
+    assert [r["step"] for r in records if "val_loss" in r] == [1, 2]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [[s["prompt"] for s in row["samples"]] for row in samples] == [["add?", "add?"]] * 2
     lineage = json.loads((export_run(out, tmp_path / "export") / "lineage.json").read_text())
     assert (lineage["kind"], lineage["base_run"], lineage["steps"]) == ("sft", "micro", 2)

@@ -105,7 +105,8 @@ def pretrain() -> ChakorTrainer.Config:
 
 
 def sft() -> ChakorTrainer.Config:
-    """Multi-turn SFT from the base run's last checkpoint (weights only), loss on assistant tokens."""
+    """Multi-turn SFT from the base run's last checkpoint (weights only), loss on assistant tokens;
+    validation and chat samples on the held-out conversations when there are enough."""
     run_dir = _run_dir()
     run = read_run(run_dir)
     recipe = SFTConfig(**run["train"])
@@ -113,6 +114,22 @@ def sft() -> ChakorTrainer.Config:
     config.dataloader = ChatDataLoader.Config(
         dataset_path=run["data"], tokenizer_dir=str(run_dir / TOKENIZER_SUBDIR), seed=recipe.seed
     )
+    if run["validation"]:
+        config.validator = SampleValidator.Config(
+            enable=True,
+            freq=recipe.eval_every,
+            steps=recipe.eval_batches,
+            dataloader=ChatDataLoader.Config(
+                dataset_path=run["data"],
+                tokenizer_dir=str(run_dir / TOKENIZER_SUBDIR),
+                split="val",
+                infinite=False,
+            ),
+            run_dir=str(run_dir),
+            prompts=run["sample_prompts"],
+            sample_tokens=recipe.sample_tokens,
+            chat=True,
+        )
     config.checkpoint.initial_load_path = run["base_checkpoint"]
     config.checkpoint.initial_load_model_only = True
     return config

@@ -17,10 +17,11 @@ from torch.utils.data import IterableDataset
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.loss import IGNORE_INDEX
 
-from trainer.tokenizer.chat import encode_chat, load_tokenizer
+from trainer.tokenizer.chat import Message, encode_chat, load_tokenizer, validate_messages
 from trainer.tokenizer.train import tokenizer_sha256
 
 MANIFEST = "manifest.json"
+VAL_EVERY = 20
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
@@ -71,30 +72,48 @@ def load_split(data_dir: Path, split: str) -> np.ndarray:
     return np.concatenate(arrays)
 
 
-def pack_conversations(path: Path, tokenizer_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Encode every conversation of a JSONL file back to back: (ids, learn) where learn marks assistant tokens.
-
-    A line is `{"messages": [{"role": ..., "content": ...}, ...]}` or just the list of messages.
-    """
+def read_conversations(path: Path) -> list[list[Message]]:
+    """The conversations of a JSONL file: `{"messages": [...]}` or a bare list of messages per line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SFT data {path} does not exist")
-    tokenizer = load_tokenizer(tokenizer_dir)
-    ids: list[int] = []
-    learn: list[bool] = []
+    conversations = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             messages = record["messages"] if isinstance(record, dict) else record
-            encoding = encode_chat(tokenizer, messages)
+            validate_messages(messages)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: bad conversation: {exc}") from None
-        ids.extend(encoding.ids)
-        learn.extend(encoding.assistant_mask)
-    if not ids:
+        conversations.append(messages)
+    if not conversations:
         raise ValueError(f"{path}: no conversations")
+    return conversations
+
+
+def split_conversations(conversations: list[list[Message]], split: str) -> list[list[Message]]:
+    """Every VAL_EVERY-th conversation is held out as "val" (only when there are at least VAL_EVERY)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"unknown split {split!r}")
+    if len(conversations) < VAL_EVERY:
+        return conversations if split == "train" else []
+    held_out = [i % VAL_EVERY == VAL_EVERY - 1 for i in range(len(conversations))]
+    return [c for c, out in zip(conversations, held_out, strict=True) if out == (split == "val")]
+
+
+def pack_conversations(
+    path: Path, tokenizer_dir: Path, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a split's conversations back to back: (ids, learn) where learn marks assistant tokens."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    conversations = split_conversations(read_conversations(path), split)
+    if not conversations:
+        raise ValueError(f"{path}: no {split} conversations")
+    encodings = [encode_chat(tokenizer, messages) for messages in conversations]
+    ids = [i for e in encodings for i in e.ids]
+    learn = [m for e in encodings for m in e.assistant_mask]
     return np.asarray(ids, dtype=np.int64), np.asarray(learn, dtype=bool)
 
 
@@ -188,6 +207,7 @@ class ChatDataLoader(ParallelAwareDataloader):
     @dataclass(kw_only=True, slots=True)
     class Config(ParallelAwareDataloader.Config):
         tokenizer_dir: str = ""
+        split: str = "train"
         infinite: bool = True
         seed: int = 0
 
@@ -201,8 +221,11 @@ class ChatDataLoader(ParallelAwareDataloader):
         local_batch_size: int,
         **kwargs: Any,
     ) -> None:
-        ids, learn = pack_conversations(Path(config.dataset_path or ""), Path(config.tokenizer_dir))
-        dataset = TokenWindows(
-            ids, seq_len, dp_rank, dp_world_size, learn=learn, seed=config.seed, infinite=config.infinite
+        ids, learn = pack_conversations(
+            Path(config.dataset_path or ""), Path(config.tokenizer_dir), config.split
         )
+        dataset = TokenWindows(
+            ids, seq_len, dp_rank, dp_world_size, learn=learn,
+            seed=config.seed, shuffle=config.split == "train", infinite=config.infinite,
+        )  # fmt: skip
         super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)

@@ -25,7 +25,7 @@ from torchtitan.trainer import Trainer
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
 from trainer.titan.model_spec import model_spec
-from trainer.tokenizer.chat import BOS, END, EOS, load_tokenizer
+from trainer.tokenizer.chat import BOS, END, EOS, encode_chat, load_tokenizer
 from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 
 SAMPLES_FILE = "samples.jsonl"
@@ -82,6 +82,8 @@ class SampleValidator(Validator):
         run_dir: str = ""
         prompts: list[str] = field(default_factory=lambda: ["The", "Once upon a time", "def "])
         sample_tokens: int = 32
+        chat: bool = False
+        """Prompt as a user turn followed by the assistant header (SFT)."""
 
     def validate(self, model_parts: list[torch.nn.Module], step: int) -> None:
         with torch.no_grad():
@@ -96,7 +98,12 @@ class SampleValidator(Validator):
         model.eval()
         samples = []
         for prompt in self.config.prompts:
-            ids = [tokenizer.token_to_id(BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
+            if self.config.chat:
+                ids = encode_chat(
+                    tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True
+                ).ids
+            else:
+                ids = [tokenizer.token_to_id(BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
             out = model.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
         model.train()
