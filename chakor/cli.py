@@ -8,11 +8,12 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from chakor.process import tail
+from chakor.process import port_in_use, tail
 from chakor.services import (
     ComponentError,
     backend_process,
@@ -21,7 +22,7 @@ from chakor.services import (
     llama_process,
 )
 from chakor.settings import Settings, SettingsError, get_settings
-from chakor.supervisor import Component, Supervisor, SupervisorError, read_state
+from chakor.supervisor import Component, Supervisor, SupervisorError, pid_alive, read_state
 
 app = typer.Typer(help="Chakor: train your own LLM and chat with it in the browser.", no_args_is_help=True)
 console = Console()
@@ -122,12 +123,10 @@ def up(
     try:
         supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
         console.print("Starting Chakor ...")
-        supervisor.start_all()
+        supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
     except (ComponentError, SupervisorError) as exc:
         console.print(f"[red]cannot start:[/] {exc}")
         raise typer.Exit(1) from None
-    print_urls(settings, frontend)
-    supervisor.run_forever()
 
 
 def print_urls(settings: Settings, frontend: bool) -> None:
@@ -152,9 +151,7 @@ def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean s
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             console.print("Chakor stopped.")
             return
         time.sleep(0.2)
@@ -162,11 +159,19 @@ def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean s
     raise typer.Exit(1)
 
 
+def component_healthy(info: dict) -> bool:
+    """Probe a component recorded in the state file: its health URL, else its port."""
+    if not info["health_url"]:
+        return port_in_use(info["host"], info["port"])
+    try:
+        return httpx.get(info["health_url"], timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @app.command()
 def status() -> None:
     """Each component's state, pid, port and uptime."""
-    import httpx
-
     settings = settings_or_exit()
     state = read_state(state_file(settings))
     if state is None:
@@ -174,16 +179,15 @@ def status() -> None:
         raise typer.Exit(3)
     table = Table("component", "state", "pid", "address", "uptime", "restarts")
     for name, info in state["components"].items():
-        healthy = "unknown"
-        if info["health_url"]:
-            try:
-                ok = httpx.get(info["health_url"], timeout=2).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            healthy = "[green]healthy[/]" if ok else "[red]unhealthy[/]"
+        healthy = component_healthy(info)
         uptime = f"{time.time() - info['started_at']:.0f}s" if info["started_at"] else "-"
         table.add_row(
-            name, healthy, str(info["pid"]), f"{info['host']}:{info['port']}", uptime, str(info["restarts"])
+            name,
+            "[green]healthy[/]" if healthy else "[red]unhealthy[/]",
+            str(info["pid"]),
+            f"{info['host']}:{info['port']}",
+            uptime,
+            str(info["restarts"]),
         )
     console.print(table)
 

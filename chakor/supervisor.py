@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from rich.console import Console
 
 from chakor.process import ManagedProcess, ProcessError, port_in_use
@@ -121,11 +122,12 @@ class Supervisor:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
-    def run_forever(self) -> None:
-        """Start everything, then supervise until SIGINT/SIGTERM; always stop the children."""
+    def run_forever(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Start everything, call `on_ready`, then supervise until SIGINT/SIGTERM; always stop the children."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start_all()
+            on_ready()
             self.watch()
         finally:
             self.stop_all()
@@ -146,8 +148,12 @@ def read_state(state_file: Path) -> dict | None:
     if not state_file.exists():
         return None
     state = json.loads(state_file.read_text())
+    return state if pid_alive(state["supervisor_pid"]) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (an exited process its parent has not reaped yet counts as gone)."""
     try:
-        os.kill(state["supervisor_pid"], 0)
-    except ProcessLookupError:
-        return None
-    return state
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -86,8 +86,15 @@ def parse_shape(config: dict[str, Any], source: Path) -> ModelShape:
     if not isinstance(config["tie_embeddings"], bool):
         raise ConversionError(f"{source}: tie_embeddings must be true or false")
     shape = ModelShape(
-        **{name: config[name] for name in _INT_FIELDS},
-        **{name: float(config[name]) for name in _FLOAT_FIELDS},
+        dim=config["dim"],
+        n_layers=config["n_layers"],
+        n_heads=config["n_heads"],
+        n_kv_heads=config["n_kv_heads"],
+        vocab_size=config["vocab_size"],
+        ffn_hidden_dim=config["ffn_hidden_dim"],
+        max_seq_len=config["max_seq_len"],
+        rope_theta=float(config["rope_theta"]),
+        norm_eps=float(config["norm_eps"]),
         tie_embeddings=config["tie_embeddings"],
     )
     if shape.dim % shape.n_heads or shape.n_heads % shape.n_kv_heads or shape.head_dim % 2:

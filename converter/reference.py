@@ -10,7 +10,7 @@ import torch
 from tokenizers import Tokenizer
 
 from trainer.export import load_export
-from trainer.tokenizer.chat import BOS, load_tokenizer
+from trainer.tokenizer.chat import BOS, load_tokenizer, special_id
 
 
 class Reference:
@@ -21,7 +21,7 @@ class Reference:
         self.tokenizer = load_tokenizer(Path(export_dir))
         self.plain = Tokenizer.from_str(self.tokenizer.to_str())
         self.plain.encode_special_tokens = True
-        self.bos_id = int(self.tokenizer.token_to_id(BOS))
+        self.bos_id = special_id(self.tokenizer, BOS)
 
     def encode(self, text: str, parse_special: bool = False) -> list[int]:
         """Ids of `text` without BOS; special-token text is plain text unless `parse_special`."""

@@ -31,7 +31,8 @@ def validation_text(data_dir: Path, tokenizer: Tokenizer, tokenizer_sha256: str,
             raise ConversionError(f"{path}: validation shard not found")
         ids.extend(np.fromfile(path, dtype=dtype)[: max_tokens - len(ids)].tolist())
     bos = tokenizer.token_to_id("<|bos|>")
-    docs, current = [], []
+    docs: list[list[int]] = []
+    current: list[int] = []
     for token in ids:
         if token == bos and current:
             docs.append(current)

@@ -25,7 +25,7 @@ from converter.perplexity import llama_perplexity
 from converter.reference import Reference
 from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
 from converter.vocab import END_OF_TURN
-from trainer.tokenizer.chat import SPECIAL_TOKENS, encode_chat, render_chat
+from trainer.tokenizer.chat import BOS, SPECIAL_TOKENS, encode_chat, render_chat
 
 F32_MAX_DELTA = 1e-3  # max |delta log-prob| allowed for f32
 MIN_TOP1 = 0.99  # top-1 agreement required for f16, bf16 and q8_0 (f32 needs 100%)
@@ -125,30 +125,40 @@ def check_stop(server: LlamaServer, ref: Reference, info: GGUFInfo) -> Check:
 
 
 def check_logits(server: LlamaServer, ref: Reference, file_type: str, max_positions: int) -> Check:
-    """Next-token log-probs at every position of PROMPTS: llama.cpp vs PyTorch."""
+    """Next-token log-probs at every position of PROMPTS: llama.cpp vs PyTorch.
+
+    Each top-1 disagreement is listed with PyTorch's margin between its two best tokens, which
+    tells a near-tie flipped by quantization noise from a real divergence.
+    """
     vocab = ref.config.vocab_size
-    deltas, agree, kls = [], [], []
+    deltas, kls, flips, positions = [], [], [], 0
     sample_id = ref.encode("a")[0]
     for prompt in PROMPTS:
         ids = [ref.bos_id, *ref.encode(prompt)][: max_positions + 1]
         expected = ref.logprobs(ids)
         for k in range(1, len(ids) + 1):
             got, want = server.next_token_logprobs(ids[:k], vocab, sample_id), expected[k - 1]
+            positions += 1
             deltas.append(float(np.max(np.abs(got - want))))
-            agree.append(int(np.argmax(got)) == int(np.argmax(want)))
             kls.append(float(np.sum(np.exp(want) * (want - got))))
-    max_delta, top1 = max(deltas), sum(agree) / len(agree)
+            if int(np.argmax(got)) != int(np.argmax(want)):
+                best_two = np.sort(want)[-2:]
+                flips.append(
+                    {"prompt": prompt, "tokens": k, "pytorch_margin": float(best_two[1] - best_two[0])}
+                )
+    max_delta, top1 = max(deltas), 1 - len(flips) / positions
     details = {
         "quantity": "next-token log-probabilities (log_softmax) over the full vocabulary",
-        "positions": len(agree),
+        "positions": positions,
         "max_abs_delta": max_delta,
-        "mean_abs_delta_max_per_position": float(np.mean(deltas)),
+        "mean_max_abs_delta": float(np.mean(deltas)),
         "top1_agreement": top1,
-        "mean_kl_torch_llama": float(np.mean(kls)),
+        "mean_kl_pytorch_llama": float(np.mean(kls)),
+        "top1_flips": flips,
     }
-    summary = f"{len(agree)} positions: max |Δ logprob| {max_delta:.2e}, top-1 {top1:.2%}"
+    summary = f"{positions} positions: max |Δ logprob| {max_delta:.2e}, top-1 {top1:.2%}"
     if file_type == "ALL_F32":
-        passed: bool | None = max_delta < F32_MAX_DELTA and top1 == 1.0
+        passed: bool | None = max_delta < F32_MAX_DELTA and not flips
     elif file_type in STRICT_TOP1:
         passed = top1 >= MIN_TOP1
     else:
@@ -202,9 +212,7 @@ def check_template(server: LlamaServer, ref: Reference) -> Check:
             lookalike = any(t in m["content"] for m in messages for t in SPECIAL_TOKENS)
             if their_ids != our_ids and lookalike:
                 injected = True
-            if ref.tokenizer.id_to_token(ref.bos_id) + theirs != ours or (
-                their_ids != our_ids and not lookalike
-            ):
+            if BOS + theirs != ours or (their_ids != our_ids and not lookalike):
                 mismatches.append({"messages": messages, "llama": theirs, "ours": ours})
     return Check(
         "chat_template",

@@ -11,7 +11,7 @@ import pytest
 from chakor.process import ManagedProcess, free_port
 from chakor.services import backend_process, db_process, llama_process
 from chakor.settings import Settings, load_settings
-from tests.support.tiny_model import TinyModel, build_tiny_model
+from tests.support.tiny_model import TinyModel, build_tiny_model, model_config, random_model
 
 JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 TAVILY_KEY = "tvly-test-key"
@@ -43,8 +43,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 def start_llama_server(model: Path, logs_dir: Path, **overrides: object) -> ManagedProcess:
     """A real llama-server on a free port serving `model`; the caller stops it."""
-    settings = load_settings(llama_port=free_port(), llama_parallel=4, **overrides)
+    settings = load_settings(**{"llama_port": free_port(), "llama_parallel": 4, **overrides})
     return llama_process(settings, model, logs_dir).start().wait_healthy(timeout=120)
+
+
+def start_slow_llama(model: Path, logs_dir: Path, port: int) -> ManagedProcess:
+    """One slot, one thread: answers stream for seconds, long enough to interrupt them."""
+    return start_llama_server(
+        model, logs_dir, llama_port=port, llama_parallel=1, llama_ctx_size=2048, llama_threads=1
+    )
+
+
+@pytest.fixture(scope="session")
+def slow_gguf(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A larger random-init model (about 24M parameters, tens of tokens/s on one thread) through our converter.
+
+    The tiny model answers in milliseconds; interrupting an answer mid-stream needs a slower one.
+    """
+    cfg = model_config(tiny_model.tokenizer_dir, dim=512, n_layers=8, n_heads=8, n_kv_heads=4)
+    return random_model(cfg, tiny_model.tokenizer_dir, tmp_path_factory.mktemp("slow-model"))[1]
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,16 @@ from gql.transport.websockets import WebsocketsTransport
 
 from chakor import REPO_ROOT
 from chakor.process import ManagedProcess, free_port
-from tests.conftest import Backend
+from chakor.settings import Settings
+from tests.conftest import backend_settings, start_backend, start_slow_llama
+from tests.support.tiny_model import TinyModel
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-REGISTER = gql(
-    "mutation($email: String!, $password: String!) "
-    "{ register(email: $email, password: $password) { accessToken } }"
-)
+REGISTER = "mutation($email: String!, $password: String!) { register(email: $email, password: $password) { accessToken } }"
 CHAT = gql(
     """subscription($content: String!) {
-      chat(input: {content: $content, maxTokens: 48, temperature: 0.0}) {
+      chat(input: {content: $content, maxTokens: 48, temperature: 1.0}) {
         __typename
         ... on ChatToken { text }
         ... on ChatDone { messageId tokensPredicted }
@@ -63,13 +62,35 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def nginx(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """nginx on a loopback port in front of the test backend; yields its base URL."""
+def slow_backend(
+    mongo_uri: str, tiny_model: TinyModel, slow_gguf: Path, logs_dir: Path
+) -> Iterator[Settings]:
+    """A backend on llama-server with the slower model, so an answer streams for about a second."""
+    llama = start_slow_llama(slow_gguf, logs_dir / "nginx", free_port())
+    assert llama.health_url is not None
+    settings = backend_settings(
+        mongo_uri,
+        llama.health_url.removesuffix("/health"),
+        tiny_model,
+        db_name="chakor_nginx",
+        model_path=slow_gguf,
+    )
+    backend = start_backend(settings, logs_dir / "nginx")
+    try:
+        yield settings
+    finally:
+        backend.stop()
+        llama.stop()
+
+
+@pytest.fixture(scope="module")
+def nginx(slow_backend: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """nginx on a loopback port in front of the backend; yields its base URL."""
     if not Path(NGINX).exists():
         pytest.fail("nginx is not installed: `make setup-test` installs Debian's nginx")
     workdir = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    config = render_config(backend.settings.backend_port, free_port(), port, workdir)
+    config = render_config(slow_backend.backend_port, free_port(), port, workdir)
     subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
     process = ManagedProcess(
         name="nginx",
@@ -96,7 +117,7 @@ async def test_chat_tokens_arrive_incrementally_through_nginx(nginx: str) -> Non
         response = await http.post(
             f"{nginx}/graphql",
             json={
-                "query": REGISTER.loc.source.body,  # type: ignore[union-attr]
+                "query": REGISTER,
                 "variables": {"email": "nginx@example.com", "password": "correct horse battery"},
             },
         )

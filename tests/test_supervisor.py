@@ -137,7 +137,7 @@ def test_up_status_down_leaves_no_orphans(stack_env: dict[str, str], tiny_model:
 
         status = chakor("status", env=stack_env)
         assert status.returncode == 0
-        assert status.stdout.count("healthy") == 3, status.stdout
+        assert status.stdout.count(" healthy ") == 3, status.stdout
         assert stack_env["CHAKOR_BACKEND_PORT"] in status.stdout
 
         down = chakor("down", env=stack_env)

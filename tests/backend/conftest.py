@@ -12,10 +12,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from chakor.process import ManagedProcess, free_port
-from chakor.services import llama_process
-from chakor.settings import Settings, load_settings
-from tests.backend.client import Api, Session
-from tests.conftest import Backend, backend_settings, start_backend
+from chakor.settings import Settings
+from tests.conftest import Backend, backend_settings, start_backend, start_slow_llama
+from tests.support.graphql import Api, Session
 from tests.support.tiny_model import TinyModel
 
 ROOT_ADMIN = "root-admin@example.test"
@@ -73,45 +72,11 @@ class PrivateStack:
 
     def restart_llama(self) -> None:
         """Start the llama-server again on the same port (what the supervisor does)."""
-        self.llama = start_private_llama(self.model, self.logs_dir, self.llama_port)
+        self.llama = start_slow_llama(self.model, self.logs_dir, self.llama_port)
 
     @property
     def llama_port(self) -> int:
         return self.settings.llama_port
-
-
-def start_private_llama(model: Path, logs_dir: Path, port: int) -> ManagedProcess:
-    """One slot, one thread: answers stream for seconds, long enough to interrupt them."""
-    settings = load_settings(llama_port=port, llama_parallel=1, llama_ctx_size=2048, llama_threads=1)
-    return llama_process(settings, model, logs_dir).start().wait_healthy(timeout=120)
-
-
-@pytest.fixture(scope="session")
-def slow_gguf(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A larger random-init model (about 24M parameters, tens of tokens/s on one thread) through our converter.
-
-    The tiny model answers in milliseconds; interrupting an answer mid-stream needs a slower one.
-    """
-    import torch
-
-    from converter.convert import convert
-    from trainer.configs import ModelConfig
-    from trainer.export import export_state_dict
-    from trainer.model import Transformer
-    from trainer.tokenizer import load_tokenizer
-
-    root = tmp_path_factory.mktemp("slow-model")
-    vocab = load_tokenizer(tiny_model.tokenizer_dir).get_vocab_size()
-    cfg = ModelConfig(
-        dim=512, n_layers=8, n_heads=8, n_kv_heads=4, vocab_size=vocab, ffn_hidden_dim=1536,
-        max_seq_len=2048, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    state = Transformer(cfg).state_dict()
-    export_dir = export_state_dict(
-        state, cfg, tiny_model.tokenizer_dir, root / "export", lineage={"source": "slow"}
-    )
-    return convert(export_dir, root / "slow-f32.gguf", "f32")
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +86,7 @@ async def private_stack(
     """llama-server on the slow model + backend on a fresh database (`chakor_private`), no Tavily key."""
     private_logs = logs_dir / "private"
     port = free_port()
-    llama = start_private_llama(slow_gguf, private_logs, port)
+    llama = start_slow_llama(slow_gguf, private_logs, port)
     stack: PrivateStack | None = None
     backend: ManagedProcess | None = None
     try:

@@ -6,7 +6,7 @@ import pytest
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.backend.client import Api, Session
+from tests.support.graphql import Api, Session
 from tests.conftest import Backend
 
 USERS = """

@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from backend.core.errors import RateLimitedError
 from backend.core.ratelimit import SlidingWindowLimiter
-from tests.backend.client import AUTH_FIELDS, PASSWORD, Api, Session
+from tests.support.graphql import AUTH_FIELDS, PASSWORD, Api, Session
 from tests.conftest import JWT_SECRET
 
 ME = "{ me { id email displayName role disabled createdAt } }"

@@ -11,7 +11,7 @@ from bson import ObjectId
 from gql.transport.exceptions import TransportQueryError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.backend.client import CHAT, LEGACY_WS, Api, Session, answer_text
+from tests.support.graphql import CHAT, LEGACY_WS, Api, Session, answer_text
 from tests.conftest import TAVILY_KEY, Backend
 from tests.support.fake_tavily import fake_results
 

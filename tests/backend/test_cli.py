@@ -27,7 +27,7 @@ def backend_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 
 def create_user_cli(settings: Settings, email: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """`admin create-user EMAIL [flags]` against `settings`' database (password from the environment)."""
-    from tests.backend.client import PASSWORD
+    from tests.support.graphql import PASSWORD
 
     env = {**settings_env(settings), "CHAKOR_NEW_USER_PASSWORD": PASSWORD}
     return backend_cli("admin", "create-user", email, *flags, env=env)

@@ -11,7 +11,7 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.backend.client import CHAT
+from tests.support.graphql import CHAT
 from tests.backend.conftest import PrivateStack
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from backend.api.schema import INTERNAL_ERROR
-from tests.backend.client import CHAT, Api, Session
+from tests.support.graphql import CHAT, Api, Session
 from tests.conftest import Backend
 
 texts = st.text(max_size=300) | st.sampled_from(

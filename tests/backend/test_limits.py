@@ -5,7 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.backend.client import Api, Session
+from tests.support.graphql import Api, Session
 from tests.conftest import Backend
 
 

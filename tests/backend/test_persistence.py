@@ -5,7 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.backend.client import Api
+from tests.support.graphql import Api
 
 
 async def indexes(db: AsyncDatabase, collection: str) -> dict[tuple, dict]:

@@ -144,3 +144,12 @@ def test_gguf_that_is_not_ours(tmp_path: Path) -> None:
     text.write_text("hello")
     with pytest.raises(ConversionError, match=f"{text}: not a GGUF file"):
         read_ours(text)
+
+
+def test_pre_tokenizer_llama_cpp_lacks(broken: Path, tmp_path: Path) -> None:
+    tokenizer = json.loads((broken / "tokenizer.json").read_text())
+    tokenizer["pre_tokenizer"] = {"type": "Whitespace"}
+    (broken / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert_fails(
+        broken, tmp_path / "out.gguf", f"{broken / 'tokenizer.json'}: pre-tokenizer {{'type': 'Whitespace'}}"
+    )

@@ -49,7 +49,6 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     expect(
         page.locator("#conversation-list").get_by_role("link", name="Tell me about otters please")
     ).to_be_visible()
-    screenshot(page, "chat")
 
     page.reload()
     expect(page.locator(".bubble.user")).to_have_text("Tell me about otters please")
@@ -230,9 +229,10 @@ def test_markdown_answer_with_highlighted_code_and_copy(
     stack.register(email)
     log_in(page, email)
     code = "def greet(name):\n    return f'hello {name}'"
-    slow_llama.reply = f"Here is **bold** advice.\n\n```python\n{code}\n```\n"
+    slow_llama.reply = f"Here is **bold** advice from the web [1].\n\n```python\n{code}\n```\n"
+    page.get_by_role("switch", name="Search the web").click()
     try:
-        send(page, "Show me some code")
+        send(page, "Show me a Python greeting")
         answer = page.locator('.bubble.assistant[data-status="complete"]')
         expect(answer).to_have_count(1)
     finally:
@@ -243,6 +243,9 @@ def test_markdown_answer_with_highlighted_code_and_copy(
     expect(keyword).to_have_attribute("style", re.compile(r"color"))
     answer.get_by_role("button", name="Copy code").click()
     assert page.evaluate("navigator.clipboard.readText()") == code
+    expect(page.get_by_label("Sources").get_by_role("link")).to_have_count(5)
+    expect(page.get_by_role("switch", name="Search the web")).to_be_checked()  # stays on for the next turn
+    screenshot(page, "chat")
 
 
 def test_wrong_password_is_refused(page: Page, stack: Stack, admin: str) -> None:

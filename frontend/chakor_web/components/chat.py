@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import reflex as rx
 
-from chakor_web.components.layout import frame, notice
+from chakor_web.components.layout import frame
 from chakor_web.state.chat import ChatMessage, ChatState, ConversationItem, Source
 
 
 def _code_block(value: object, **props: object) -> rx.Component:
-    return rx.code_block(value, can_copy=True, wrap_long_lines=True, margin_y="0.6em", **props)
+    copy = rx.icon_button(
+        rx.icon("copy", size=14),
+        on_click=rx.set_clipboard(value),
+        aria_label="Copy code",
+        variant="soft",
+        size="1",
+        position="absolute",
+        top="0.5em",
+        right="0.5em",
+    )
+    return rx.code_block(
+        value, can_copy=True, copy_button=copy, wrap_long_lines=True, margin_y="0.6em", **props
+    )
 
 
 def markdown(text: rx.Var[str]) -> rx.Component:
@@ -270,8 +282,16 @@ def _error() -> rx.Component:
 
 
 def _composer() -> rx.Component:
-    return rx.form(
-        rx.vstack(
+    """The message box; the web-search switch sits outside the form so that resetting the form keeps it."""
+    send_or_stop = rx.cond(
+        ChatState.streaming,
+        rx.button(
+            rx.icon("square", size=14), "Stop", type="button", on_click=ChatState.stop, color_scheme="red"
+        ),
+        rx.button(rx.icon("send", size=14), "Send", type="submit", custom_attrs={"form": "composer-form"}),
+    )
+    return rx.vstack(
+        rx.form(
             rx.el.label("Message", html_for="composer", class_name="visually-hidden"),
             rx.text_area(
                 id="composer",
@@ -282,33 +302,24 @@ def _composer() -> rx.Component:
                 rows="3",
                 width="100%",
             ),
-            rx.hstack(
-                rx.el.label(
-                    rx.hstack(
-                        rx.switch(checked=ChatState.web_search, on_change=ChatState.set_web_search),
-                        rx.text("Search the web", size="2"),
-                        align="center",
-                    ),
-                ),
-                rx.spacer(),
-                rx.cond(
-                    ChatState.streaming,
-                    rx.button(
-                        rx.icon("square", size=14),
-                        "Stop",
-                        type="button",
-                        on_click=ChatState.stop,
-                        color_scheme="red",
-                    ),
-                    rx.button(rx.icon("send", size=14), "Send", type="submit"),
-                ),
-                width="100%",
-                align="center",
-            ),
+            id="composer-form",
+            on_submit=ChatState.send,
+            reset_on_submit=True,
             width="100%",
         ),
-        on_submit=ChatState.send,
-        reset_on_submit=True,
+        rx.hstack(
+            rx.el.label(
+                rx.hstack(
+                    rx.switch(checked=ChatState.web_search, on_change=ChatState.set_web_search),
+                    rx.text("Search the web", size="2"),
+                    align="center",
+                ),
+            ),
+            rx.spacer(),
+            send_or_stop,
+            width="100%",
+            align="center",
+        ),
         width="100%",
         padding="1em",
         border_top="1px solid var(--gray-a5)",
@@ -319,7 +330,6 @@ def conversation_pane() -> rx.Component:
     return rx.flex(
         rx.box(
             rx.vstack(
-                notice(),
                 rx.heading(rx.cond(ChatState.title != "", ChatState.title, "New chat"), size="4", as_="h1"),
                 rx.foreach(ChatState.messages, _message),
                 _live_answer(),

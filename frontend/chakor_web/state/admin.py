@@ -132,13 +132,12 @@ class AdminState(AuthState):
     watching: bool = False
 
     @rx.event
-    async def open_page(self) -> EventSpec | None:
+    async def open_page(self) -> EventSpec | list[EventSpec] | None:
         """on_load of /admin: non-admins go back to the chat."""
         if not self.logged_in:
             return rx.redirect("/login")
         if not self.is_admin:
-            self.notice = "The admin dashboard is for administrators only."
-            return rx.redirect("/")
+            return [rx.redirect("/"), rx.toast.warning("The admin dashboard is for administrators only.")]
         self.admin_error = ""
         try:
             model = (await self._gql(MODEL))["model"]

@@ -105,15 +105,8 @@ class AuthState(rx.State):
         return await execute(query, variables, self.access_token)
 
     def _expired_redirect(self) -> EventSpec | None:
-        """A redirect to /login when the last call ended the session."""
+        """A redirect to /login when signed out (never signed in, or the last call ended the session)."""
         return None if self.logged_in else rx.redirect("/login")
-
-    @rx.event
-    def require_login(self) -> EventSpec | None:
-        """on_load guard for pages that need a signed-in user."""
-        if not self.logged_in:
-            return rx.redirect("/login")
-        return None
 
     @rx.event
     async def login(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:

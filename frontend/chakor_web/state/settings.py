@@ -21,7 +21,7 @@ class SettingsState(AuthState):
     @rx.event
     def open_page(self) -> EventSpec | None:
         self.password_error = ""
-        return None if self.logged_in else rx.redirect("/login")
+        return self._expired_redirect()
 
     @rx.event
     async def change_password(self, form: dict[str, str]) -> EventSpec | None:
