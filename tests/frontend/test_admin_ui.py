@@ -34,6 +34,9 @@ def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str) -> None:
     expect(page.get_by_role("heading", name="Admin dashboard")).to_be_visible()
     expect(page.locator("#model-card")).to_contain_text("Parameters")
     expect(page.locator("#model-card")).to_contain_text("llama")
+    expect(page.locator("#model-card")).to_contain_text(
+        "none recorded"
+    )  # the tiny model has no verify report
     expect(page.get_by_text("live", exact=True)).to_be_visible()
     expect(page.locator("#server-stats")).to_contain_text("%")
     expect(page.get_by_role("table").first).to_contain_text("busy")

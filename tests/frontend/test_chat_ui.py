@@ -46,6 +46,7 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     expect(page.get_by_text(re.compile(r"[\d.]+ tokens/s"))).to_be_visible()
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
     cid = conversation_id(page)
+    expect(page.get_by_label("Sources")).to_have_count(0)  # no web search, no source cards
     expect(
         page.locator("#conversation-list").get_by_role("link", name="Tell me about otters please")
     ).to_be_visible()

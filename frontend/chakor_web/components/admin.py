@@ -14,11 +14,11 @@ def _fact(fact: Fact) -> rx.Component:
     )
 
 
-def _facts(title: str, facts: rx.Var[list[Fact]]) -> rx.Component:
+def _facts(title: str, facts: list[Fact]) -> rx.Component:
     return rx.vstack(
         rx.heading(title, size="3", as_="h3"),
         rx.cond(
-            facts.length() > 0,
+            facts,  # a non-empty list
             rx.data_list.root(rx.foreach(facts, _fact), size="1"),
             rx.text("none recorded", size="2", color_scheme="gray"),
         ),

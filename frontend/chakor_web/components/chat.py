@@ -8,7 +8,7 @@ from chakor_web.components.layout import frame
 from chakor_web.state.chat import ChatMessage, ChatState, ConversationItem, Source
 
 
-def _code_block(value: object, **props: object) -> rx.Component:
+def _code_block(value: rx.Var[str], **props: object) -> rx.Component:
     copy = rx.icon_button(
         rx.icon("copy", size=14),
         on_click=rx.set_clipboard(value),
@@ -24,7 +24,7 @@ def _code_block(value: object, **props: object) -> rx.Component:
     )
 
 
-def markdown(text: rx.Var[str]) -> rx.Component:
+def markdown(text: str) -> rx.Component:
     """Markdown with syntax-highlighted code blocks that have a copy button."""
     return rx.markdown(text, component_map={"pre": _code_block}, class_name="answer")
 
@@ -168,9 +168,9 @@ def _source_card(source: Source) -> rx.Component:
     )
 
 
-def _sources(sources: rx.Var[list[Source]]) -> rx.Component:
+def _sources(sources: list[Source]) -> rx.Component:
     return rx.cond(
-        sources.length() > 0,
+        sources,  # a non-empty list
         rx.flex(rx.foreach(sources, _source_card), wrap="wrap", gap="2", aria_label="Sources"),
     )
 

@@ -123,7 +123,7 @@ class AdminState(AuthState):
     delete_user_email: str = ""
     admin_error: str = ""
     llama: list[LlamaRow] = []
-    chart: list[dict[str, float | str]] = []
+    chart: rx.Field[list[dict[str, float | str]]] = rx.field([])
     cpu: str = ""
     memory: str = ""
     streams: int = 0

@@ -115,7 +115,7 @@ class AuthState(rx.State):
             self.form_error = "Enter your email and password."
             return
         self.busy, self.form_error = True, ""
-        yield  # show the button as busy
+        yield None  # show the button as busy
         try:
             data = await execute(LOGIN, {"email": email, "password": password})
         except ApiError as exc:
@@ -138,7 +138,7 @@ class AuthState(rx.State):
             return
         variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
         self.busy, self.form_error = True, ""
-        yield
+        yield None
         try:
             await execute(REGISTER, variables)
         except ApiError as exc:

@@ -102,12 +102,12 @@ def _message(raw: dict[str, Any]) -> ChatMessage:
 class ChatState(AuthState):
     """Sidebar, open conversation and the answer being streamed."""
 
-    conversations: list[ConversationItem] = []
+    conversations: rx.Field[list[ConversationItem]] = rx.field([])
     next_cursor: str = ""
     search: str = ""
     conversation_id: str = ""
     title: str = ""
-    messages: list[ChatMessage] = []
+    messages: rx.Field[list[ChatMessage]] = rx.field([])
     web_search: bool = False
     streaming: bool = False
     live_id: str = ""
