@@ -185,6 +185,12 @@ def frontend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     )
 
 
+def npm_registry() -> str:
+    """The npm registry this machine's npm is configured with."""
+    result = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
 def frontend_env() -> dict[str, str]:
     """Environment that keeps Reflex offline: bun from the npm registry, no telemetry or version checks."""
     tools = REPO_ROOT / ".tools"
@@ -192,7 +198,7 @@ def frontend_env() -> dict[str, str]:
         "REFLEX_BUN_PATH": str(tools / "node_modules" / "@oven" / "bun-linux-x64" / "bin" / "bun"),
         "REFLEX_DIR": str(FRONTEND_DIR / ".reflex-home"),
         "BUN_INSTALL_CACHE_DIR": str(FRONTEND_DIR / ".bun-cache"),
-        "NPM_CONFIG_REGISTRY": "https://registry.npmjs.org",
+        "NPM_CONFIG_REGISTRY": npm_registry(),  # Reflex skips its mirror latency probe when this is set
         "REFLEX_CHECK_LATEST_VERSION": "0",
         "REFLEX_TELEMETRY_ENABLED": "false",
     }

@@ -6,6 +6,6 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 bun="$repo/.tools/node_modules/@oven/bun-linux-x64/bin/bun"
 if [ ! -x "$bun" ]; then
   npm install --no-save --ignore-scripts --no-audit --no-fund \
-    --registry https://registry.npmjs.org --prefix "$repo/.tools" @oven/bun-linux-x64@1.4.4
+    --prefix "$repo/.tools" @oven/bun-linux-x64@1.4.4
 fi
 "$bun" --version >/dev/null

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -48,7 +49,7 @@ def train(
     """Pretrain a model with torchtitan (torchrun on --nproc processes)."""
     from trainer.train import TrainingError, run_training
 
-    recipe = {
+    recipe: dict[str, Any] = {
         "steps": steps, "lr": lr, "local_batch_size": batch_size, "seq_len": seq_len,
         "global_batch_size": global_batch_size, "tensor_parallel": tp, "data_parallel_replicate": dp_replicate,
         "eval_every": eval_every, "checkpoint_every": checkpoint_every,
@@ -78,7 +79,9 @@ def sft(
     from trainer.sft import run_sft
     from trainer.train import TrainingError
 
-    recipe = {k: v for k, v in {"epochs": epochs, "steps": steps, "lr": lr}.items() if v is not None}
+    recipe: dict[str, Any] = {
+        k: v for k, v in {"epochs": epochs, "steps": steps, "lr": lr}.items() if v is not None
+    }
     try:
         run_dir = run_sft(base, data, out, nproc=nproc, **recipe)
     except (*_USER_ERRORS, TrainingError) as exc:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from trainer.configs import ModelConfig
 from trainer.model import Transformer
-from trainer.tokenizer.chat import BOS, EOS, load_tokenizer
+from trainer.tokenizer.chat import BOS, EOS, load_tokenizer, special_id
 from trainer.tokenizer.train import TOKENIZER_FILES
 
 MODEL_FILE = "model.safetensors"
@@ -232,7 +232,7 @@ def write_hf(
     out_dir.mkdir(parents=True)
     tokenizer = load_tokenizer(tokenizer_dir)
     save_file(to_hf_state_dict(state_dict, cfg), str(out_dir / MODEL_FILE), metadata={"format": "pt"})
-    _write_json(out_dir / CONFIG_FILE, hf_config(cfg, tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)))
+    _write_json(out_dir / CONFIG_FILE, hf_config(cfg, special_id(tokenizer, BOS), special_id(tokenizer, EOS)))
     shutil.copyfile(tokenizer_dir / "tokenizer.json", out_dir / "tokenizer.json")
     tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"

@@ -12,6 +12,7 @@ the weights go to GGUF unchanged. Parameter names are the export format (docs/in
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,10 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """The decoder: `forward(tokens [B, T]) -> logits [B, T, vocab] (float32)`."""
 
+    # Non-persistent buffers registered in __init__ (declared for the type checker).
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -124,7 +129,9 @@ class Transformer(nn.Module):
         small = math.sqrt(2 / (5 * cfg.dim))
         scaled = 2 / (cfg.n_layers * math.sqrt(cfg.dim))
         nn.init.normal_(self.tok_embeddings.weight, std=small)
-        for block in self.layers.values():
+        for layer in self.layers.values():
+            # A Block, or a wrapper (activation checkpointing, compile) that forwards attributes.
+            block = cast(Block, layer)
             for linear in (block.attention.wq, block.attention.wk, block.attention.wv):
                 nn.init.normal_(linear.weight, std=small)
             nn.init.normal_(block.feed_forward.w1.weight, std=small)

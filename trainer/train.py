@@ -76,17 +76,15 @@ def default_tokenizer_dir(data: Path) -> Path:
     from trainer.titan.data import read_manifest
 
     wanted = read_manifest(data)["tokenizer_sha256"]
-    candidates = [
-        Path(data) / TOKENIZER_SUBDIR,
-        Path(data).parent / TOKENIZER_SUBDIR,
-        get_settings().tokenizer_path,
-    ]
+    candidates = [Path(data) / TOKENIZER_SUBDIR, Path(data).parent / TOKENIZER_SUBDIR]
+    configured = get_settings().tokenizer_path
+    if configured is not None:
+        candidates.append(configured)
     for candidate in candidates:
-        found = candidate is not None and (candidate / "tokenizer.json").is_file()
-        if found and tokenizer_sha256(candidate) == wanted:
+        if (candidate / "tokenizer.json").is_file() and tokenizer_sha256(candidate) == wanted:
             return candidate
     raise FileNotFoundError(
-        f"no tokenizer matching {Path(data) / 'manifest.json'} in {', '.join(str(c) for c in candidates if c)}; "
+        f"no tokenizer matching {Path(data) / 'manifest.json'} in {', '.join(str(c) for c in candidates)}; "
         "pass --tokenizer DIR"
     )
 

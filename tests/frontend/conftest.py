@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,14 @@ class Stack:
             "{ accessToken user { id role } } }"
         )
         return self.gql(query, {"e": email, "p": password})["register"]
+
+    @staticmethod
+    def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Poll the backend until `condition` holds (for state the page does not show)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            time.sleep(0.2)
 
     def token(self, email: str, password: str = PASSWORD) -> str:
         """A fresh access token for an account."""

@@ -258,3 +258,34 @@ def test_wrong_password_is_refused(page: Page, stack: Stack, admin: str) -> None
     expect(page).to_have_url(re.compile(r"/login/?$"))
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login/?$"))
+
+
+def test_rate_limited_turn_shows_error_then_retry_sends_it(page: Page, stack: Stack, admin: str) -> None:
+    email = unique_email("kim")
+    stack.register(email)
+    tabs = [page, page.context.new_page(), page.context.new_page()]  # each tab is its own session
+    for tab in tabs:
+        log_in(tab, email)
+    for tab in tabs[:2]:  # the backend allows two answers in progress per user
+        send(tab, "Keep talking")
+        expect(tab.locator('[data-status="streaming"]')).to_have_text(re.compile(r"\S"))
+    third = tabs[2]
+    send(third, "One more question")
+    expect(third.get_by_role("alert")).to_contain_text("Too many requests: wait a moment, then retry.")
+    expect(third.locator(".bubble.user")).to_have_text("One more question")
+
+    for tab in tabs[:2]:
+        tab.get_by_role("button", name="Stop", exact=True).click()
+        expect(tab.get_by_text("Stopped.")).to_be_visible()
+    admin_token = stack.token(admin)
+    stack.wait_until(
+        lambda: (
+            stack.gql("{ serverStatus { activeStreams } }", token=admin_token)["serverStatus"][
+                "activeStreams"
+            ]
+            == 0
+        )
+    )
+    third.get_by_role("button", name="Retry").click()
+    expect(third.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    expect(third.locator(".bubble.user")).to_have_text("One more question")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torchtitan.distributed.fsdp as tt_fsdp
@@ -29,7 +29,7 @@ from torchtitan.protocols.model_spec import ModelSpec
 
 from trainer.configs import ModelConfig
 from trainer.export import check_tokenizer
-from trainer.model import Transformer
+from trainer.model import Block, Transformer
 
 
 class TitanTransformer(Transformer, BaseModel):
@@ -78,7 +78,9 @@ def _replicate(module: nn.Module, tp_mesh: DeviceMesh) -> None:
     def to_local(mod: nn.Module, output: DTensor, mesh: DeviceMesh) -> torch.Tensor:
         return output.to_local()
 
-    distribute_module(module, tp_mesh, input_fn=to_dtensor, output_fn=to_local)
+    # torch annotates input_fn/output_fn as returning None, but installs them as forward hooks whose
+    # return values replace the inputs/outputs.
+    distribute_module(module, tp_mesh, input_fn=to_dtensor, output_fn=to_local)  # type: ignore[arg-type]
 
 
 def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
@@ -100,7 +102,8 @@ def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
         "feed_forward.w3": ColwiseParallel(),
         "feed_forward.w2": RowwiseParallel(),
     }
-    for block in model.layers.values():
+    for layer in model.layers.values():
+        block = cast(Block, layer)  # TP is applied before activation checkpointing / compile wrap the blocks
         parallelize_module(block, tp_mesh, block_plan)
         _replicate(block.attention_norm, tp_mesh)
         _replicate(block.ffn_norm, tp_mesh)

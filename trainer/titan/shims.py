@@ -33,7 +33,8 @@ def _torch_compat() -> None:
     import torch.distributed as dist
 
     if not hasattr(dist, "set_timeout"):
-        dist.set_timeout = dist.distributed_c10d._set_pg_timeout
+        # Not in torch 2.13's stubs: this is where it gets added.
+        dist.set_timeout = dist.distributed_c10d._set_pg_timeout  # type: ignore[attr-defined]
 
 
 def _stub_triton_kernels() -> None:
@@ -88,7 +89,12 @@ def _force_cpu_device() -> None:
 
     saved = tu._get_available_device_type, tu._get_device_module
     tu._get_available_device_type = lambda: "cpu"
-    tu._get_device_module = lambda dt=None: _CpuDeviceModule() if dt == "cpu" else saved[1](dt)
+
+    def device_module(dt: str | None = None) -> Any:
+        return _CpuDeviceModule() if dt == "cpu" else saved[1](dt)
+
+    # A plain function in place of torch's lru_cache wrapper, only while torchtitan imports (restored below).
+    tu._get_device_module = device_module  # type: ignore[assignment]
     try:
         import torchtitan.tools.utils as tt_utils
     finally:

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torchtitan.components.metrics import BaseLogger
@@ -24,8 +24,9 @@ from torchtitan.trainer import Trainer
 
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
+from trainer.model import Transformer
 from trainer.titan.model_spec import model_spec
-from trainer.tokenizer.chat import BOS, END, EOS, encode_chat, load_tokenizer
+from trainer.tokenizer.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 
 SAMPLES_FILE = "samples.jsonl"
@@ -93,8 +94,9 @@ class SampleValidator(Validator):
 
     def _sample(self, model: torch.nn.Module, step: int) -> None:
         tokenizer = load_tokenizer(Path(self.config.run_dir) / TOKENIZER_SUBDIR)
-        stops = tuple(tokenizer.token_to_id(t) for t in (BOS, EOS, END))  # BOS: the next document
+        stops = tuple(special_id(tokenizer, t) for t in (BOS, EOS, END))  # BOS: the next document
         generator = torch.Generator().manual_seed(step)
+        transformer = cast(Transformer, model)  # model_spec builds a TitanTransformer (FSDP keeps the class)
         model.eval()
         samples = []
         for prompt in self.config.prompts:
@@ -103,8 +105,8 @@ class SampleValidator(Validator):
                     tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True
                 ).ids
             else:
-                ids = [tokenizer.token_to_id(BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
-            out = model.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
+                ids = [special_id(tokenizer, BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
+            out = transformer.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
         model.train()
         if _is_logging_rank():
