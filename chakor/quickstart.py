@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ class Stage:
     args: tuple[str, ...]
     inputs: tuple[Path, ...]
     output: Path
+    fatal: bool = True  # False: a non-zero exit is reported and the pipeline goes on
 
 
 def quickstart_dir(settings: Settings) -> Path:
@@ -116,11 +118,14 @@ def stages(root: Path) -> list[Stage]:
                 *(str(root / f"model-{q}.gguf") for q in QUANT_TYPES),
                 "--export",
                 str(export),
+                "--data",
+                str(shards),
                 "--report",
                 str(report),
             ),
-            tuple(root / f"model-{q}.gguf" for q in QUANT_TYPES),
+            (*(root / f"model-{q}.gguf" for q in QUANT_TYPES), shards),
             report,
+            fatal=False,
         )
     )
     return steps
@@ -157,9 +162,11 @@ def run_stage(stage: Stage, stamps: Path) -> float | None:
     remove(stage.output)  # a stale or half-finished output from an interrupted run
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "chakor", *stage.args], cwd=REPO_ROOT)
-    if result.returncode != 0:
+    if result.returncode != 0 and (stage.fatal or not stage.output.exists()):
         console.print(f"[red]stage {stage.name} failed (exit {result.returncode})[/]")
         raise typer.Exit(result.returncode)
+    if result.returncode != 0:
+        console.print(f"[yellow]stage {stage.name} reported failed checks: see {stage.output}[/]")
     stamps.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)
     return time.monotonic() - started
@@ -178,18 +185,42 @@ def write_manifest(root: Path, seconds: dict[str, float | None]) -> dict:
     return manifest
 
 
-def print_summary(root: Path, seconds: dict[str, float | None]) -> None:
-    """Stage timings and the numbers that tell whether the model is any good."""
-    table = Table("stage", "seconds", title="Quickstart")
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def last_metric(run_dir: Path, key: str) -> float:
+    """The last value of `key` in a run's metrics.jsonl."""
+    values = [
+        r[key] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if key in r
+    ]
+    return float(values[-1])
+
+
+def print_summary(root: Path, seconds: dict[str, float | None], settings: Settings) -> None:
+    """Stage timings, then the numbers that say what was trained and whether llama.cpp reproduces it."""
+    from trainer.configs import ModelConfig
+
+    timings = Table("stage", "seconds", title="Quickstart stages")
     for name, took in seconds.items():
-        table.add_row(name, "cached" if took is None else f"{took:.1f}")
-    console.print(table)
-    config = json.loads((root / "export" / "config.json").read_text())
-    lineage = json.loads((root / "export" / "lineage.json").read_text())
-    facts = Table("fact", "value", title="Model")
-    facts.add_row("config", json.dumps(config))
-    facts.add_row("lineage", json.dumps(lineage, default=str)[:400])
-    facts.add_row("verify report", str(root / "verify.json"))
+        timings.add_row(name, "cached" if took is None else f"{took:.1f}")
+    console.print(timings)
+
+    splits = read_json(root / "shards" / "manifest.json")["splits"]
+    config = ModelConfig.from_dict(read_json(root / "export" / "config.json"))
+    facts = Table("", "", title="Model", show_header=False)
+    facts.add_row("training tokens", f"{splits['train']['tokens']:,} train / {splits['val']['tokens']:,} val")
+    facts.add_row("parameters", f"{config.num_params():,}")
+    for run in ("pretrain", "sft"):
+        loss, val = last_metric(root / run, "loss"), last_metric(root / run, "val_loss")
+        facts.add_row(f"{run} loss", f"train {loss:.3f} / val {val:.3f} (perplexity {math.exp(val):.1f})")
+    report = root / "verify.json"
+    if report.exists():
+        for gguf in read_json(report)["reports"]:
+            checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAIL'}" for c in gguf["checks"])
+            facts.add_row(f"verify {gguf['file_type']}", checks)
+    facts.add_row("chat app", settings.frontend_url)
+    facts.add_row("GraphQL API", settings.graphql_url)
     console.print(facts)
 
 
@@ -199,14 +230,15 @@ def quickstart(
     """Train a tiny model on this machine's Python docs and code, then convert and verify it."""
     from chakor.cli import settings_or_exit
 
-    root = quickstart_dir(settings_or_exit())
+    settings = settings_or_exit()
+    root = quickstart_dir(settings)
     seconds: dict[str, float | None] = {}
     for stage in stages(root):
         if skip_verify and stage.name == "verify":
             continue
         seconds[stage.name] = run_stage(stage, root / ".stamps")
     write_manifest(root, seconds)
-    print_summary(root, seconds)
+    print_summary(root, seconds, settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -153,6 +153,10 @@ def backend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
             "--port",
             str(settings.backend_port),
             "--no-access-log",
+            "--ws-per-message-deflate",
+            "false",  # tokens are tiny frames: compressing each costs more CPU than it saves bytes
+            "--timeout-keep-alive",
+            "75",  # longer than nginx's upstream keepalive (60 s), so a reused connection is never half-closed
         ],
         env=settings_env(settings),
         cwd=REPO_ROOT,
