@@ -23,6 +23,7 @@ console = Console()
 
 QUANT_TYPES = ("f16", "q8_0")
 SERVED_QUANT = "q8_0"
+VERDICTS = {True: "ok", False: "FAIL", None: "info"}  # verify's `passed`: None for report-only checks
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def print_summary(root: Path, seconds: dict[str, float | None], settings: Settin
     report = root / "verify.json"
     if report.exists():
         for gguf in read_json(report)["reports"]:
-            checks = ", ".join(f"{c['name']} {'ok' if c['passed'] else 'FAIL'}" for c in gguf["checks"])
+            checks = ", ".join(f"{c['name']} {VERDICTS[c['passed']]}" for c in gguf["checks"])
             facts.add_row(f"verify {gguf['file_type']}", checks)
     facts.add_row("chat app", settings.frontend_url)
     facts.add_row("GraphQL API", settings.graphql_url)

@@ -123,6 +123,7 @@ class ChatState(AuthState):
     delete_id: str = ""
     edit_id: str = ""
     edit_text: str = ""
+    _url_only: bool = False  # the next page load only moves a new chat to its /c/ID URL
 
     @rx.var
     def can_regenerate(self) -> bool:
@@ -164,7 +165,8 @@ class ChatState(AuthState):
         """on_load of `/` and `/c/[cid]`: the list and, for /c/ID, that conversation."""
         if not self.logged_in:
             return rx.redirect("/login")
-        if self.streaming:
+        if self._url_only or self.streaming:
+            self._url_only = False
             return None
         path = urlsplit(str(self.router.url)).path.rstrip("/")
         wanted = path.removeprefix("/c/") if path.startswith("/c/") else ""
@@ -332,8 +334,7 @@ class ChatState(AuthState):
             if self.messages and self.messages[-1].role == "user":
                 self.messages[-1].id = event["userMessageId"]
             if self.conversation_id != event["conversationId"]:  # a new chat: give it its URL
-                self.conversation_id = event["conversationId"]
-                # on_load does nothing while streaming, so the live answer stays on screen
+                self.conversation_id, self._url_only = event["conversationId"], True
                 return rx.redirect(f"/c/{self.conversation_id}", replace=True)
         elif kind == "ChatSources":
             self.live_sources = _sources(event["results"])
