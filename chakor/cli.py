@@ -60,6 +60,15 @@ def default_model(settings: Settings) -> Path | None:
     return quickstart_model(settings)
 
 
+def tokenizer_beside(model: Path) -> Path | None:
+    """The tokenizer folder next to a GGUF (its own folder, or a `tokenizer/` sibling as the quickstart writes)."""
+    for folder in (model.parent / "tokenizer", model.parent):
+        if (folder / "tokenizer.json").exists():
+            return folder
+    console.print(f"[yellow]no tokenizer next to {model}: set CHAKOR_TOKENIZER_PATH or chat will not work[/]")
+    return None
+
+
 def build_components(settings: Settings, model: Path | None, frontend: bool) -> list[Component]:
     """The components to run, in start order."""
     log_dir = settings.var_dir / "logs"
@@ -119,7 +128,8 @@ def up(
     if model is None:
         console.print("[yellow]no model yet: llama-server will not start (run `chakor quickstart` first)[/]")
     else:
-        settings = settings.model_copy(update={"model_path": model})
+        tokenizer = settings.tokenizer_path or tokenizer_beside(model)
+        settings = settings.model_copy(update={"model_path": model, "tokenizer_path": tokenizer})
     try:
         supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
         console.print("Starting Chakor ...")

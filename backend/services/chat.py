@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from beanie import PydanticObjectId
+from pymongo.results import UpdateResult
 from tokenizers import Tokenizer
 
 from backend.core.config import Settings
@@ -20,7 +22,7 @@ from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer
 from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry
 
-FLUSH_EVERY_CHUNKS = 32
+FLUSH_SECONDS = 1.0  # the partial answer is stored at most this often while it streams
 MAX_SEARCH_QUERY_CHARS = 400
 MAX_TEMPERATURE = 2.0
 
@@ -174,10 +176,43 @@ async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message
     return conversation, user_message, answer
 
 
-async def _finish(answer: Message, status: MessageStatus, text: str, error: str | None = None) -> None:
+class _PartialWriter:
+    """Stores a streaming answer's text so far, at most once per FLUSH_SECONDS, as a `$set` of content."""
+
+    def __init__(self, answer: Message) -> None:
+        self.answer = answer
+        self.flushed_at = time.monotonic()
+        self.pending: asyncio.Future[UpdateResult] | None = None
+
+    async def maybe_flush(self, parts: list[str]) -> None:
+        """Store the text if the last flush is FLUSH_SECONDS old (it finishes even if we are cancelled)."""
+        if time.monotonic() - self.flushed_at < FLUSH_SECONDS:
+            return
+        self.flushed_at = time.monotonic()
+        collection = Message.get_pymongo_collection()
+        self.pending = asyncio.ensure_future(
+            collection.update_one({"_id": self.answer.id}, {"$set": {"content": "".join(parts)}})
+        )
+        await asyncio.shield(self.pending)
+
+
+async def _finish(
+    answer: Message,
+    status: MessageStatus,
+    text: str,
+    error: str | None = None,
+    writer: _PartialWriter | None = None,
+) -> None:
     """Store the answer's final state, even while the surrounding task is being cancelled."""
     answer.status, answer.content, answer.error = status, text, error
-    await asyncio.shield(answer.save())
+    await asyncio.shield(_save_after(answer, writer.pending if writer else None))
+
+
+async def _save_after(answer: Message, flush: asyncio.Future[UpdateResult] | None) -> None:
+    """Save `answer` once a partial flush still in flight has landed, so it cannot overwrite the save."""
+    if flush is not None:
+        await asyncio.gather(flush, return_exceptions=True)
+    await answer.save()
 
 
 async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer]:
@@ -263,6 +298,8 @@ async def _generate(
     stream = ActiveStream(message_id=oid(answer), user_id=oid(user))
     deps.streams.add(stream)
     parts: list[str] = []
+    tokens = 0
+    writer = _PartialWriter(answer)
     finished = False
     try:
         yield started
@@ -292,15 +329,14 @@ async def _generate(
                         )
                         break
                     parts.append(item.text)
+                    tokens += item.tokens
                     yield Token(item.text)
                     if stream.stop.is_set():
                         answer.finish_reason = "stopped"
                         await _finish(answer, MessageStatus.STOPPED, "".join(parts))
-                        final = Done(oid(answer), len(parts), None, "stopped")
+                        final = Done(oid(answer), tokens, None, "stopped")
                         break
-                    if len(parts) % FLUSH_EVERY_CHUNKS == 0:
-                        answer.content = "".join(parts)
-                        await answer.save()
+                    await writer.maybe_flush(parts)
                 else:
                     raise LlamaUnavailable("llama-server ended the answer without a final event")
         except LlamaUnavailable as exc:
@@ -311,11 +347,11 @@ async def _generate(
     except (asyncio.CancelledError, GeneratorExit):
         if not finished:
             answer.finish_reason = "stopped"
-            await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+            await _finish(answer, MessageStatus.STOPPED, "".join(parts), writer=writer)
         raise
     except Exception:
         if not finished:
-            await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error")
+            await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error", writer)
         raise
     finally:
         deps.streams.remove(oid(answer))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 PROBE_TIMEOUT = httpx.Timeout(2.0)
+PROBE_TTL = 1.0  # seconds a healthy server's probe is reused by `candidates`
 STREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
 
 
@@ -31,13 +34,15 @@ class ServerState:
     last_tokens_per_second: float | None = None
     tokens_generated: int = 0
     active_requests: int = 0
+    probed_at: float = 0.0
 
 
 @dataclass
 class TokenChunk:
-    """A piece of generated text."""
+    """A piece of generated text and how many tokens it holds."""
 
     text: str
+    tokens: int = 1
 
 
 @dataclass
@@ -65,6 +70,7 @@ class LlamaPool:
 
     async def probe(self, server: ServerState) -> ServerState:
         """Refresh one server's health and slot counts."""
+        server.probed_at = time.monotonic()
         try:
             health = await self._client.get(f"{server.url}/health", timeout=PROBE_TIMEOUT)
             server.healthy = health.status_code == 200
@@ -87,13 +93,17 @@ class LlamaPool:
         return list(await asyncio.gather(*(self.probe(server) for server in self.servers)))
 
     async def candidates(self) -> list[ServerState]:
-        """Healthy servers, those with idle slots and fewer of our requests first (round robin on ties)."""
+        """Healthy servers, those with idle slots and fewer of our requests first (round robin on ties).
+
+        A healthy server probed less than PROBE_TTL ago is not probed again; a failed request marks
+        its server unhealthy, so the next call probes it.
+        """
         self._turn += 1
         order = (
             self.servers[self._turn % len(self.servers) :] + self.servers[: self._turn % len(self.servers)]
         )
-        probed = await asyncio.gather(*(self.probe(server) for server in order))
-        healthy = [server for server in probed if server.healthy]
+        await asyncio.gather(*(self.probe(server) for server in order if _stale(server)))
+        healthy = [server for server in order if server.healthy]
         return sorted(healthy, key=lambda s: (-(s.slots_idle or 0), s.active_requests))
 
     async def props(self) -> dict[str, Any] | None:
@@ -118,8 +128,15 @@ class LlamaPool:
     async def complete(self, request: dict[str, Any]) -> AsyncGenerator[TokenChunk | Completion, None]:
         """Stream a `/completion` on the best server; fail over while nothing has been generated.
 
-        Closing the iterator closes the HTTP stream, which makes llama-server stop generating.
+        Text that arrived while the consumer was busy comes as one chunk; nothing waits to batch.
+        Closing the iterator cancels the reader and closes the HTTP stream, which makes llama-server
+        stop generating.
         """
+        async with aclosing(_coalesced(self._failover(request))) as items:
+            async for item in items:
+                yield item
+
+    async def _failover(self, request: dict[str, Any]) -> AsyncGenerator[TokenChunk | Completion, None]:
         errors: list[str] = []
         for server in await self.candidates():
             started = False
@@ -174,3 +191,55 @@ def _completion(server: ServerState, data: dict[str, Any]) -> Completion:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _stale(server: ServerState) -> bool:
+    return not server.healthy or time.monotonic() - server.probed_at > PROBE_TTL
+
+
+_Queued = TokenChunk | Completion | Exception | None
+
+
+async def _pump(
+    upstream: AsyncGenerator[TokenChunk | Completion, None], queue: asyncio.Queue[_Queued]
+) -> None:
+    """Put `upstream`'s items on `queue`, then None at its end or the exception that ended it."""
+    try:
+        async with aclosing(upstream):
+            async for item in upstream:
+                queue.put_nowait(item)
+        queue.put_nowait(None)
+    except Exception as exc:
+        queue.put_nowait(exc)
+
+
+def _drain(first: _Queued, queue: asyncio.Queue[_Queued]) -> list[_Queued]:
+    """`first` and everything queued after it, merging consecutive token chunks into one."""
+    items: list[_Queued] = [first]
+    while not queue.empty() and isinstance(items[-1], TokenChunk):
+        item = queue.get_nowait()
+        last = items[-1]
+        if isinstance(item, TokenChunk) and isinstance(last, TokenChunk):
+            items[-1] = TokenChunk(last.text + item.text, last.tokens + item.tokens)
+        else:
+            items.append(item)
+    return items
+
+
+async def _coalesced(
+    upstream: AsyncGenerator[TokenChunk | Completion, None],
+) -> AsyncGenerator[TokenChunk | Completion, None]:
+    """Read `upstream` in a task; yield what it queued while the consumer was busy as one chunk."""
+    queue: asyncio.Queue[_Queued] = asyncio.Queue()
+    reader = asyncio.create_task(_pump(upstream, queue))
+    try:
+        while True:
+            for item in _drain(await queue.get(), queue):
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
