@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from graphql import (
+    ASTValidationRule,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -20,7 +21,14 @@ from graphql import (
     VariableNode,
     get_named_type,
 )
-from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.extensions.base_extension import SchemaExtension
 
 MAX_DEPTH = 10
@@ -95,11 +103,25 @@ class CostRule(ValidationRule):
         return total
 
 
+def limit_rules() -> list[type[ASTValidationRule]]:
+    """The depth, alias and cost limits as validation rules."""
+    return [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        CostRule,
+    ]
+
+
 def limit_extensions() -> list[Callable[[], SchemaExtension]]:
-    """Factories of the schema extensions enforcing the limits above (one instance per operation)."""
+    """Factories of the schema extensions enforcing the limits above (one instance per operation).
+
+    The rule classes are built once, so parse and validation results are cached per query text
+    (the caches are bounded LRUs; a query over the limits is rejected from the cache as well).
+    """
+    rules = limit_rules()
     return [
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: AddValidationRules([CostRule]),
+        lambda: AddValidationRules(rules),
+        ParserCache,
+        ValidationCache,
     ]

@@ -6,8 +6,8 @@ import pytest
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support.graphql import Api, Session
 from tests.conftest import Backend
+from tests.support.graphql import Api, Session
 
 USERS = """
 query($first: Int, $after: String, $search: String) {

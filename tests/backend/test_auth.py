@@ -14,8 +14,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from backend.core.errors import RateLimitedError
 from backend.core.ratelimit import SlidingWindowLimiter
-from tests.support.graphql import AUTH_FIELDS, PASSWORD, Api, Session
 from tests.conftest import JWT_SECRET
+from tests.support.graphql import AUTH_FIELDS, PASSWORD, Api, Session
 
 ME = "{ me { id email displayName role disabled createdAt } }"
 REFRESH = f"mutation($t: String!) {{ refreshToken(refreshToken: $t) {{ {AUTH_FIELDS} }} }}"

@@ -11,9 +11,9 @@ from bson import ObjectId
 from gql.transport.exceptions import TransportQueryError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support.graphql import CHAT, LEGACY_WS, Api, Session, answer_text
 from tests.conftest import TAVILY_KEY, Backend
 from tests.support.fake_tavily import fake_results
+from tests.support.graphql import CHAT, LEGACY_WS, Api, Session, answer_text
 
 GET = "query($id: ID!) { conversation(id: $id) { id title updatedAt messages { id role content status createdAt sources { title url content score } tokensPerSecond tokensPredicted finishReason sourcesError error } } }"
 SEARCH = "query($q: String!, $n: Int) { webSearch(query: $q, maxResults: $n) { title url content score } }"

@@ -10,8 +10,8 @@ import pytest
 from chakor.process import free_port
 from chakor.services import db_process
 from chakor.settings import load_settings
-from tests.support.graphql import Api
 from tests.conftest import backend_settings, start_backend
+from tests.support.graphql import Api
 from tests.support.tiny_model import TinyModel
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support.graphql import CHAT
 from tests.backend.conftest import PrivateStack
+from tests.support.graphql import CHAT
 
 pytestmark = pytest.mark.slow
 # Sampled at temperature 1: greedy decoding of the random model gets stuck on byte tokens that never form

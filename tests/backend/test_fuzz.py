@@ -16,8 +16,8 @@ from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
 from backend.api.schema import INTERNAL_ERROR
-from tests.support.graphql import CHAT, Api, Session
 from tests.conftest import Backend
+from tests.support.graphql import CHAT, Api, Session
 
 texts = st.text(max_size=300) | st.sampled_from(
     ["", " ", "\x00", "a" * 40_000, "<|end|>", "$where", ".*", '{"$gt": ""}']

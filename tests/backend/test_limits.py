@@ -5,8 +5,8 @@ from __future__ import annotations
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tests.support.graphql import Api, Session
 from tests.conftest import Backend
+from tests.support.graphql import Api, Session
 
 
 async def test_depth_50_is_rejected(api: Api, alice: Session) -> None:

@@ -87,7 +87,12 @@ def slow_llama(llama_server: str) -> Iterator[SlowLlama]:
 
 @pytest.fixture(scope="session")
 def stack(
-    mongo_uri: str, slow_llama: SlowLlama, tiny_model: TinyModel, fake_tavily: str, logs_dir: Path
+    mongo_uri: str,
+    slow_llama: SlowLlama,
+    tiny_model: TinyModel,
+    fake_tavily: str,
+    logs_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """A backend of its own (own database, paced model, fake Tavily) and the Reflex app in front of it."""
     settings = backend_settings(
@@ -100,7 +105,16 @@ def stack(
     )
     backend = start_backend(settings, logs_dir)
     app_settings = load_settings(**{**settings.model_dump(), "frontend_port": free_port()})
-    app = frontend_process(app_settings, logs_dir).start()
+    app = frontend_process(app_settings, logs_dir)
+    build = tmp_path_factory.mktemp(
+        "reflex-build"
+    )  # its own build dirs: a `reflex` run elsewhere cannot clobber them
+    app.env = {
+        **app.env,
+        "REFLEX_WEB_WORKDIR": str(build / "web"),
+        "REFLEX_STATES_WORKDIR": str(build / "states"),
+    }
+    app.start()
     try:
         app.wait_healthy(timeout=300)  # the first production build takes a while on a busy machine
         yield Stack(backend=settings, app_url=app_settings.frontend_url)
