@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from chakor.process import ManagedProcess, free_port
 from tests.conftest import (  # noqa: F401  (fixtures re-exported to the benchmarks)
     Backend,
     backend,
@@ -19,7 +16,7 @@ from tests.conftest import (  # noqa: F401  (fixtures re-exported to the benchma
     mongo_uri,
     tiny_model,
 )
-from tests.test_nginx import NGINX, render_config
+from tests.support.nginx import running_nginx
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,20 +40,5 @@ def runner() -> Iterator[asyncio.Runner]:
 @pytest.fixture(scope="session")
 def nginx(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
     """deploy/nginx/chakor.conf on a loopback port in front of the session backend; its base URL."""
-    if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed: `make setup-test` installs Debian's nginx")
-    workdir = tmp_path_factory.mktemp("bench-nginx")
-    port = free_port()
-    config = render_config(backend.settings.backend_port, free_port(), port, workdir)
-    subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
-    process = ManagedProcess(
-        name="nginx",
-        argv=[NGINX, "-c", str(config)],
-        log_path=workdir / "nginx.out",
-        health_url=f"http://127.0.0.1:{port}/healthz",
-    )
-    process.start().wait_healthy(timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    with running_nginx(backend.settings.backend_port, tmp_path_factory.mktemp("bench-nginx")) as url:
+        yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,15 +65,22 @@ def slow_gguf(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -
     return random_model(cfg, tiny_model.tokenizer_dir, tmp_path_factory.mktemp("slow-model"))[1]
 
 
-@pytest.fixture(scope="session")
-def llama_server(tiny_model: TinyModel, logs_dir: Path) -> Iterator[str]:
-    """Base URL of a real llama-server on the tiny GGUF."""
-    process = start_llama_server(tiny_model.gguf_path, logs_dir)
+@contextmanager
+def running_llama_server(model: Path, logs_dir: Path) -> Iterator[str]:
+    """A real llama-server on `model` for the duration of the block; yields its base URL."""
+    process = start_llama_server(model, logs_dir)
     try:
         assert process.health_url is not None
         yield process.health_url.removesuffix("/health")
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(tiny_model: TinyModel, logs_dir: Path) -> Iterator[str]:
+    """Base URL of a real llama-server on the tiny GGUF."""
+    with running_llama_server(tiny_model.gguf_path, logs_dir) as url:
+        yield url
 
 
 @dataclass

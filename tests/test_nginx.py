@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,13 +12,11 @@ import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 
-from chakor import REPO_ROOT
-from chakor.process import ManagedProcess, free_port
+from chakor.process import free_port
 from chakor.settings import Settings
 from tests.conftest import backend_settings, start_backend, start_slow_llama
+from tests.support.nginx import NGINX, render_config, running_nginx
 from tests.support.tiny_model import TinyModel
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 REGISTER = "mutation($email: String!, $password: String!) { register(email: $email, password: $password) { accessToken } }"
 CHAT = gql(
@@ -32,33 +29,6 @@ CHAT = gql(
       }
     }"""
 )
-
-
-def render_config(backend_port: int, frontend_port: int, listen_port: int, workdir: Path) -> Path:
-    """The shipped config with the test's ports, inside a minimal nginx.conf that runs unprivileged paths."""
-    site = (REPO_ROOT / "deploy" / "nginx" / "chakor.conf").read_text()
-    site = (
-        site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{backend_port};")
-        .replace("server 127.0.0.1:3000;", f"server 127.0.0.1:{frontend_port};")
-        .replace("listen 80;", f"listen 127.0.0.1:{listen_port};")
-    )
-    assert f"listen 127.0.0.1:{listen_port};" in site and f"127.0.0.1:{backend_port}" in site
-    (workdir / "chakor.conf").write_text(site)
-    main = workdir / "nginx.conf"
-    main.write_text(
-        f"""daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log {workdir}/access.log;
-    client_body_temp_path {workdir}/body;
-    proxy_temp_path {workdir}/proxy;
-    include {workdir}/chakor.conf;
-}}
-"""
-    )
-    return main
 
 
 @pytest.fixture(scope="module")
@@ -86,23 +56,8 @@ def slow_backend(
 @pytest.fixture(scope="module")
 def nginx(slow_backend: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """nginx on a loopback port in front of the backend; yields its base URL."""
-    if not Path(NGINX).exists():
-        pytest.fail("nginx is not installed: `make setup-test` installs Debian's nginx")
-    workdir = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    config = render_config(slow_backend.backend_port, free_port(), port, workdir)
-    subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
-    process = ManagedProcess(
-        name="nginx",
-        argv=[NGINX, "-c", str(config)],
-        log_path=workdir / "nginx.out",
-        health_url=f"http://127.0.0.1:{port}/healthz",
-    )
-    process.start().wait_healthy(timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    with running_nginx(slow_backend.backend_port, tmp_path_factory.mktemp("nginx")) as url:
+        yield url
 
 
 def test_config_passes_nginx_syntax_check(tmp_path: Path) -> None:

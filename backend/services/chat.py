@@ -17,7 +17,7 @@ from backend.core.errors import NotFoundError, UserError, ValidationError
 from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
 from backend.models.common import oid
 from backend.services import conversations
-from backend.services.llama import Completion, LlamaPool, LlamaUnavailable
+from backend.services.llama import Completion, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
 from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry
@@ -147,8 +147,8 @@ async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: 
     )
 
 
-async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message]:
-    """Store what must exist before generation: conversation, user turn, streaming answer."""
+async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message]:
+    """Store what must exist before generation: the conversation and the user turn."""
     conversation = plan.conversation
     if conversation is None:
         conversation = Conversation(user_id=oid(user), title=conversations.title_from_message(plan.user_text))
@@ -164,16 +164,33 @@ async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message, Message
             content=plan.user_text,
         )
         await user_message.insert()
-    answer = Message(
+    return conversation, user_message
+
+
+def _streaming_answer(user: User, conversation: Conversation) -> Message:
+    return Message(
         conversation_id=oid(conversation),
         user_id=oid(user),
         role=MessageRole.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
     )
-    await answer.insert()
-    await conversations.touch(conversation)
-    return conversation, user_message, answer
+
+
+def _body(plan: _Plan, request: ChatRequest, prompt: list[int]) -> dict[str, object]:
+    body: dict[str, object] = {"prompt": prompt, "n_predict": plan.max_tokens, "stop": STOP}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    return body
+
+
+def _start_early(
+    plan: _Plan, request: ChatRequest, answer: Message, tokenizer: Tokenizer, deps: ChatDeps
+) -> TokenStream | None:
+    """Start generating at once when the prompt is known already (no web search)."""
+    if request.web_search:
+        return None
+    return deps.pool.complete(_body(plan, request, _prompt(plan, [], answer, tokenizer, deps.settings)))
 
 
 class _PartialWriter:
@@ -242,11 +259,19 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerat
         except UserError as exc:
             yield Failed(exc.code, exc.message)
             return
-        conversation, user_message, answer = await _open(user, plan)
-        started = Started(oid(conversation), oid(user_message), oid(answer))
-        async with aclosing(_generate(started, user, plan, answer, tokenizer, request, deps)) as events:
-            async for event in events:
-                yield event
+        conversation, user_message = await _open(user, plan)
+        answer = _streaming_answer(user, conversation)
+        early = _start_early(plan, request, answer, tokenizer, deps)
+        try:  # llama-server works on the prompt while the answer is stored
+            await asyncio.gather(answer.insert(), conversations.touch(conversation))
+            started = Started(oid(conversation), oid(user_message), oid(answer))
+            generate = _generate(started, user, plan, answer, tokenizer, request, deps, early)
+            async with aclosing(generate) as events:
+                async for event in events:
+                    yield event
+        finally:
+            if early is not None:
+                await early.aclose()
     finally:
         deps.streams.release(oid(user))
 
@@ -289,8 +314,10 @@ async def _generate(
     tokenizer: Tokenizer,
     request: ChatRequest,
     deps: ChatDeps,
+    early: TokenStream | None,
 ) -> AsyncGenerator[ChatEvent, None]:
-    """Stream the answer into `answer`, registered as active so stopGeneration can reach it.
+    """Stream the answer into `answer` (from `early` if started already), registered as active so
+    stopGeneration can reach it.
 
     The answer is stored before its final event is sent; if the client goes away before that,
     the text so far is stored as `stopped`.
@@ -308,16 +335,13 @@ async def _generate(
             found = await _sources(plan, answer, deps.search)
             sources = found.results
             yield found
-        body: dict[str, object] = {
-            "prompt": _prompt(plan, sources, answer, tokenizer, deps.settings),
-            "n_predict": plan.max_tokens,
-            "stop": STOP,
-        }
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
+        upstream = early
+        if upstream is None:
+            prompt = _prompt(plan, sources, answer, tokenizer, deps.settings)
+            upstream = deps.pool.complete(_body(plan, request, prompt))
         final: Done | Failed
         try:
-            async with aclosing(deps.pool.complete(body)) as upstream:
+            async with aclosing(upstream):
                 async for item in upstream:
                     if isinstance(item, Completion):
                         answer.tokens_predicted = item.tokens_predicted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -125,16 +126,9 @@ class LlamaPool:
             self._slot_context = n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
         return self._slot_context
 
-    async def complete(self, request: dict[str, Any]) -> AsyncGenerator[TokenChunk | Completion, None]:
-        """Stream a `/completion` on the best server; fail over while nothing has been generated.
-
-        Text that arrived while the consumer was busy comes as one chunk; nothing waits to batch.
-        Closing the iterator cancels the reader and closes the HTTP stream, which makes llama-server
-        stop generating.
-        """
-        async with aclosing(_coalesced(self._failover(request))) as items:
-            async for item in items:
-                yield item
+    def complete(self, request: dict[str, Any]) -> TokenStream:
+        """Start a `/completion` on the best server now, failing over while nothing has been generated."""
+        return TokenStream(self._failover(request))
 
     async def _failover(self, request: dict[str, Any]) -> AsyncGenerator[TokenChunk | Completion, None]:
         errors: list[str] = []
@@ -226,20 +220,36 @@ def _drain(first: _Queued, queue: asyncio.Queue[_Queued]) -> list[_Queued]:
     return items
 
 
-async def _coalesced(
-    upstream: AsyncGenerator[TokenChunk | Completion, None],
-) -> AsyncGenerator[TokenChunk | Completion, None]:
-    """Read `upstream` in a task; yield what it queued while the consumer was busy as one chunk."""
-    queue: asyncio.Queue[_Queued] = asyncio.Queue()
-    reader = asyncio.create_task(_pump(upstream, queue))
-    try:
-        while True:
-            for item in _drain(await queue.get(), queue):
-                if item is None:
-                    return
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+class TokenStream:
+    """A completion that a task reads from creation on; iterating yields what it read meanwhile as one chunk.
+
+    Nothing waits to batch: a lone token is yielded at once. `aclose` cancels the reader, which
+    closes the HTTP stream, so llama-server stops generating.
+    """
+
+    def __init__(self, upstream: AsyncGenerator[TokenChunk | Completion, None]) -> None:
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._ready: deque[_Queued] = deque()
+        self._ended = False
+        self._reader = asyncio.create_task(_pump(upstream, self._queue))
+
+    def __aiter__(self) -> TokenStream:
+        return self
+
+    async def __anext__(self) -> TokenChunk | Completion:
+        if not self._ready:
+            if self._ended:
+                raise StopAsyncIteration
+            self._ready.extend(_drain(await self._queue.get(), self._queue))
+        item = self._ready.popleft()
+        if isinstance(item, TokenChunk | Completion):
+            return item
+        self._ended = True
+        if item is None:
+            raise StopAsyncIteration
+        raise item
+
+    async def aclose(self) -> None:
+        """Stop reading and close the upstream request (closing again does nothing)."""
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)

@@ -10,19 +10,15 @@ import pytest
 from chakor.process import ManagedProcess, free_port
 from chakor.services import db_process
 from chakor.settings import Settings, load_settings
-from tests.conftest import start_llama_server
+from tests.conftest import running_llama_server
 from tests.support.tiny_model import TinyModel
 
 
 @pytest.fixture(scope="package")
 def own_llama(tiny_model: TinyModel, logs_dir: Path) -> Iterator[str]:
     """Base URL of a llama-server only the reliability tests use."""
-    process = start_llama_server(tiny_model.gguf_path, logs_dir)
-    try:
-        assert process.health_url is not None
-        yield process.health_url.removesuffix("/health")
-    finally:
-        process.stop()
+    with running_llama_server(tiny_model.gguf_path, logs_dir) as url:
+        yield url
 
 
 def database_settings(var_dir: Path, storage: str = "sqlite") -> Settings:
