@@ -36,6 +36,7 @@ class ServerState:
     tokens_generated: int = 0
     active_requests: int = 0
     probed_at: float = 0.0
+    requests_at_probe: int = 0
 
 
 @dataclass
@@ -71,7 +72,7 @@ class LlamaPool:
 
     async def probe(self, server: ServerState) -> ServerState:
         """Refresh one server's health and slot counts."""
-        server.probed_at = time.monotonic()
+        server.probed_at, server.requests_at_probe = time.monotonic(), server.active_requests
         try:
             health = await self._client.get(f"{server.url}/health", timeout=PROBE_TIMEOUT)
             server.healthy = health.status_code == 200
@@ -105,7 +106,7 @@ class LlamaPool:
         )
         await asyncio.gather(*(self.probe(server) for server in order if _stale(server)))
         healthy = [server for server in order if server.healthy]
-        return sorted(healthy, key=lambda s: (-(s.slots_idle or 0), s.active_requests))
+        return sorted(healthy, key=lambda s: (-_idle_estimate(s), s.active_requests))
 
     async def props(self) -> dict[str, Any] | None:
         """`/props` of the first healthy server (model path, context size, chat template)."""
@@ -189,6 +190,11 @@ def _describe(exc: BaseException) -> str:
 
 def _stale(server: ServerState) -> bool:
     return not server.healthy or time.monotonic() - server.probed_at > PROBE_TTL
+
+
+def _idle_estimate(server: ServerState) -> int:
+    """Idle slots at the last probe, less the requests we have sent it since."""
+    return (server.slots_idle or 0) - max(0, server.active_requests - server.requests_at_probe)
 
 
 _Queued = TokenChunk | Completion | Exception | None

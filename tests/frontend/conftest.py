@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -180,10 +181,10 @@ def unique_email(prefix: str) -> str:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Save a screenshot as a test artifact and as the current one under docs/screenshots/."""
+    """Save a screenshot as a test artifact; with CHAKOR_UPDATE_SCREENSHOTS=1 also as the README's current one."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=path, full_page=False)
-    shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    if os.environ.get("CHAKOR_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
     return path

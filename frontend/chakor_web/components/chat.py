@@ -245,13 +245,13 @@ def _live_answer() -> rx.Component:
     return rx.cond(
         ChatState.streaming,
         rx.vstack(
-            _sources(ChatState.live_sources),
             rx.box(
                 markdown(ChatState.live_text),
                 class_name="bubble assistant",
                 data_status="streaming",
                 id="live",
             ),
+            _sources(ChatState.live_sources),
             rx.hstack(rx.spinner(size="1"), rx.text("Generating…", size="1"), role="status"),
             align="start",
             width="100%",

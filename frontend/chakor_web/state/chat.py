@@ -19,11 +19,13 @@ FLUSH_SECONDS = 0.05  # batch streamed tokens into at most ~20 UI updates per se
 
 LIST = """query($first: Int, $after: String, $search: String) {
   conversations(first: $first, after: $after, search: $search) {
-    edges { node { id title updatedAt } }
+    edges { node { id title } }
     pageInfo { hasNextPage endCursor }
   }
 }"""
-MESSAGE_FIELDS = "id role content status sources { title url } sourcesError tokensPerSecond error"
+MESSAGE_FIELDS = (
+    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error"
+)
 OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSAGE_FIELDS} }} }} }}"
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
@@ -34,10 +36,11 @@ CHAT = """subscription($input: ChatInput!) {
     ... on ChatStarted { conversationId userMessageId assistantMessageId }
     ... on ChatSources { results { title url } available error }
     ... on ChatToken { text }
-    ... on ChatDone { messageId tokensPerSecond finishReason }
+    ... on ChatDone { tokensPerSecond finishReason }
     ... on ChatError { code message }
   }
 }"""
+LENGTH_NOTE = "Reached the answer length limit."
 ERROR_HINTS = {
     "LLAMA_UNAVAILABLE": "The model server is not available right now.",
     "RATE_LIMITED": "Too many requests: wait a moment, then retry.",
@@ -88,6 +91,8 @@ def _message(raw: dict[str, Any]) -> ChatMessage:
     note = raw.get("error") or raw.get("sourcesError") or ""
     if status == "stopped":
         note = "Stopped."
+    elif raw.get("finishReason") == "length":
+        note = LENGTH_NOTE
     return ChatMessage(
         id=raw["id"],
         role=raw["role"].lower(),
@@ -341,6 +346,8 @@ class ChatState(AuthState):
             if not event["available"]:
                 self.live_note = event.get("error") or "Web search is unavailable."
         elif kind == "ChatDone":
+            if event["finishReason"] == "length":
+                self.live_note = LENGTH_NOTE
             self._finish("stopped" if self.stop_requested else "complete", _speed(event["tokensPerSecond"]))
         elif kind == "ChatError":
             self.error = self.live_note = ERROR_HINTS.get(event["code"], event["message"])
