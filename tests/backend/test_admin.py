@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.conftest import Backend
 from tests.support.graphql import Api, Session
+from tests.support.tiny_model import TinyModel
+from trainer.configs import ModelConfig
 
 USERS = """
 query($first: Int, $after: String, $search: String) {
@@ -154,16 +158,17 @@ async def test_server_status_subscription(api: Api, admin: Session) -> None:
             pass
 
 
-async def test_model_info(api: Api, alice: Session, backend: Backend) -> None:
+async def test_model_info(api: Api, alice: Session, backend: Backend, tiny_model: TinyModel) -> None:
+    config = ModelConfig.from_dict(json.loads((tiny_model.export_dir / "config.json").read_text()))
     query = """{ model { name path architecture quantization contextLength servedContext parameters
                  fileSizeBytes chatTemplate metadata lineage verifyReport } }"""
     model = (await api.data(query, token=alice.access_token))["model"]
     assert model["path"] == str(backend.settings.model_path)
     assert model["architecture"] == "llama"
     assert model["quantization"] == "F32"
-    assert model["contextLength"] == 1024
+    assert model["contextLength"] == config.max_seq_len
     assert model["servedContext"] == 512  # 2048 tokens over 4 slots
-    assert model["parameters"] > 100_000
+    assert model["parameters"] == config.num_params()
     assert model["fileSizeBytes"] == backend.settings.model_path.stat().st_size
     assert "<|assistant|>" in model["chatTemplate"]
     assert model["metadata"]["general.architecture"] == "llama"
