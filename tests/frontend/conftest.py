@@ -80,13 +80,13 @@ class Stack:
         return self.gql(query, {"e": email, "p": password})["login"]["accessToken"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def slow_llama(llama_server: str) -> Iterator[SlowLlama]:
     with SlowLlama(llama_server, TOKEN_DELAY_SECONDS) as proxy:
         yield proxy
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(
     mongo_uri: str,
     slow_llama: SlowLlama,
@@ -124,7 +124,7 @@ def stack(
         backend.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin(stack: Stack) -> str:
     """E-mail of the admin: the first account of this test database."""
     email = "admin@chakor.test"
@@ -132,7 +132,7 @@ def admin(stack: Stack) -> str:
     return email
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
