@@ -94,7 +94,17 @@ def stages(root: Path) -> list[Stage]:
         ),
         Stage(
             "sft",
-            ("sft", "--base", str(pretrain), "--data", str(sft_data / "sft.jsonl"), "--out", str(sft)),
+            (
+                "sft",
+                "--base",
+                str(pretrain),
+                "--data",
+                str(sft_data / "sft.jsonl"),
+                "--epochs",
+                "10",
+                "--out",
+                str(sft),
+            ),
             (pretrain, sft_data),
             sft,
         ),
