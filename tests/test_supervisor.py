@@ -148,4 +148,5 @@ def test_up_status_down_leaves_no_orphans(stack_env: dict[str, str], tiny_model:
         assert [pid for pid in pids if psutil.pid_exists(pid)] == []
     finally:
         if up.poll() is None:
-            up.kill()
+            up.terminate()  # the supervisor stops its children on SIGTERM
+            up.wait(timeout=60)
