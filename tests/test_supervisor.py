@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from chakor.process import free_port
+from chakor.process import free_port, port_in_use
 from chakor.services import llama_process
 from chakor.settings import load_settings
 from chakor.supervisor import Component, Supervisor
@@ -150,3 +150,18 @@ def test_up_status_down_leaves_no_orphans(stack_env: dict[str, str], tiny_model:
         if up.poll() is None:
             up.terminate()  # the supervisor stops its children on SIGTERM
             up.wait(timeout=60)
+
+
+def test_up_reports_a_malformed_gguf_with_llama_servers_own_words(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    result = chakor("up", "--no-frontend", "--model", str(broken), env=stack_env, timeout=120)
+    output = " ".join(result.stdout.split())
+    assert result.returncode == 1
+    assert "cannot start: llama-server exited with code" in output
+    assert "before it was healthy; last log lines" in output
+    assert "failed to load model" in output
+    assert not (Path(stack_env["CHAKOR_VAR_DIR"]) / "run" / "state.json").exists()
+    assert not port_in_use("127.0.0.1", int(stack_env["CHAKOR_DB_PORT"]))  # the database it started is gone
