@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "trainer.cli",
     "converter.cli",
     "backend.cli",
+    "chakor.documents.cli",
     "chakor.quickstart",
     "chakor.bench",
 )

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         return self.mongodb_uri is None
 
     @property
+    def docs_index_dir(self) -> Path:
+        """The document-search index (`chakor docs add`), beside the database under the var folder."""
+        return self.var_dir / "docs-index"
+
+    @property
     def graphiql_enabled(self) -> bool:
         return self.environment == "development" if self.graphiql is None else self.graphiql
 

@@ -1,0 +1,152 @@
+"""The document index: incremental on disk, survives a restart, safe queries, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chakor.documents.index import DocumentIndex, DocumentIndexError
+from chakor.documents.passages import DocumentSourceError, snippet_of
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "notes"
+    _write(root / "ship.md", "# Starship\n\nThe starship Zorblax runs on quark fuel.")
+    _write(root / "sub" / "tea.txt", "Oolong tea is brewed at 90 degrees.")
+    _write(
+        root / "faq.jsonl", json.dumps({"title": "Moon base", "text": "The moon base opens at dawn."}) + "\n"
+    )
+    _write(root / "image.png", "not text")  # ignored: not a text suffix
+    return root
+
+
+def test_index_is_incremental_and_survives_a_restart(tmp_path: Path, folder: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    first = index.add(str(folder), name="notes")
+    assert (first.added_files, first.updated_files, first.unchanged_files, first.passages) == (3, 0, 0, 3)
+
+    _write(folder / "sub" / "tea.txt", "Green tea is brewed at 80 degrees.")
+    _write(folder / "new.rst", "The observatory telescope has a 2 metre mirror.")
+    (folder / "faq.jsonl").unlink()
+
+    restarted = DocumentIndex(tmp_path / "index")  # a new process would open the folder like this
+    assert [(c.name, c.files, c.passages) for c in restarted.collections()] == [("notes", 3, 3)]
+    change = restarted.reindex("notes")[0]
+    assert (change.added_files, change.updated_files, change.removed_files, change.unchanged_files) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert change.passages == 3
+
+    assert restarted.search("oolong") == []
+    assert restarted.search("moon base dawn") == []
+    [tea] = restarted.search("green tea degrees", 1)
+    assert (tea.title, tea.url, tea.snippet) == (
+        "tea.txt",
+        str(folder / "sub" / "tea.txt"),
+        "Green tea is brewed at 80 degrees.",
+    )
+    [ship] = restarted.search("Zorblax", 5)
+    assert (ship.title, ship.snippet, ship.collection) == (
+        "Starship",
+        "The starship Zorblax runs on quark fuel.",
+        "notes",
+    )
+    assert restarted.search("telescope mirror", 1)[0].title == "new.rst"
+
+    again = restarted.add(str(folder), name="notes")  # nothing changed: nothing is rewritten
+    assert (again.added_files, again.updated_files, again.unchanged_files) == (0, 0, 3)
+
+    assert restarted.remove("notes") == 3
+    assert restarted.collections() == []
+    assert restarted.search("Zorblax") == []
+
+
+def test_builtin_documentation_is_indexed_whole(tmp_path: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    change = index.add("local:python-docs")
+    assert change.passages > 1400  # every documented member of 66 modules plus the reference topics
+    top = index.search("What does json.dumps do?", 3)[0]
+    assert (top.title, top.url, top.snippet) == (
+        "json.dumps",
+        "pydoc:json.dumps",
+        "Serialize ``obj`` to a JSON formatted ``str``.",
+    )
+    # zipfile and zlib come last in the module list: past the 2 MB that data prepare trains on.
+    assert index.search("zlib.compress", 1)[0].title == "zlib.compress"
+
+
+def test_a_prepare_output_is_indexed_per_document(tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    _write(out / "report.json", "{}")
+    records = [{"id": "00-0000000", "text": "Quokkas live on Rottnest.", "source": "x", "kind": "prose"}]
+    _write(out / "docs-00000.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    index = DocumentIndex(tmp_path / "index")
+    index.add(str(out))
+    [hit] = index.search("quokkas", 5)
+    assert (hit.title, hit.url) == ("Quokkas live on Rottnest.", f"{out / 'docs-00000.jsonl'}#00-0000000")
+
+
+def test_query_syntax_cannot_break_a_search(tmp_path: Path, folder: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    index.add(str(folder))
+    assert index.search('title:"x AND (OR NOT ~2 *') == []
+    assert index.search("?!.") == []
+    assert index.search("TEA AND degrees")[0].title == "tea.txt"
+
+
+def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path, folder: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    with pytest.raises(DocumentIndexError, match=r"^no document index at .* `chakor docs add PATH`"):
+        index.search("tea")
+    with pytest.raises(DocumentSourceError, match=r"does not exist$"):
+        index.add(str(tmp_path / "missing"))
+    with pytest.raises(DocumentSourceError, match=r"unsupported file type '\.png'"):
+        index.add(str(folder / "image.png"))
+    index.add(str(folder), name="notes")
+    with pytest.raises(DocumentIndexError, match=r"^a collection named 'notes' already holds"):
+        index.add(str(folder / "sub"), name="notes")
+    with pytest.raises(DocumentIndexError, match=r"^no collection named 'nope'"):
+        index.remove("nope")
+    assert [(c.name, c.passages) for c in index.collections()] == [("notes", 3)]
+
+
+def test_snippets_skip_headings_and_cut_at_a_sentence() -> None:
+    assert snippet_of("Title\n*****\n\nFirst line\nwraps here.\n\nSecond.") == "First line wraps here."
+    long = "One sentence here. " * 20
+    assert snippet_of(long, 60) == "One sentence here. One sentence here. One sentence here."
+
+
+def test_cli_add_list_search_remove(tmp_path: Path, folder: Path) -> None:
+    env = {**os.environ, "CHAKOR_VAR_DIR": str(tmp_path / "var")}
+
+    def chakor(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "chakor", "docs", *args], cwd=REPO, env=env, capture_output=True, text=True
+        )
+
+    assert chakor("add", str(folder), "--name", "notes").returncode == 0
+    listed = chakor("list")
+    assert "notes" in listed.stdout and str(tmp_path / "var" / "docs-index") in listed.stdout.replace(
+        "\n", ""
+    )
+    assert "Zorblax" in chakor("search", "quark fuel").stdout
+    bad = chakor("add", str(tmp_path / "nothing-here"))
+    assert (bad.returncode, "error:" in bad.stdout, "does not exist" in bad.stdout) == (2, True, True)
+    assert chakor("remove", "notes").stdout.strip() == "removed notes (3 passages)"
