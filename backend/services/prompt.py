@@ -9,6 +9,8 @@ from tokenizers import Tokenizer
 
 from backend.core.errors import UserError
 from backend.models import Source
+from chakor.documents.render import SearchMode
+from chakor.documents.render import with_sources as render_sources
 from trainer.tokenizer.chat import END, encode_chat, load_tokenizer
 
 Turn = dict[str, str]
@@ -26,14 +28,9 @@ def tokenizer_at(path: Path) -> Tokenizer:
     return load_tokenizer(path)
 
 
-def with_sources(system_prompt: str, sources: list[Source]) -> str:
-    """The system prompt plus numbered web results the answer should cite as [1], [2], ..."""
-    if not sources:
-        return system_prompt
-    lines = [system_prompt, "", "Web search results (cite them as [1], [2], ...):"]
-    for index, source in enumerate(sources, start=1):
-        lines.append(f"[{index}] {source.title} ({source.url})\n{source.content}")
-    return "\n".join(lines).strip()
+def with_sources(system_prompt: str, sources: list[Source], mode: SearchMode = SearchMode.WEB) -> str:
+    """The system prompt plus numbered results to cite as [1], [2], ... (the template SFT data uses)."""
+    return render_sources(system_prompt, sources, mode)
 
 
 def build_prompt(

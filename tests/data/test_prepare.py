@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.data.corpus import GOOD_CODE, good_doc
-from trainer.data.filters import FilterConfig, clean_text
+from trainer.data.filters import clean_text
 from trainer.data.prepare import PrepareConfig, iter_documents, prepare
-from trainer.data.sources import SourceError
+from trainer.data.sources import SourceError, document_id
 
 
 def test_removals_are_counted_per_step_and_reason(prepared: Path) -> None:
@@ -42,31 +42,24 @@ def test_distinct_documents_are_kept_verbatim(prepared: Path) -> None:
     assert kinds == ["code"] + ["prose"] * 9
 
 
-def test_same_input_same_output_with_two_workers(
-    prepared: Path, corpus_sources: list[str], tmp_path: Path
-) -> None:
-    config = PrepareConfig(
-        sources=corpus_sources,
-        out_dir=tmp_path / "again",
-        weights={corpus_sources[1]: 2.0},
-        seed=7,
-        workers=2,
-    )
-    prepare(config)
-    for name in ("docs-00000.jsonl", "report.json"):
-        assert (tmp_path / "again" / name).read_bytes() == (prepared / name).read_bytes()
+def test_two_workers_write_what_one_writes(corpus_sources: list[str], tmp_path: Path) -> None:
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        config = PrepareConfig(sources=corpus_sources, out_dir=out, seed=7, workers=workers, tasks=2)
+        prepare(config)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]
+    assert sorted(outputs[0]) == ["docs-00000.jsonl", "docs-00001.jsonl", "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["workers1", "workers2"]  # no work folder left
 
 
-def test_scorer_slot_removes_high_scores(corpus_sources: list[str], tmp_path: Path) -> None:
-    config = PrepareConfig(
-        sources=corpus_sources, out_dir=tmp_path / "scored", filters=FilterConfig(scorer=len, max_score=500)
-    )
-    report = prepare(config)
-    # every prose document (9 distinct + 3 duplicates) is longer than 500 characters, the code is not
-    assert report["removed"]["score"] == {"score_above_max": 12}
-    assert report["removed"]["dedup"] == {}
-    assert [doc["text"] for doc in iter_documents(tmp_path / "scored")] == [clean_text(GOOD_CODE)]
-    assert report["filters"]["scorer"] == "len"
+def test_document_ids_sort_as_numbers() -> None:
+    ids = [document_id(source, n) for source in (0, 3, 12) for n in (0, 9, 10, 10_000_001, 10**12 - 1)]
+    assert sorted(ids) == ids
+    assert document_id(3, 10_000_001) == "0003-000010000001"
+    with pytest.raises(ValueError, match="out of the id range"):
+        document_id(0, 10**12)
 
 
 @pytest.mark.parametrize(

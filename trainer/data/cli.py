@@ -33,7 +33,7 @@ def clear_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
 
@@ -82,6 +82,39 @@ def print_prepare_report(report: dict[str, Any]) -> None:
     console.print(f"kept {report['documents']} documents, {report['bytes'] / 1e6:.2f} MB")
 
 
+def executor_config(
+    executor: str, workers: int, partition: str | None, time: str, cpus: int, mem: float, venv: str | None
+) -> Any:
+    """The `--executor ...` options as an ExecutorConfig (checked)."""
+    from trainer.data.executor import ExecutorConfig
+
+    config = ExecutorConfig(
+        kind=executor,  # type: ignore[arg-type]
+        workers=workers,
+        partition=partition,
+        time=time,
+        cpus_per_task=cpus,
+        mem_per_cpu_gb=mem,
+        venv=venv,
+    )
+    config.check()
+    return config
+
+
+EXECUTOR_HELP = "local (processes on this machine), ray (RAY_ADDRESS or a local cluster), slurm (sbatch)."
+PARTITION_HELP = "Slurm partition (required with --executor slurm)."
+TIME_HELP = "Slurm time limit per task."
+CPUS_HELP = "CPUs a Ray actor / Slurm task reserves."
+MEM_HELP = "GB of memory per CPU a Ray actor / Slurm task reserves."
+VENV_HELP = "Slurm: virtualenv activate script sourced by each job (default: none)."
+
+
+def print_submitted(jobs: list[str], work: Path, out: Path) -> None:
+    console.print(
+        f"submitted Slurm jobs {', '.join(jobs)}; work folder {work}; output {out} when the last ends"
+    )
+
+
 @data_app.command("prepare")
 @clear_errors
 def prepare_command(
@@ -92,26 +125,55 @@ def prepare_command(
     weight: list[str] = typer.Option(
         [], "--weight", help="Mixing weight SOURCE=W (up-sampling at tokenize)."
     ),
-    workers: int = typer.Option(1, "--workers", min=1, help="Parallel filter processes (datatrove)."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help="Tasks running at once."),
+    tasks: int | None = typer.Option(
+        None, "--tasks", min=1, help="Tasks sharing the filter/dedup stages (default: --workers)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed recorded for split and shuffling."),
     max_docs: int | None = typer.Option(None, "--max-docs", min=1, help="At most N documents per source."),
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", min=1, help="At most N bytes per source (built-ins default to 2 MB)."
     ),
+    perplexity_model: Path | None = typer.Option(
+        None, "--perplexity-model", help="Export folder of a reference model: drop high-perplexity documents."
+    ),
+    max_perplexity: float | None = typer.Option(
+        None,
+        "--max-perplexity",
+        help="Perplexity above which a document is removed (needs --perplexity-model).",
+    ),
+    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
+    time: str = typer.Option("04:00:00", "--time", help=TIME_HELP),
+    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help=CPUS_HELP),
+    mem_per_cpu_gb: float = typer.Option(2.0, "--mem-per-cpu-gb", help=MEM_HELP),
+    venv: str | None = typer.Option(None, "--venv", help=VENV_HELP),
 ) -> None:
     """Read, clean, filter and deduplicate documents; print and write the removal report."""
-    from trainer.data.prepare import PrepareConfig, prepare
+    from trainer.data.filters import FilterConfig
+    from trainer.data.prepare import PrepareConfig, prepare, submit_prepare
 
+    if (perplexity_model is None) != (max_perplexity is None):
+        raise ValueError("--perplexity-model and --max-perplexity go together")
+    filters = FilterConfig(perplexity_model=perplexity_model, max_perplexity=max_perplexity or float("inf"))
     config = PrepareConfig(
         sources=source,
         out_dir=out,
         weights=parse_weights(weight),
         workers=workers,
+        tasks=tasks,
         seed=seed,
         max_docs=max_docs,
         max_bytes=max_bytes,
+        filters=filters,
+        executor=executor_config(executor, workers, partition, time, cpus_per_task, mem_per_cpu_gb, venv),
     )
-    print_prepare_report(prepare(config))
+    if config.executor.kind == "slurm":
+        print_submitted(*submit_prepare(config), out)
+        return
+    with console.status("prepare") as status:
+        report = prepare(config, on_stage=lambda name: status.update(f"prepare: {name}"))
+    print_prepare_report(report)
     console.print(f"wrote {out}")
 
 
@@ -126,11 +188,32 @@ def tokenize_command(
         0.05, "--val-fraction", min=0.0, max=0.99, help="Share of docs in val."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Defaults to the seed given to prepare."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help="Tasks running at once."),
+    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
+    time: str = typer.Option("04:00:00", "--time", help=TIME_HELP),
+    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help=CPUS_HELP),
+    mem_per_cpu_gb: float = typer.Option(2.0, "--mem-per-cpu-gb", help=MEM_HELP),
+    venv: str | None = typer.Option(None, "--venv", help=VENV_HELP),
 ) -> None:
     """Tokenize prepared documents into uint16/uint32 shards and write manifest.json."""
-    from trainer.data.shards import TokenizeConfig, tokenize
+    from trainer.data.shards import TokenizeConfig, submit_tokenize, tokenize
 
-    result = tokenize(TokenizeConfig(data, tokenizer, out, shard_tokens, val_fraction, seed))
+    config = TokenizeConfig(
+        data,
+        tokenizer,
+        out,
+        shard_tokens,
+        val_fraction,
+        seed,
+        workers=workers,
+        executor=executor_config(executor, workers, partition, time, cpus_per_task, mem_per_cpu_gb, venv),
+    )
+    if config.executor.kind == "slurm":
+        print_submitted(*submit_tokenize(config), out)
+        return
+    with console.status("tokenize") as status:
+        result = tokenize(config, on_stage=lambda name: status.update(f"tokenize: {name}"))
     for split, info in result.manifest["splits"].items():
         console.print(f"{split}: {info['tokens']:,} tokens in {len(info['shards'])} shards")
     console.print(

@@ -4,17 +4,16 @@ Prose goes through datatrove's Gopher quality and repetition filters, with a whi
 instead of datatrove's default spaCy one (spaCy and NLTK's punkt would need downloads). Code goes
 through a small code-specific filter. Every removal has a reason, counted by datatrove's stats.
 
-Perplexity hook: `FilterConfig.scorer` takes any picklable `Callable[[str], float]` (for example a
-small language model's per-character perplexity); `ScoreFilter` removes documents scoring above
-`FilterConfig.max_score` with reason `score_above_max`. None (the default) leaves the slot empty.
+With `FilterConfig.perplexity_model` (an export folder) the chain ends with the perplexity filter
+(perplexity.py): documents above `max_perplexity` under that reference model are removed.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import regex
 from datatrove.data import Document
@@ -23,8 +22,6 @@ from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilt
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.formatters.base import BaseFormatter
 from datatrove.utils.word_tokenizers import WordTokenizer
-
-Scorer = Callable[[str], float]
 
 SENTENCE_END = regex.compile(r"(?<=[.!?])\s+")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -44,8 +41,9 @@ class FilterConfig:
     code_max_line_chars: int = 1000
     code_min_alnum_fraction: float = 0.25
     code_min_lines: int = 3
-    scorer: Scorer | None = None
-    max_score: float = float("inf")
+    perplexity_model: Path | None = None
+    max_perplexity: float = float("inf")
+    perplexity_batch: int = 16
 
 
 class WhitespaceWordTokenizer(WordTokenizer):
@@ -150,20 +148,6 @@ class CodeQualityFilter(BaseFilter):
         return True
 
 
-class ScoreFilter(BaseFilter):
-    """The perplexity-filter slot: remove documents whose `scorer(text)` exceeds `max_score`."""
-
-    name = "score"
-
-    def __init__(self, scorer: Scorer, max_score: float) -> None:
-        super().__init__()
-        self.scorer = scorer
-        self.max_score = max_score
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return self.scorer(doc.text) <= self.max_score or (False, "score_above_max")
-
-
 def filter_steps(config: FilterConfig) -> list[PipelineStep]:
     """The cleaning + filtering chain, in order."""
     words = WhitespaceWordTokenizer()
@@ -181,6 +165,9 @@ def filter_steps(config: FilterConfig) -> list[PipelineStep]:
         ProseRepetitionFilter(language=words),  # type: ignore[arg-type]
         CodeQualityFilter(config.code_max_line_chars, config.code_min_alnum_fraction, config.code_min_lines),
     ]
-    if config.scorer is not None:
-        steps.append(ScoreFilter(config.scorer, config.max_score))
+    if config.perplexity_model is not None:
+        from trainer.data.perplexity import PerplexityFilter, PerplexityScorer
+
+        scorer = PerplexityScorer(config.perplexity_model)
+        steps.append(PerplexityFilter(scorer, config.max_perplexity, config.perplexity_batch))
     return steps

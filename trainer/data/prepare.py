@@ -1,55 +1,90 @@
-"""`chakor data prepare`: read sources, clean, filter, deduplicate; write document shards + report.json.
+"""`chakor data prepare`: read sources, clean, filter, deduplicate; write document files + report.json.
 
-Stages:
-1. read   - each `--source` into raw JSONL files (undecodable bytes / malformed lines counted),
-2. filter - datatrove `LocalPipelineExecutor` (`--workers` processes): clean text, Gopher quality and
-            repetition filters for prose, a code filter for code, the optional scorer (filters.py),
-3. dedup  - exact and MinHash near duplicates over all sources, in reading order (dedup.py),
-4. write  - `docs-{index:05d}.jsonl` (`{"id", "text", "source", "kind"}`) and `report.json`.
-Everything is built in a temporary sibling folder and moved into `--out` at the end, so a failure
-leaves nothing half-written.
+One streaming pipeline of datatrove stages (executor.py runs them locally, on Ray or on Slurm):
+
+| stage           | tasks            | steps                                                                   |
+|-----------------|------------------|-------------------------------------------------------------------------|
+| read            | one per source   | read the source (sources.py) -> raw JSONL, 4 MB files                   |
+| filter          | `tasks`          | clean, Gopher quality/repetition, code filter, [perplexity] -> exact-dedup signatures |
+| exact-find      | 1                | merge the sorted hash files                                             |
+| exact-filter    | `tasks`          | drop exact copies -> MinHash signatures                                 |
+| minhash-buckets | 14 (LSH bands)   | duplicate pairs per band                                                |
+| minhash-cluster | 1                | union-find over the pairs                                               |
+| minhash-filter  | `tasks`          | keep one document per cluster -> `docs-{task:05d}.jsonl`                |
+| finish          | 1                | report.json from the stages' stats; move the output into `--out`        |
+
+Documents stream from file to file: no stage holds the corpus, and memory per task depends on that
+task's share of the data. All intermediate files live in a hidden work folder next to `--out`
+(`.NAME.work-FINGERPRINT`), named by a hash of the options and the source files' names, sizes and
+mtimes; datatrove marks each finished task there, so re-running the same command after a crash
+redoes only the unfinished tasks. The work folder is removed after a local or Ray run succeeds (and on
+bad input); `--out` is replaced only at the very end, so a failure never leaves it half-written.
+
+Output: `docs-*.jsonl` (`{"id", "text", "source", "kind"}`, ids from `sources.document_id`) and
+`report.json` (per source: read/kept documents and bytes; per step and reason: removed documents).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import PipelineStats
 
-from trainer.data.dedup import DedupConfig, deduplicate
+from trainer.data import dedup
+from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
 from trainer.data.filters import FilterConfig, filter_steps
-from trainer.data.jsonl_steps import JsonlDocumentReader, JsonlDocumentWriter
-from trainer.data.sources import ReadStats, Source, SourceError, parse_source, read_source
+from trainer.data.sources import ReadStats, Source, SourceError, parse_source
+from trainer.data.steps import (
+    RAW_FILE_BYTES,
+    CountBySource,
+    RankFileReader,
+    ReadSources,
+    output_writer,
+    raw_reader,
+    raw_writer,
+    read_stats,
+)
 
-DOCS_PER_SHARD = 5_000
 REPORT_NAME = "report.json"
+WORK_PREFIX = ".{name}.work-"
 
 
 @dataclass
 class PrepareConfig:
-    """Everything `prepare` needs; `weights` maps a source spec to its mixing weight (default 1)."""
+    """Everything `prepare` needs; `weights` maps a source spec to its mixing weight (default 1).
+
+    `workers` tasks run at once; `tasks` (default `workers`) is how many tasks share the filter and
+    dedup stages (more tasks: less memory each, finer-grained resume).
+    """
 
     sources: list[str]
     out_dir: Path
     weights: dict[str, float] = field(default_factory=dict)
     workers: int = 1
+    tasks: int | None = None
     seed: int = 0
     max_docs: int | None = None
     max_bytes: int | None = None
     filters: FilterConfig = field(default_factory=FilterConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
+    dedup: dedup.DedupConfig = field(default_factory=dedup.DedupConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    @property
+    def task_count(self) -> int:
+        return self.tasks or self.workers
 
 
 def check_config(config: PrepareConfig) -> list[Source]:
-    """Parse and check sources and weights before anything is written."""
+    """Parse and check sources, weights and options before anything is written."""
     if not config.sources:
         raise SourceError("no --source given")
     sources = [parse_source(spec) for spec in config.sources]
@@ -62,88 +97,159 @@ def check_config(config: PrepareConfig) -> list[Source]:
             raise SourceError(f"--weight for {spec!r} must be positive, got {weight}")
     if config.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {config.workers}")
+    if config.tasks is not None and config.tasks < 1:
+        raise ValueError(f"--tasks must be at least 1, got {config.tasks}")
+    if config.filters.perplexity_model is not None:
+        from trainer.data.perplexity import check_export
+
+        if not config.filters.max_perplexity > 0:
+            raise ValueError(f"--max-perplexity must be positive, got {config.filters.max_perplexity}")
+        config.filters = replace(
+            config.filters, perplexity_model=check_export(config.filters.perplexity_model)
+        )
+    replace(config.executor, workers=config.workers).check()
     return sources
 
 
-def _read_all(
-    sources: list[Source], config: PrepareConfig, raw_dir: Path, progress: Progress
-) -> dict[str, ReadStats]:
-    raw_dir.mkdir(parents=True)
-    files = [(raw_dir / f"{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(config.workers)]
-    stats: dict[str, ReadStats] = {}
-    task = progress.add_task("read sources", total=len(sources))
-    try:
-        for index, source in enumerate(sources):
-            source_stats = stats[source.spec] = ReadStats()
-            for n, doc in enumerate(
-                read_source(source, index, source_stats, config.max_docs, config.max_bytes)
-            ):
-                record = {
-                    "id": doc.id,
-                    "text": doc.text,
-                    "metadata": {"source": doc.source, "kind": doc.kind},
-                }
-                files[n % len(files)].write(json.dumps(record, ensure_ascii=False) + "\n")
-            if source_stats.documents == 0:
-                removed = "".join(f"; {n} {why}" for why, n in sorted(source_stats.removed.items()))
-                raise SourceError(
-                    f"source {source.spec!r} has no documents (read {source_stats.files} files{removed})"
-                )
-            progress.advance(task)
-    finally:
-        for handle in files:
-            handle.close()
-    return stats
+def _source_listing(source: Source) -> list[Any]:
+    """What identifies a source's content without reading it: file names, sizes and mtimes."""
+    if source.path is None:
+        return [source.spec, sys.version]
+    paths = sorted(source.path.rglob("*")) if source.path.is_dir() else [source.path]
+    listing: list[Any] = [source.spec]
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            listing.append([str(path), stat.st_size, stat.st_mtime_ns])
+    return listing
 
 
-def _filter(config: PrepareConfig, raw_dir: Path, filtered_dir: Path, logs_dir: Path) -> list[dict[str, Any]]:
-    from trainer.data.executor import QuietExecutor
-
-    executor = QuietExecutor(
-        pipeline=[
-            JsonlDocumentReader(raw_dir),
-            *filter_steps(config.filters),
-            JsonlDocumentWriter(filtered_dir),
-        ],
-        tasks=config.workers,
-        workers=config.workers,
-        logging_dir=str(logs_dir),
-        skip_completed=False,
-    )
-    return [step.to_dict() for step in executor.run().stats]
-
-
-def _filter_removals(step_stats: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    removals: dict[str, dict[str, int]] = {}
-    for step in step_stats:
-        reasons = {
-            key.removeprefix("dropped_"): int(value["total"] if isinstance(value, dict) else value)
-            for key, value in step["stats"].items()
-            if key.startswith("dropped_")
-        }
-        if reasons:
-            removals[step["name"].split(": ", 1)[-1]] = dict(sorted(reasons.items()))
-    return removals
+def fingerprint(config: PrepareConfig, sources: list[Source]) -> str:
+    """Hash of everything that decides the output (and how the tasks divide the work)."""
+    model = config.filters.perplexity_model
+    state = {
+        "sources": [_source_listing(s) for s in sources],
+        "weights": config.weights,
+        "tasks": config.task_count,
+        "seed": config.seed,
+        "caps": [config.max_docs, config.max_bytes],
+        "filters": {k: str(v) for k, v in asdict(config.filters).items()},
+        "model": _source_listing(Source(str(model), path=model)) if model else None,
+        "dedup": asdict(config.dedup),
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
-def _filtered_docs(filtered_dir: Path) -> list[dict[str, Any]]:
-    docs = [
-        json.loads(line)
-        for path in sorted(filtered_dir.glob("*.jsonl"))
-        for line in path.read_text(encoding="utf-8").splitlines()
+@dataclass(frozen=True)
+class Plan:
+    """The stages of one `prepare` run and the folders they share."""
+
+    work: Path
+    out_dir: Path
+    stages: list[Stage]
+
+
+def work_dir(out_dir: Path, digest: str) -> Path:
+    return out_dir.parent / (WORK_PREFIX.format(name=out_dir.name) + digest[:16])
+
+
+def _remove_stale_work(out_dir: Path, keep: Path) -> None:
+    for path in out_dir.parent.glob(WORK_PREFIX.format(name=out_dir.name) + "*"):
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def plan(config: PrepareConfig) -> Plan:
+    """Check the options and lay out the stages (creates the work folder)."""
+    sources = check_config(config)
+    out_dir = Path(config.out_dir).resolve()
+    _check_out_dir(out_dir)
+    digest = fingerprint(config, sources)
+    work = work_dir(out_dir, digest)
+    _remove_stale_work(out_dir, keep=work)
+    folders = dedup.DedupFolders(work / "dedup")
+    for path in (
+        work / "raw",
+        work / "filtered",
+        work / "unique",
+        work / "out",
+        folders.exact_sigs,
+        folders.exact_dups,
+        folders.minhash_sigs,
+        folders.minhash_buckets,
+        folders.minhash_clusters,
+    ):
+        path.mkdir(parents=True, exist_ok=True)
+    tasks = config.task_count
+    finish = FinishPrepare(work, out_dir, sources, config, digest)
+    stages = [
+        Stage(
+            "read",
+            [
+                ReadSources(sources, work / "read-stats", config.max_docs, config.max_bytes),
+                raw_writer(work / "raw", RAW_FILE_BYTES),
+            ],
+            len(sources),
+        ),
+        Stage(
+            "filter",
+            [
+                raw_reader(work / "raw"),
+                *filter_steps(config.filters),
+                CountBySource("after filters"),
+                raw_writer(work / "filtered"),
+                dedup.exact_signature(folders),
+            ],
+            tasks,
+        ),
+        Stage("exact-find", [dedup.exact_find(folders)], 1),
+        Stage(
+            "exact-filter",
+            [
+                RankFileReader(work / "filtered"),
+                dedup.exact_filter(folders),
+                raw_writer(work / "unique"),
+                dedup.minhash_signature(folders, config.dedup),
+            ],
+            tasks,
+        ),
+        Stage("minhash-buckets", [dedup.minhash_buckets(folders, config.dedup)], config.dedup.num_buckets),
+        Stage("minhash-cluster", [dedup.minhash_cluster(folders, config.dedup)], 1),
+        Stage(
+            "minhash-filter",
+            [
+                RankFileReader(work / "unique"),
+                dedup.minhash_filter(folders),
+                CountBySource("kept"),
+                output_writer(work / "out"),
+            ],
+            tasks,
+        ),
+        Stage("finish", [finish], 1),
     ]
-    return sorted(docs, key=lambda doc: doc["id"])
+    return Plan(work, out_dir, stages)
 
 
-def _write_shards(docs: list[dict[str, Any]], out_dir: Path) -> list[str]:
-    names = []
-    for start in range(0, len(docs), DOCS_PER_SHARD):
-        name = f"docs-{start // DOCS_PER_SHARD:05d}.jsonl"
-        with (out_dir / name).open("w", encoding="utf-8") as handle:
-            for doc in docs[start : start + DOCS_PER_SHARD]:
-                handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
-        names.append(name)
-    return names
+def prepare(config: PrepareConfig, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole preparation locally or on Ray; returns the report (also in `out_dir/report.json`)."""
+    if config.executor.kind == "slurm":
+        raise ValueError("use submit_prepare for --executor slurm")
+    layout = plan(config)
+    executor = replace(config.executor, workers=config.workers)
+    try:
+        run_stages(layout.stages, layout.work, executor, job_prefix="chakor-prepare", on_stage=on_stage)
+    except (SourceError, ValueError):
+        shutil.rmtree(layout.work, ignore_errors=True)  # bad input: nothing worth resuming
+        raise
+    shutil.rmtree(layout.work, ignore_errors=True)
+    return load_report(layout.out_dir)
+
+
+def submit_prepare(config: PrepareConfig) -> tuple[list[str], Path]:
+    """Submit the stages as dependent Slurm job arrays; returns the job ids and the work folder."""
+    layout = plan(config)
+    executor = replace(config.executor, workers=config.workers)
+    return run_stages(layout.stages, layout.work, executor, job_prefix="chakor-prepare"), layout.work
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -162,93 +268,139 @@ def _replace_dir(built: Path, out_dir: Path) -> None:
     os.replace(built, out_dir)
 
 
-def prepare(config: PrepareConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the whole preparation; returns the report (also written to `out_dir/report.json`)."""
-    sources = check_config(config)
-    out_dir = Path(config.out_dir).resolve()
-    _check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        with progress or Progress(transient=True) as bar:
-            read_stats = _read_all(sources, config, work / "raw", bar)
-            task = bar.add_task("clean + filter", total=None)
-            step_stats = _filter(config, work / "raw", work / "filtered", work / "logs")
-            bar.update(task, total=1, completed=1)
-            docs = _filtered_docs(work / "filtered")
-            dedup_removed: Counter[str] = Counter()
-            pairs = bar.track(((d["id"], d["text"]) for d in docs), total=len(docs), description="dedup")
-            kept_ids = set(deduplicate(pairs, config.dedup, dedup_removed))
-        kept = [_output_record(doc) for doc in docs if doc["id"] in kept_ids]
-        if not kept:
-            read = sum(stats.documents for stats in read_stats.values())
+def _stage_stats(work: Path, name: str) -> list[dict[str, Any]]:
+    """The stats of every task of a stage, summed, as datatrove's per-step dicts."""
+    total = PipelineStats()
+    for path in sorted((stage_logs(work, name) / "stats").glob("*.json")):
+        total += PipelineStats.from_json(json.loads(path.read_text()))
+    return [step.to_dict() for step in total.stats]
+
+
+def _value(metric: Any) -> int:
+    return int(metric["total"] if isinstance(metric, dict) else metric)
+
+
+def _step_name(step: dict[str, Any]) -> str:
+    return str(step["name"]).split(": ", 1)[-1]
+
+
+def _removals(steps: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """`{step: {reason: count}}` from the filters' `dropped_REASON` stats."""
+    removals: dict[str, dict[str, int]] = {}
+    for step in steps:
+        reasons = {
+            key.removeprefix("dropped_"): _value(value)
+            for key, value in step["stats"].items()
+            if key.startswith("dropped_")
+        }
+        if reasons:
+            removals[_step_name(step)] = dict(sorted(reasons.items()))
+    return removals
+
+
+def _dropped(steps: list[dict[str, Any]], name: str) -> int:
+    return sum(_value(s["stats"].get("dropped", 0)) for s in steps if _step_name(s) == name)
+
+
+def _per_source(steps: list[dict[str, Any]], name: str, what: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for step in steps:
+        if _step_name(step) == name:
+            for key, value in step["stats"].items():
+                if key.startswith(f"{what}|"):
+                    counts[key.split("|", 1)[1]] = _value(value)
+    return counts
+
+
+class FinishPrepare(PipelineStep):
+    """Last stage: build report.json from the earlier stages' stats and move the output into `--out`."""
+
+    name = "finish"
+    type = "📝 - REPORT"
+
+    def __init__(
+        self, work: Path, out_dir: Path, sources: list[Source], config: PrepareConfig, digest: str
+    ) -> None:
+        super().__init__()
+        self.work, self.out_dir, self.sources, self.digest = Path(work), Path(out_dir), sources, digest
+        self.weights = dict(config.weights)
+        self.seed = config.seed
+        self.filters = {k: v for k, v in asdict(config.filters).items() if k != "perplexity_model"} | {
+            "perplexity_model": str(config.filters.perplexity_model)
+            if config.filters.perplexity_model
+            else None
+        }
+        self.dedup = asdict(config.dedup)
+        self.executor = config.executor.kind
+        self.tasks = config.task_count
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        built = self.work / "out"
+        report_path = self.out_dir / REPORT_NAME
+        if (  # moved by an earlier try that died before datatrove marked the task done
+            not built.exists()
+            and report_path.is_file()
+            and json.loads(report_path.read_text()).get("fingerprint") == self.digest
+        ):
+            return iter(())
+        report = self.report(read_stats(self.work / "read-stats", len(self.sources)))
+        if report["documents"] == 0:
+            read = sum(info["read_docs"] for info in report["sources"].values())
             raise ValueError(f"all {read} documents read were removed by the filters; nothing to write")
-        built = work / "out"
-        built.mkdir()
-        shards = _write_shards(kept, built)
-        report = _report(config, sources, read_stats, step_stats, docs, dedup_removed, kept, shards)
         (built / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(built, out_dir)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return report
+        _replace_dir(built, self.out_dir)
+        return iter(())
 
-
-def _output_record(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": doc["id"], "text": doc["text"], **doc["metadata"]}
-
-
-def _report(
-    config: PrepareConfig,
-    sources: list[Source],
-    read_stats: dict[str, ReadStats],
-    step_stats: list[dict[str, Any]],
-    filtered: list[dict[str, Any]],
-    dedup_removed: Counter[str],
-    kept: list[dict[str, Any]],
-    shards: list[str],
-) -> dict[str, Any]:
-    after_filters = Counter(doc["metadata"]["source"] for doc in filtered)
-    kept_docs = Counter(doc["source"] for doc in kept)
-    kept_bytes: Counter[str] = Counter()
-    for doc in kept:
-        kept_bytes[doc["source"]] += len(doc["text"].encode("utf-8"))
-    read_removed: Counter[str] = Counter()
-    for stats in read_stats.values():
-        read_removed.update(stats.removed)
-    return {
-        "sources": {
-            s.spec: {
-                "weight": config.weights.get(s.spec, 1.0),
-                "files": read_stats[s.spec].files,
-                "skipped_files": read_stats[s.spec].skipped_files,
-                "read_docs": read_stats[s.spec].documents,
-                "read_bytes": read_stats[s.spec].bytes,
-                "undecodable_bytes": read_stats[s.spec].undecodable_bytes,
-                "malformed_lines": read_stats[s.spec].malformed_lines,
-                "after_filters": after_filters[s.spec],
-                "kept_docs": kept_docs[s.spec],
-                "kept_bytes": kept_bytes[s.spec],
-            }
-            for s in sources
-        },
-        "removed": {
-            "read": dict(sorted(read_removed.items())),
-            **_filter_removals(step_stats),
-            "dedup": dict(sorted(dedup_removed.items())),
-        },
-        "documents": len(kept),
-        "bytes": sum(kept_bytes.values()),
-        "shards": shards,
-        "seed": config.seed,
-        "filters": {k: v for k, v in asdict(config.filters).items() if k != "scorer"}
-        | {"scorer": getattr(config.filters.scorer, "__name__", None)},
-        "dedup": asdict(config.dedup),
-    }
+    def report(self, read: list[ReadStats]) -> dict[str, Any]:
+        filtered = _stage_stats(self.work, "filter")
+        exact = _stage_stats(self.work, "exact-filter")
+        near = _stage_stats(self.work, "minhash-filter")
+        after_filters = _per_source(filtered, "after filters", "docs")
+        kept_docs = _per_source(near, "kept", "docs")
+        kept_bytes = _per_source(near, "kept", "bytes")
+        read_removed: dict[str, int] = {}
+        for stats in read:
+            for reason, count in stats.removed.items():
+                read_removed[reason] = read_removed.get(reason, 0) + count
+        shards = sorted(p.name for p in (self.work / "out").glob("docs-*.jsonl"))
+        return {
+            "sources": {
+                s.spec: {
+                    "weight": self.weights.get(s.spec, 1.0),
+                    "files": stats.files,
+                    "skipped_files": stats.skipped_files,
+                    "read_docs": stats.documents,
+                    "read_bytes": stats.bytes,
+                    "undecodable_bytes": stats.undecodable_bytes,
+                    "malformed_lines": stats.malformed_lines,
+                    "after_filters": after_filters.get(s.spec, 0),
+                    "kept_docs": kept_docs.get(s.spec, 0),
+                    "kept_bytes": kept_bytes.get(s.spec, 0),
+                }
+                for s, stats in zip(self.sources, read, strict=True)
+            },
+            "removed": {
+                "read": dict(sorted(read_removed.items())),
+                **_removals(filtered),
+                "dedup": {
+                    "exact_duplicate": _dropped(exact, "exact dedup"),
+                    "near_duplicate": _dropped(near, "near dedup"),
+                },
+            },
+            "documents": sum(kept_docs.values()),
+            "bytes": sum(kept_bytes.values()),
+            "shards": shards,
+            "seed": self.seed,
+            "filters": self.filters,
+            "dedup": self.dedup,
+            "executor": self.executor,
+            "tasks": self.tasks,
+            "fingerprint": self.digest,
+        }
 
 
 def iter_documents(data_dir: Path) -> Iterator[dict[str, Any]]:
-    """The documents of a `prepare` output, in order (`{"id", "text", "source", "kind"}`).
+    """The documents of a `prepare` output, file by file (`{"id", "text", "source", "kind"}`).
 
     Checks the folder at once (not at the first `next`), so errors surface before any work starts.
     """
@@ -270,4 +422,4 @@ def load_report(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / REPORT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{data_dir} is not a `chakor data prepare` output (no {REPORT_NAME})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text())

@@ -1,13 +1,23 @@
 """`chakor data tokenize`: prepared documents -> binary token shards + manifest.json (docs/interfaces.md).
 
-- Every document becomes `<|bos|>` + its tokens (text encoded with special-token matching off, so a
-  literal "<|end|>" in the corpus stays plain text). Shards close at document boundaries once they
-  hold `shard_tokens` tokens; files are raw little-endian uint16 (uint32 when the vocab needs it).
-- Split: `round(val_fraction * documents)` documents (at least one when val_fraction > 0, never all)
-  go to `val`: those whose seeded hash of the id is lowest. Val documents appear once, in id order.
-- Mixing weights (recorded by `prepare`) up-sample train: weight 2.5 gives every document 2 copies
-  plus a third with probability 0.5; the copies are then shuffled with the seed.
-- Re-runs with the same input, tokenizer and options skip shards already written and verified.
+Our shard format (raw little-endian uint16/uint32 token ids, `<|bos|>` before every document, a JSON
+manifest with splits, mixing weights and hashes) is kept rather than datatrove's `DocumentTokenizer`
+output: the trainer memory-maps these files directly, the manifest records what resume and lineage
+check, and datatrove's `.ds` + index files would add a second format for nothing the trainer needs.
+
+Three datatrove stages (executor.py: local, Ray or Slurm), streaming, memory bounded by one shard:
+1. encode   (one task per prepared file): each document goes to `val` when its seeded hash is below
+   `val_fraction`, else to `train` with `weight` copies (2.5: two copies plus a third with probability
+   0.5, decided by another seeded hash). Text is encoded with special-token matching off (a literal
+   "<|end|>" stays plain text), in batches, and every copy is appended to one of the split's buckets,
+   picked by a seeded hash: the bucket files are an on-disk shuffle.
+2. shards   (one task per bucket): a bucket's documents, shuffled with the seed (train only), become
+   `{split}-{bucket:05d}.bin`. The number of buckets is fixed up front from the prepared bytes at
+   BYTES_PER_TOKEN, so shards hold about `shard_tokens` tokens each.
+3. manifest (one task): `manifest.json` from the shard records.
+The same input, tokenizer, options and seed give the same bytes. A re-run skips shards an earlier run
+with the same fingerprint finished and that still match their sha256; intermediate files live in
+`OUT/.work-FINGERPRINT/` with datatrove's completion markers until the run succeeds.
 """
 
 from __future__ import annotations
@@ -17,22 +27,25 @@ import json
 import math
 import os
 import random
+import shutil
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
-from rich.progress import Progress
+from datatrove.pipeline.base import PipelineStep
 
-from trainer.data.prepare import REPORT_NAME, iter_documents, load_report
+from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
+from trainer.data.prepare import REPORT_NAME, load_report
 from trainer.tokenizer.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
 from trainer.tokenizer.train import tokenizer_sha256
 
 MANIFEST_NAME = "manifest.json"
-PROGRESS_NAME = ".progress.json"
 SPLITS = ("train", "val")
 ENCODE_BATCH = 256
+BYTES_PER_TOKEN = 4.0  # byte-level BPE with a few thousand merges on English prose/code: 3.5-4.5
 
 
 @dataclass
@@ -45,60 +58,8 @@ class TokenizeConfig:
     shard_tokens: int = 1_000_000
     val_fraction: float = 0.05
     seed: int | None = None
-
-
-@dataclass(frozen=True)
-class PlannedDoc:
-    """One document occurrence in a split's order."""
-
-    id: str
-    text: str
-    source: str
-
-
-def _unit_hash(seed: int, doc_id: str) -> float:
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") / 2**64
-
-
-def plan_splits(
-    docs: list[dict[str, Any]], weights: dict[str, float], val_fraction: float, seed: int
-) -> dict[str, list[PlannedDoc]]:
-    """The ordered document occurrences of each split (see the module docstring)."""
-    ranked = sorted(docs, key=lambda doc: _unit_hash(seed, doc["id"]))
-    n_val = min(max(1, round(val_fraction * len(docs))), len(docs) - 1) if val_fraction > 0 else 0
-    val_ids = {doc["id"] for doc in ranked[:n_val]}
-    rng = random.Random(seed)
-    train: list[PlannedDoc] = []
-    val: list[PlannedDoc] = []
-    for doc in docs:
-        planned = PlannedDoc(doc["id"], doc["text"], doc["source"])
-        if doc["id"] in val_ids:
-            val.append(planned)
-            continue
-        weight = weights.get(doc["source"], 1.0)
-        copies = math.floor(weight) + (rng.random() < weight - math.floor(weight))
-        train.extend([planned] * copies)
-    rng.shuffle(train)
-    return {"train": train, "val": sorted(val, key=lambda d: d.id)}
-
-
-def _fingerprint(data_dir: Path, tokenizer_hash: str, config: TokenizeConfig, seed: int) -> str:
-    digest = hashlib.sha256()
-    for path in sorted([data_dir / REPORT_NAME, *data_dir.glob("docs-*.jsonl")]):
-        digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
-    digest.update(json.dumps([tokenizer_hash, config.shard_tokens, config.val_fraction, seed]).encode())
-    return digest.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    workers: int = 1
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 @dataclass
@@ -110,175 +71,350 @@ class TokenizeResult:
     skipped_shards: int
 
 
-class ShardWriter:
-    """Cuts one split's token stream into shards, keeping the shards a previous run already finished."""
+def unit_hash(seed: int, key: str) -> float:
+    """A seeded hash of `key` in [0, 1)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64
 
-    def __init__(self, out_dir: Path, split: str, dtype: np.dtype, done: list[dict[str, Any]]) -> None:
-        self.out_dir, self.split, self.dtype = out_dir, split, dtype
-        self.shards: list[dict[str, Any]] = []
-        for shard in done:  # keep the verified prefix of the previous run
-            path = out_dir / shard["name"]
-            if not (path.is_file() and _sha256(path) == shard["sha256"]):
-                break
-            self.shards.append(shard)
-        self.skipped = len(self.shards)
 
-    @property
-    def resume_at(self) -> int:
-        """Index of the first document not yet in a finished shard."""
-        return self.shards[-1]["docs"][1] if self.shards else 0
+def occurrences(doc_id: str, source_weight: float, val_fraction: float, seed: int) -> tuple[str, int]:
+    """`(split, copies)` of one document (see the module docstring)."""
+    if unit_hash(seed, doc_id) < val_fraction:
+        return "val", 1
+    whole = math.floor(source_weight)
+    return "train", whole + (unit_hash(seed, f"copies:{doc_id}") < source_weight - whole)
 
-    def write(self, chunks: list[np.ndarray], docs: tuple[int, int], sources: Counter[str]) -> None:
-        tokens = np.concatenate(chunks).astype(self.dtype.newbyteorder("<"))
-        name = f"{self.split}-{len(self.shards):05d}.bin"
-        _write_atomic(self.out_dir / name, tokens.tobytes())
-        self.shards.append(
-            {
+
+def bucket_of(doc_id: str, copy: int, buckets: int, seed: int) -> int:
+    return min(int(unit_hash(seed, f"bucket:{doc_id}:{copy}") * buckets), buckets - 1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Folders and bucket counts one tokenize run shares between its stages."""
+
+    data_dir: Path
+    out_dir: Path
+    work: Path
+    files: list[str]
+    buckets: dict[str, int]
+    weights: dict[str, float]
+    seed: int
+    val_fraction: float
+    dtype: str
+
+    def part_dir(self, split: str, bucket: int) -> Path:
+        return self.work / "parts" / f"{split}-{bucket:05d}"
+
+    def record(self, split: str, bucket: int) -> Path:
+        return self.work / "records" / f"{split}-{bucket:05d}.json"
+
+    def shard_tasks(self) -> list[tuple[str, int]]:
+        return [(split, b) for split in SPLITS for b in range(self.buckets[split])]
+
+
+class EncodeDocuments(PipelineStep):
+    """Stage 1: task `rank` encodes prepared file `rank` into the splits' bucket files."""
+
+    name = "encode"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(self, layout: Layout, tokenizer_dir: Path) -> None:
+        super().__init__()
+        self.layout, self.tokenizer_dir = layout, Path(tokenizer_dir)
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        layout = self.layout
+        tokenizer = load_tokenizer(self.tokenizer_dir)
+        plain, bos = plain_text_tokenizer(tokenizer), special_id(tokenizer, BOS)
+        dtype = np.dtype(layout.dtype).newbyteorder("<")
+        files: dict[tuple[str, int], tuple[BinaryIO, BinaryIO]] = {}
+        sources: dict[tuple[str, int], Counter[str]] = {key: Counter() for key in layout.shard_tasks()}
+        for split, bucket in layout.shard_tasks():
+            folder = layout.part_dir(split, bucket)
+            files[split, bucket] = (
+                (folder / f"{rank:05d}.bin").open("wb"),
+                (folder / f"{rank:05d}.len").open("wb"),
+            )
+        try:
+            for batch in _batches(layout.data_dir / layout.files[rank], ENCODE_BATCH):
+                encodings = plain.encode_batch_fast([doc["text"] for doc in batch], add_special_tokens=False)
+                for doc, encoding in zip(batch, encodings, strict=True):
+                    ids = np.array([bos, *encoding.ids], dtype=dtype)
+                    weight = layout.weights.get(doc["source"], 1.0)
+                    split, copies = occurrences(doc["id"], weight, layout.val_fraction, layout.seed)
+                    for copy in range(copies):
+                        key = (split, bucket_of(doc["id"], copy, layout.buckets[split], layout.seed))
+                        tokens, lengths = files[key]
+                        tokens.write(ids.tobytes())
+                        lengths.write(np.uint32(ids.size).tobytes())
+                        sources[key][doc["source"]] += ids.size
+                    self.stat_update(f"documents_{split}")
+        finally:
+            for tokens, lengths in files.values():
+                tokens.close()
+                lengths.close()
+        for (split, bucket), counts in sources.items():
+            (layout.part_dir(split, bucket) / f"{rank:05d}.json").write_text(json.dumps(counts))
+        return iter(())
+
+
+def _batches(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            batch.append(json.loads(line))
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+class WriteShard(PipelineStep):
+    """Stage 2: task `rank` turns bucket `layout.shard_tasks()[rank]` into one shard and its record."""
+
+    name = "write shard"
+    type = "💽 - WRITER"
+
+    def __init__(self, layout: Layout) -> None:
+        super().__init__()
+        self.layout = layout
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        layout = self.layout
+        split, bucket = layout.shard_tasks()[rank]
+        folder = layout.part_dir(split, bucket)
+        dtype = np.dtype(layout.dtype).newbyteorder("<")
+        docs: list[np.ndarray] = []
+        sources: Counter[str] = Counter()
+        for lengths_path in sorted(folder.glob("*.len")):
+            tokens = np.fromfile(lengths_path.with_suffix(".bin"), dtype=dtype)
+            lengths = np.fromfile(lengths_path, dtype=np.uint32).astype(np.int64)
+            docs.extend(np.split(tokens, np.cumsum(lengths)[:-1]) if lengths.size else [])
+            sources.update(json.loads(lengths_path.with_suffix(".json").read_text()))
+        if split == "train":
+            random.Random(f"{layout.seed}:{split}:{bucket}").shuffle(docs)  # type: ignore[arg-type]
+        record: dict[str, Any] = {"name": None, "tokens": 0, "documents": len(docs), "source_tokens": {}}
+        if docs:
+            name = f"{split}-{bucket:05d}.bin"
+            data_bytes = np.concatenate(docs).tobytes()
+            _write_atomic(layout.out_dir / name, data_bytes)
+            record = {
                 "name": name,
-                "tokens": int(tokens.size),
-                "sha256": _sha256(self.out_dir / name),
-                "docs": list(docs),
+                "tokens": len(data_bytes) // dtype.itemsize,
+                "sha256": hashlib.sha256(data_bytes).hexdigest(),
+                "documents": len(docs),
                 "source_tokens": dict(sorted(sources.items())),
             }
-        )
+        _write_atomic(layout.record(split, bucket), json.dumps(record).encode())
+        return iter(())
 
 
-def _encode_once(
-    tokenizer: Any, docs: list[PlannedDoc], bos_id: int, bar: Progress, split: str
-) -> dict[str, np.ndarray]:
-    """`<|bos|>` + ids of each distinct document (up-sampled copies are encoded once)."""
-    texts = {doc.id: doc.text for doc in docs}
-    ids = list(texts)
-    task = bar.add_task(f"tokenize {split}", total=len(ids))
-    encoded = {}
-    for start in range(0, len(ids), ENCODE_BATCH):
-        batch = ids[start : start + ENCODE_BATCH]
-        encodings = tokenizer.encode_batch_fast([texts[i] for i in batch], add_special_tokens=False)
-        for doc_id, encoding in zip(batch, encodings, strict=True):
-            encoded[doc_id] = np.array([bos_id, *encoding.ids], dtype=np.uint32)
-        bar.advance(task, len(batch))
-    return encoded
+class WriteManifest(PipelineStep):
+    """Stage 3: `manifest.json` from the shard records."""
+
+    name = "write manifest"
+    type = "📝 - REPORT"
+
+    def __init__(
+        self, layout: Layout, fingerprint: str, header: dict[str, Any], stats: dict[str, Any]
+    ) -> None:
+        super().__init__()
+        self.layout, self.fingerprint, self.header, self.counts = layout, fingerprint, header, stats
+
+    def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
+        layout = self.layout
+        shards: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+        documents = Counter[str]()
+        for split, bucket in layout.shard_tasks():
+            record = json.loads(layout.record(split, bucket).read_text())
+            documents[split] += record["documents"]
+            if record["name"]:
+                shards[split].append(record)
+        for split in SPLITS:
+            if not shards[split] and (split == "train" or layout.val_fraction > 0):
+                raise ValueError(
+                    f"split {split!r} got no documents from {sum(documents.values())} documents "
+                    f"with --val-fraction {layout.val_fraction}: adjust --val-fraction or add data"
+                )
+        source_tokens: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+        for split in SPLITS:
+            for shard in shards[split]:
+                source_tokens[split].update(shard["source_tokens"])
+        manifest = {
+            **self.header,
+            "splits": {
+                split: {
+                    "shards": [s["name"] for s in shards[split]],
+                    "tokens": sum(s["tokens"] for s in shards[split]),
+                    "documents": documents[split],
+                }
+                for split in SPLITS
+            },
+            "stats": {
+                **self.counts,
+                "source_tokens": {split: dict(sorted(c.items())) for split, c in source_tokens.items()},
+            },
+            "seed": layout.seed,
+            "build": {"fingerprint": self.fingerprint, "shards": shards},
+        }
+        keep = {s["name"] for split in SPLITS for s in shards[split]}
+        for split in SPLITS:
+            for path in layout.out_dir.glob(f"{split}-*.bin"):
+                if path.name not in keep:
+                    path.unlink()
+        _write_atomic(layout.out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
+        return iter(())
 
 
-def _previous_shards(out_dir: Path, fingerprint: str) -> dict[str, list[dict[str, Any]]]:
-    """Shard records of an earlier run with the same fingerprint (finished or interrupted)."""
-    for name in (PROGRESS_NAME, MANIFEST_NAME):
-        path = out_dir / name
-        if not path.is_file():
-            continue
-        try:
-            state = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-        build = state.get("build", state)
-        if build.get("fingerprint") == fingerprint:
-            return build["shards"]
-    return {}
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
-def _remove_stale_shards(out_dir: Path, shards: dict[str, list[dict[str, Any]]]) -> None:
-    keep = {shard["name"] for records in shards.values() for shard in records}
-    for split in SPLITS:
-        for path in out_dir.glob(f"{split}-*.bin"):
-            if path.name not in keep:
-                path.unlink()
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def tokenize(config: TokenizeConfig, progress: Progress | None = None) -> TokenizeResult:
-    """Write the shards and manifest of `config.out_dir` (see the module docstring)."""
-    data_dir, out_dir = Path(config.data_dir), Path(config.out_dir)
-    report = load_report(data_dir)
+def _fingerprint(data_dir: Path, tokenizer_hash: str, config: TokenizeConfig, seed: int) -> str:
+    """Hash of the prepared data (its report and document files' names, sizes, mtimes) and the options."""
+    digest = hashlib.sha256((data_dir / REPORT_NAME).read_bytes())
+    for path in sorted(data_dir.glob("docs-*.jsonl")):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(json.dumps([tokenizer_hash, config.shard_tokens, config.val_fraction, seed]).encode())
+    return digest.hexdigest()
+
+
+def _previous_build(out_dir: Path, fingerprint: str) -> dict[str, list[dict[str, Any]]]:
+    """Shard records of an earlier finished run with the same fingerprint."""
+    path = out_dir / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        build = json.loads(path.read_text()).get("build", {})
+    except json.JSONDecodeError:
+        return {}
+    return build.get("shards", {}) if build.get("fingerprint") == fingerprint else {}
+
+
+def _bucket_counts(report: dict[str, Any], val_fraction: float, shard_tokens: int) -> dict[str, int]:
+    train_bytes = sum(info["weight"] * info["kept_bytes"] for info in report["sources"].values())
+    val_bytes = sum(info["kept_bytes"] for info in report["sources"].values())
+    estimate = {"train": (1 - val_fraction) * train_bytes, "val": val_fraction * val_bytes}
+    return {
+        split: max(1, math.ceil(estimate[split] / BYTES_PER_TOKEN / shard_tokens)) if estimate[split] else 0
+        for split in SPLITS
+    }
+
+
+def _mark_verified(layout: Layout, previous: dict[str, list[dict[str, Any]]]) -> int:
+    """Mark the shard tasks whose earlier shard still matches its sha256 as done; returns how many."""
+    done = 0
+    completions = stage_logs(layout.work, "shards") / "completions"
+    for rank, (split, bucket) in enumerate(layout.shard_tasks()):
+        name = f"{split}-{bucket:05d}.bin"
+        record = next((r for r in previous.get(split, []) if r["name"] == name), None)
+        path = layout.out_dir / name
+        if record and path.is_file() and _sha256(path) == record["sha256"]:
+            completions.mkdir(parents=True, exist_ok=True)
+            _write_atomic(layout.record(split, bucket), json.dumps(record).encode())
+            (completions / f"{rank:05d}").touch()
+            done += 1
+    return done
+
+
+def _check(config: TokenizeConfig) -> None:
     if config.shard_tokens < 1:
         raise ValueError(f"--shard-tokens must be positive, got {config.shard_tokens}")
     if not 0 <= config.val_fraction < 1:
         raise ValueError(f"--val-fraction must be in [0, 1), got {config.val_fraction}")
+
+
+def plan_tokenize(config: TokenizeConfig) -> tuple[list[Stage], Layout, int]:
+    """Check the input, lay out the three stages; returns them, the layout and the shards kept."""
+    _check(config)
+    data_dir, out_dir = Path(config.data_dir).resolve(), Path(config.out_dir).resolve()
+    report = load_report(data_dir)
     tokenizer = load_tokenizer(config.tokenizer_dir)
-    plain = plain_text_tokenizer(tokenizer)
-    bos_id = special_id(tokenizer, BOS)
-    dtype = np.dtype(np.uint16 if tokenizer.get_vocab_size() <= 2**16 else np.uint32)
+    files = sorted(p.name for p in data_dir.glob("docs-*.jsonl"))
+    if not files or not report.get("documents"):
+        raise ValueError(f"{data_dir} holds no documents")
     seed = report["seed"] if config.seed is None else config.seed
     tokenizer_hash = tokenizer_sha256(config.tokenizer_dir)
-    fingerprint = _fingerprint(data_dir, tokenizer_hash, config, seed)
-    docs = list(iter_documents(data_dir))
-    if not docs:
-        raise ValueError(f"{data_dir} holds no documents")
-    weights = {spec: info["weight"] for spec, info in report["sources"].items()}
-    plan = plan_splits(docs, weights, config.val_fraction, seed)
-
+    digest = _fingerprint(data_dir, tokenizer_hash, config, seed)
+    dtype = np.dtype(np.uint16 if tokenizer.get_vocab_size() <= 2**16 else np.uint32)
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = _previous_shards(out_dir, fingerprint)
-    build: dict[str, Any] = {"fingerprint": fingerprint, "shards": {}}
-    written = skipped = 0
-    with progress or Progress(transient=True) as bar:
-        for split in SPLITS:
-            writer = ShardWriter(out_dir, split, dtype, previous.get(split, []))
-            skipped += writer.skipped
-            build["shards"][split] = writer.shards
-            split_docs = plan[split]
-            first = writer.resume_at
-            encoded = _encode_once(plain, split_docs[first:], bos_id, bar, split)
-            chunks: list[np.ndarray] = []
-            sources: Counter[str] = Counter()
-            for index in range(first, len(split_docs)):
-                ids = encoded[split_docs[index].id]
-                chunks.append(ids)
-                sources[split_docs[index].source] += ids.size
-                if sum(sources.values()) >= config.shard_tokens or index == len(split_docs) - 1:
-                    writer.write(chunks, (first, index + 1), sources)
-                    written += 1
-                    _write_atomic(out_dir / PROGRESS_NAME, json.dumps(build).encode())
-                    chunks, sources, first = [], Counter(), index + 1
-    _remove_stale_shards(out_dir, build["shards"])
-    manifest = _manifest(
-        report, plan, build, dtype, tokenizer_hash, tokenizer.get_vocab_size(), bos_id, seed, config
+    work = out_dir / f".work-{digest[:16]}"
+    for stale in out_dir.glob(".work-*"):
+        if stale != work:
+            shutil.rmtree(stale, ignore_errors=True)
+    layout = Layout(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        work=work,
+        files=files,
+        buckets=_bucket_counts(report, config.val_fraction, config.shard_tokens),
+        weights={spec: info["weight"] for spec, info in report["sources"].items()},
+        seed=seed,
+        val_fraction=config.val_fraction,
+        dtype=dtype.name,
     )
-    _write_atomic(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode())
-    (out_dir / PROGRESS_NAME).unlink(missing_ok=True)
-    return TokenizeResult(manifest, written_shards=written, skipped_shards=skipped)
-
-
-def _manifest(
-    report: dict[str, Any],
-    plan: dict[str, list[PlannedDoc]],
-    build: dict[str, Any],
-    dtype: np.dtype,
-    tokenizer_hash: str,
-    vocab_size: int,
-    bos_id: int,
-    seed: int,
-    config: TokenizeConfig,
-) -> dict[str, Any]:
-    source_tokens: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
-    for split in SPLITS:
-        for shard in build["shards"][split]:
-            source_tokens[split].update(shard["source_tokens"])
-    return {
+    for split, bucket in layout.shard_tasks():
+        layout.part_dir(split, bucket).mkdir(parents=True, exist_ok=True)
+    (work / "records").mkdir(parents=True, exist_ok=True)
+    kept = _mark_verified(layout, _previous_build(out_dir, digest))
+    header = {
         "dtype": dtype.name,
-        "vocab_size": vocab_size,
-        "bos_id": bos_id,
-        "splits": {
-            split: {
-                "shards": [shard["name"] for shard in build["shards"][split]],
-                "tokens": sum(shard["tokens"] for shard in build["shards"][split]),
-                "documents": len(plan[split]),
-            }
-            for split in SPLITS
-        },
+        "vocab_size": tokenizer.get_vocab_size(),
+        "bos_id": special_id(tokenizer, BOS),
         "tokenizer_sha256": tokenizer_hash,
         "sources": {
             spec: {"weight": info["weight"], "documents": info["kept_docs"], "bytes": info["kept_bytes"]}
             for spec, info in report["sources"].items()
         },
-        "stats": {
-            "source_tokens": {split: dict(sorted(c.items())) for split, c in source_tokens.items()},
-            "unique_documents": {split: len({d.id for d in plan[split]}) for split in SPLITS},
-            "shard_tokens": config.shard_tokens,
-            "val_fraction": config.val_fraction,
-            "prepare_removed": report["removed"],
-        },
-        "seed": seed,
-        "build": build,
     }
+    stats = {
+        "shard_tokens": config.shard_tokens,
+        "val_fraction": config.val_fraction,
+        "prepare_removed": report["removed"],
+    }
+    stages = [
+        Stage("encode", [EncodeDocuments(layout, Path(config.tokenizer_dir).resolve())], len(files)),
+        Stage("shards", [WriteShard(layout)], len(layout.shard_tasks())),
+        Stage("manifest", [WriteManifest(layout, digest, header, stats)], 1),
+    ]
+    return stages, layout, kept
+
+
+def tokenize(config: TokenizeConfig, on_stage: Callable[[str], None] | None = None) -> TokenizeResult:
+    """Write the shards and manifest of `config.out_dir` locally or on Ray (see the module docstring)."""
+    if config.executor.kind == "slurm":
+        raise ValueError("use submit_tokenize for --executor slurm")
+    stages, layout, kept = plan_tokenize(config)
+    total = len(layout.shard_tasks())
+    executor = replace(config.executor, workers=config.workers)
+    if kept == total and total > 0:  # an earlier run with the same fingerprint, every shard intact
+        shutil.rmtree(layout.work, ignore_errors=True)
+        return TokenizeResult(read_manifest(layout.out_dir), written_shards=0, skipped_shards=kept)
+    run_stages(stages, layout.work, executor, job_prefix="chakor-tokenize", on_stage=on_stage)
+    shutil.rmtree(layout.work, ignore_errors=True)
+    manifest = read_manifest(layout.out_dir)
+    written = sum(len(info["shards"]) for info in manifest["splits"].values()) - kept
+    return TokenizeResult(manifest, written_shards=written, skipped_shards=kept)
+
+
+def submit_tokenize(config: TokenizeConfig) -> tuple[list[str], Path]:
+    """Submit the stages as dependent Slurm job arrays; returns the job ids and the work folder."""
+    stages, layout, _ = plan_tokenize(config)
+    executor = replace(config.executor, workers=config.workers)
+    return run_stages(stages, layout.work, executor, job_prefix="chakor-tokenize"), layout.work
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:

@@ -75,6 +75,13 @@ class ReadStats:
             lines.append(line_number)
 
 
+def document_id(source_index: int, n: int) -> str:
+    """`SSSS-NNNNNNNNNNNN`: fixed widths (10^4 sources, 10^12 documents each), so ids sort as numbers."""
+    if not (0 <= source_index < 10**4 and 0 <= n < 10**12):
+        raise ValueError(f"document number {n} of source {source_index} is out of the id range")
+    return f"{source_index:04d}-{n:012d}"
+
+
 def parse_source(spec: str) -> Source:
     """Parse a `--source` spec, checking that what it names exists."""
     if spec.startswith("local:"):
@@ -163,7 +170,7 @@ def read_source(
     """Documents of one source, in a fixed order, stopping at `max_docs` / `max_bytes` (UTF-8).
 
     Built-in sources are capped at BUILTIN_MAX_BYTES unless `max_bytes` says otherwise.
-    Document ids are `{index:02d}-{n:07d}`, so sorting ids restores the reading order.
+    Document ids are `document_id(index, n)`, so sorting ids restores the reading order.
     """
     if max_bytes is None and source.builtin:
         max_bytes = BUILTIN_MAX_BYTES
@@ -181,6 +188,6 @@ def read_source(
         size = len(text.encode("utf-8"))
         if max_bytes is not None and stats.bytes + size > max_bytes and stats.documents > 0:
             break
-        yield RawDocument(f"{index:02d}-{stats.documents:07d}", text, source.spec, kind)
+        yield RawDocument(document_id(index, stats.documents), text, source.spec, kind)
         stats.documents += 1
         stats.bytes += size

@@ -1,0 +1,107 @@
+"""The perplexity filter (as CCNet): score documents with a small reference language model, drop the worst.
+
+The reference model is a `chakor export` folder (weights, config.json, tokenizer), loaded with the
+trainer's own model code on CPU, once per task (lazily, so the step pickles as a path). A document's
+score is its perplexity under the model, `exp(mean next-token NLL)`, over `<|bos|>` + its first
+`max_tokens` tokens: the opening of a document says whether it is prose of the kind the model knows,
+and capping the length bounds the cost per document. Documents are scored `batch_size` at a time
+(right-padded, padding masked out of the mean).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_BATCH = 16
+
+
+def check_export(path: Path) -> Path:
+    """`path` as a resolved export folder, or a clear error before any work starts."""
+    path = Path(path).expanduser().resolve()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(
+                f"--perplexity-model {path}: no {name} (expected a `chakor export` folder)"
+            )
+    return path
+
+
+class PerplexityScorer:
+    """Perplexities of texts under an exported model (built on first use)."""
+
+    def __init__(self, export_dir: Path, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+        self.export_dir = Path(export_dir)
+        self.max_tokens = max_tokens
+        self._loaded: tuple[Any, Any, int] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"export_dir": self.export_dir, "max_tokens": self.max_tokens, "_loaded": None}
+
+    def _load(self) -> tuple[Any, Any, int]:
+        if self._loaded is None:
+            import torch
+
+            from trainer.export import load_export
+            from trainer.tokenizer.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
+
+            torch.set_num_threads(1)  # one task per core: the executor provides the parallelism
+            model, cfg = load_export(self.export_dir)
+            tokenizer = load_tokenizer(self.export_dir)
+            self.max_tokens = min(self.max_tokens, cfg.max_seq_len - 1)
+            self._loaded = (model, plain_text_tokenizer(tokenizer), special_id(tokenizer, BOS))
+        return self._loaded
+
+    def score(self, texts: list[str]) -> list[float]:
+        """Perplexity of each text (see the module docstring); inf for a text with no tokens."""
+        import torch
+        import torch.nn.functional as F
+
+        model, tokenizer, bos = self._load()
+        rows = [
+            [bos, *encoding.ids[: self.max_tokens]]
+            for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        ]
+        width = max(len(row) for row in rows)
+        tokens = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width - 1), dtype=torch.float32)
+        for i, row in enumerate(rows):
+            tokens[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row) - 1] = 1.0
+        with torch.inference_mode():
+            logits = model(tokens[:, :-1])
+            nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+        counts = mask.sum(dim=1)
+        means = (nll * mask).sum(dim=1) / counts.clamp(min=1)
+        return [
+            math.exp(m) if c > 0 else math.inf for m, c in zip(means.tolist(), counts.tolist(), strict=True)
+        ]
+
+
+class PerplexityFilter(BaseFilter):
+    """Remove documents whose perplexity under the reference model exceeds `max_perplexity`
+    (reason `perplexity_above_max`); the scores' mean and spread are in the step's stats."""
+
+    name = "perplexity"
+
+    def __init__(
+        self, scorer: PerplexityScorer, max_perplexity: float, batch_size: int = DEFAULT_BATCH
+    ) -> None:
+        super().__init__(batch_size=batch_size)
+        self.scorer = scorer
+        self.max_perplexity = max_perplexity
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return self.filter_batch([doc])[0]
+
+    def filter_batch(self, batch: list[Document]) -> list[bool | tuple[bool, str]]:
+        results: list[bool | tuple[bool, str]] = []
+        for score in self.scorer.score([doc.text for doc in batch]):
+            self.stat_update("perplexity", value=score if math.isfinite(score) else 0, unit="doc")
+            results.append(score <= self.max_perplexity or (False, "perplexity_above_max"))
+        return results
