@@ -48,7 +48,7 @@ def create_user_command(
     display_name: str | None = typer.Option(None, "--display-name"),
     admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
 ) -> None:
-    """Create a user in the configured database (the first user is always an admin)."""
+    """Create a user in the configured database (the way to make the first admin: `--admin`)."""
     from backend.core.errors import UserError
 
     try:

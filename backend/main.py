@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from backend.api.context import Context
 from backend.api.router import ChakorGraphQLRouter
-from backend.api.schema import schema
+from backend.api.schema import build_schema
 from backend.core.config import Settings, get_settings
 from backend.core.limits import BodySizeLimit
 from backend.services.container import AppServices
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Chakor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     router = ChakorGraphQLRouter(
-        schema,
+        build_schema(introspection=settings.introspection_enabled),
         context_getter=get_context,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allow_queries_via_get=False,

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "trainer.data.cli",
     "trainer.cli",
     "converter.cli",
+    "chakor.evaluation.cli",
     "backend.cli",
     "chakor.documents.cli",
     "chakor.quickstart",

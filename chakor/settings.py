@@ -6,12 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chakor import REPO_ROOT
 
 ENV_PREFIX = "CHAKOR_"
+DEV_JWT_SECRET = "dev-insecure-change-me"
+MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output weaken it (RFC 7518 3.2)
 
 
 class Settings(BaseSettings):
@@ -52,13 +54,21 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
 
     # Auth and security.
-    jwt_secret: str = "dev-insecure-change-me"
+    jwt_secret: str = DEV_JWT_SECRET
     access_token_minutes: int = Field(15, ge=1)
     refresh_token_days: int = Field(30, ge=1)
     cors_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"]
     )
     graphiql: bool | None = None
+    introspection: bool | None = None
+    # Who may create an account: `open`, `approval` (an admin approves), `closed` (admins create accounts).
+    signup: Literal["open", "approval", "closed"] | None = None
+    # The first admin: created at backend start-up when no account has this e-mail (needs the password).
+    admin_email: str | None = None
+    admin_password: str | None = None
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx, the web app.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     max_message_chars: int = Field(32_000, ge=1)
     max_concurrent_streams_per_user: int = Field(2, ge=1)
     login_max_attempts: int = Field(5, ge=1)
@@ -72,6 +82,18 @@ class Settings(BaseSettings):
     # Chat (backend): the default answer budget in tokens and the system prompt.
     chat_max_tokens: int = Field(512, ge=1)
     chat_system_prompt: str = "You are Chakor, a helpful assistant. Answer concisely."
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret_in_production(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("environment") == "production" and (
+            value == DEV_JWT_SECRET or len(value.encode()) < MIN_JWT_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"production needs a secret of at least {MIN_JWT_SECRET_BYTES} bytes that is not the "
+                "development default (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        return value
 
     @field_validator("runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin")
     @classmethod
@@ -116,6 +138,18 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return self.environment == "development" if self.graphiql is None else self.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        """Schema introspection: on in development, in production only with GraphiQL or when asked for."""
+        return self.graphiql_enabled if self.introspection is None else self.introspection
+
+    @property
+    def signup_policy(self) -> Literal["open", "approval", "closed"]:
+        """CHAKOR_SIGNUP, or `open` in development and `approval` in production."""
+        if self.signup is not None:
+            return self.signup
+        return "approval" if self.environment == "production" else "open"
 
 
 class SettingsError(RuntimeError):

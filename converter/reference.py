@@ -12,6 +12,8 @@ from tokenizers import Tokenizer
 from trainer.export import load_export
 from trainer.tokenizer.chat import BOS, load_tokenizer, special_id
 
+PPL_BATCH = 8  # windows per forward pass: the logits of all windows at once can take gigabytes
+
 
 class Reference:
     """Exported model (float32, eval) and its tokenizer."""
@@ -44,7 +46,9 @@ class Reference:
         windows = torch.tensor(list(ids[: n_chunks * n_ctx])).view(n_chunks, n_ctx)
         targets = windows[:, 1:].clone()
         windows[:, 0] = self.bos_id
-        logprobs = torch.log_softmax(self.model(windows).double(), dim=-1)[:, :-1]
-        first = n_ctx // 2
-        picked = logprobs.gather(-1, targets[..., None])[..., 0][:, first:]
-        return float(torch.exp(-picked.mean()))
+        first, picked = n_ctx // 2, []
+        for start in range(0, n_chunks, PPL_BATCH):
+            batch = slice(start, start + PPL_BATCH)
+            logprobs = torch.log_softmax(self.model(windows[batch]).double(), dim=-1)[:, :-1]
+            picked.append(logprobs.gather(-1, targets[batch][..., None])[..., 0][:, first:])
+        return float(torch.exp(-torch.cat(picked).mean()))

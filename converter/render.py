@@ -25,12 +25,14 @@ def checks_table(reports: Sequence[VerifyReport]) -> Table:
 
 
 def perplexity_table(reports: Sequence[VerifyReport]) -> Table:
-    """Perplexity of every GGUF next to PyTorch's."""
-    table = Table(title="perplexity")
+    """Perplexity of every f32 GGUF next to PyTorch's (quantized GGUFs are gated by `chakor eval`)."""
+    table = Table(title="f32 GGUF vs PyTorch")
     for column in ("GGUF", "type", "llama.cpp", "PyTorch", "relative Δ", "top-1", "max |Δ logprob|"):
         table.add_column(column, justify="right")
     for report in reports:
         checks = {check.name: check.details for check in report.checks}
+        if "perplexity" not in checks or "logits" not in checks:
+            continue
         ppl, logits = checks["perplexity"], checks["logits"]
         table.add_row(
             report.gguf,

@@ -1,8 +1,11 @@
-"""Prove that llama.cpp runs the exported model: tokenizer, logits, perplexity, chat template, stop token.
+"""Prove that llama.cpp runs the exported model: tokenizer, chat template, stop token, and for f32 the numbers.
 
-Logits are compared as next-token log-probabilities over the whole vocabulary (log_softmax of the
-logits, i.e. logits up to their log-sum-exp), which is what llama-server returns with
-`n_probs` = vocab size and `post_sampling_probs` false.
+Every GGUF gets the identity, tokenizer, stop-token and chat-template checks. An f32 GGUF is also
+compared directly with PyTorch: next-token log-probabilities over the whole vocabulary (log_softmax
+of the logits, which is what llama-server returns with `n_probs` = vocab size and
+`post_sampling_probs` false) and perplexity. How far a quantized GGUF may drift from that f32 GGUF
+is not judged here: `chakor eval` gates each quant on its KL divergence over the validation split
+(chakor/evaluation/gates.py), which is measured on thousands of tokens instead of a few prompts.
 """
 
 from __future__ import annotations
@@ -27,13 +30,10 @@ from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
 from converter.vocab import END_OF_TURN
 from trainer.tokenizer.chat import BOS, SPECIAL_TOKENS, encode_chat, render_chat
 
-F32_MAX_DELTA = 1e-3  # max |delta log-prob| allowed for f32
-MIN_TOP1 = 0.99  # top-1 agreement required for f16, bf16 and q8_0 (f32 needs 100%)
+F32_MAX_DELTA = 1e-3  # max |delta log-prob| allowed for f32 (measured: ~1e-5), with 100% top-1 agreement
 F32_PPL_RTOL = 1e-3
-STRICT_TOP1 = {"ALL_F32", "MOSTLY_F16", "MOSTLY_BF16", "MOSTLY_Q8_0"}
 _CONFIG_KEYS = {
     "llama.vocab_size": "vocab_size",
-    "llama.context_length": "max_seq_len",
     "llama.embedding_length": "dim",
     "llama.block_count": "n_layers",
     "llama.feed_forward_length": "ffn_hidden_dim",
@@ -73,10 +73,12 @@ def check_identity(info: GGUFInfo, export_dir: Path) -> Check:
     """The GGUF's hyperparameters and lineage hashes equal the export's."""
     export = read_export(export_dir)
     meta, shape = info.metadata, export.shape
+    expected = {key: getattr(shape, attr) for key, attr in _CONFIG_KEYS.items()}
+    expected["llama.context_length"] = export.context_length  # the trained context (lineage seq_len)
     mismatches = {
-        key: {"gguf": meta.get(key), "export": getattr(shape, attr)}
-        for key, attr in _CONFIG_KEYS.items()
-        if meta.get(key) != getattr(shape, attr)
+        key: {"gguf": meta.get(key), "export": value}
+        for key, value in expected.items()
+        if meta.get(key) != value
     }
     for key, path in ((CHAKOR_KEY, export.model_file), ("chakor.tokenizer_sha256", export.tokenizer_file)):
         if meta.get(key) != (digest := sha256_file(path)):
@@ -124,11 +126,10 @@ def check_stop(server: LlamaServer, ref: Reference, info: GGUFInfo) -> Check:
     )
 
 
-def check_logits(server: LlamaServer, ref: Reference, file_type: str, max_positions: int) -> Check:
-    """Next-token log-probs at every position of PROMPTS: llama.cpp vs PyTorch.
+def check_logits(server: LlamaServer, ref: Reference, max_positions: int) -> Check:
+    """Next-token log-probs of an f32 GGUF at every position of PROMPTS: llama.cpp vs PyTorch.
 
-    Each top-1 disagreement is listed with PyTorch's margin between its two best tokens, which
-    tells a near-tie flipped by quantization noise from a real divergence.
+    Each top-1 disagreement is listed with PyTorch's margin between its two best tokens.
     """
     vocab = ref.config.vocab_size
     deltas, kls, flips, positions = [], [], [], 0
@@ -157,19 +158,11 @@ def check_logits(server: LlamaServer, ref: Reference, file_type: str, max_positi
         "top1_flips": flips,
     }
     summary = f"{positions} positions: max |Δ logprob| {max_delta:.2e}, top-1 {top1:.2%}"
-    if file_type == "ALL_F32":
-        passed: bool | None = max_delta < F32_MAX_DELTA and not flips
-    elif file_type in STRICT_TOP1:
-        passed = top1 >= MIN_TOP1
-    else:
-        passed = None
-    return Check("logits", passed, summary, details)
+    return Check("logits", max_delta < F32_MAX_DELTA and not flips, summary, details)
 
 
-def check_perplexity(
-    model: Path, ref: Reference, text: str, file_type: str, n_ctx: int, n_chunks: int
-) -> Check:
-    """llama-perplexity on `text` next to the same computation in PyTorch."""
+def check_perplexity(model: Path, ref: Reference, text: str, n_ctx: int, n_chunks: int) -> Check:
+    """llama-perplexity of an f32 GGUF on `text` next to the same computation in PyTorch."""
     ids = [ref.bos_id, *ref.encode(text)]
     n_ctx = min(n_ctx, ref.config.max_seq_len, len(ids) // 2)
     if n_ctx < 16:
@@ -178,10 +171,9 @@ def check_perplexity(
     torch_ppl = ref.perplexity(ids, n_ctx, n_chunks)
     llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks)
     rel = abs(llama_ppl / torch_ppl - 1)
-    passed = rel < F32_PPL_RTOL if file_type == "ALL_F32" else None
     return Check(
         "perplexity",
-        passed,
+        rel < F32_PPL_RTOL,
         f"llama.cpp {llama_ppl:.4f} vs PyTorch {torch_ppl:.4f} ({rel:+.2e} relative)",
         {
             "llama": llama_ppl,
@@ -236,18 +228,24 @@ def verify(
     ppl_ctx: int = 256,
     ppl_chunks: int = 8,
 ) -> VerifyReport:
-    """Run every check of `gguf_path` against `export_dir` (a GGUF that is not ours raises)."""
+    """Run every check of `gguf_path` against `export_dir` (a GGUF that is not ours raises).
+
+    Logits and perplexity are compared with PyTorch for an f32 GGUF only (see the module docstring).
+    """
     info = read_ours(Path(gguf_path))
     ref = reference or Reference(Path(export_dir))
     file_type = file_type_name(info)
+    exact = file_type == "ALL_F32"
     checks = [check_identity(info, Path(export_dir))]
     with llama_server(Path(gguf_path), ctx_size=ref.config.max_seq_len) as server:
         checks.append(check_tokenizer(server, ref))
         checks.append(check_stop(server, ref, info))
-        checks.append(check_logits(server, ref, file_type, max_positions))
+        if exact:
+            checks.append(check_logits(server, ref, max_positions))
         checks.append(check_template(server, ref))
-    text = val_text if val_text is not None else "\n".join(PROMPTS + TOKENIZER_TEXTS) * 4
-    checks.append(check_perplexity(Path(gguf_path), ref, text, file_type, ppl_ctx, ppl_chunks))
+    if exact:
+        text = val_text if val_text is not None else "\n".join(PROMPTS + TOKENIZER_TEXTS) * 4
+        checks.append(check_perplexity(Path(gguf_path), ref, text, ppl_ctx, ppl_chunks))
     return VerifyReport(str(gguf_path), str(export_dir), file_type, checks)
 
 

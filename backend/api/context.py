@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -9,6 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
+from backend.core.proxies import client_address
 from backend.models import User
 from backend.services.auth import authenticate
 from backend.services.container import AppServices
@@ -21,6 +24,10 @@ class Context(BaseContext):
         super().__init__()
         self.services = services
         self._user: User | None = None
+        # WebSocket: one check per operation (each runs in its own task), never one per connection.
+        self._operation_users: weakref.WeakKeyDictionary[asyncio.Task[Any], User] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def authorization(self) -> str | None:
@@ -35,22 +42,30 @@ class Context(BaseContext):
 
     @property
     def client_address(self) -> str:
-        """The peer address (for login rate limiting)."""
+        """The client's address (for login rate limiting), through trusted proxies only."""
         connection = self.request
-        client = connection.client if isinstance(connection, HTTPConnection) else None
-        return client.host if client else "unknown"
+        if not isinstance(connection, HTTPConnection):
+            return "unknown"
+        return client_address(connection, self.services.trusted_proxies)
 
-    async def user(self) -> User:
+    async def user(self, fresh: bool = False) -> User:
         """The authenticated, enabled caller, or AuthError.
 
-        Checked once per HTTP request, and afresh for every operation of a long-lived WebSocket,
-        so a disabled account is turned away at once.
+        Checked once per HTTP request, and afresh for every operation of a long-lived WebSocket
+        (`fresh` checks again), so an expired token or a disabled account is turned away from
+        new operations at once.
         """
-        if self._user is not None:
-            return self._user
-        user = await authenticate(self.authorization, self.services.settings)
         if not isinstance(self.request, WebSocket):
-            self._user = user
+            if self._user is None or fresh:
+                self._user = await authenticate(self.authorization, self.services.settings)
+            return self._user
+        task = asyncio.current_task()
+        cached = self._operation_users.get(task) if task is not None and not fresh else None
+        if cached is not None:
+            return cached
+        user = await authenticate(self.authorization, self.services.settings)
+        if task is not None:
+            self._operation_users[task] = user
         return user
 
 

@@ -1,20 +1,38 @@
-"""Who may call what: signed-in users, and admins."""
+"""Who may call what, as Strawberry permission classes: signed-in users, and admins.
+
+A failed check raises the service's own error (AuthError / ForbiddenError), so clients see the
+same message and `extensions.code` on every field.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
 
 from backend.api.context import Info
 from backend.core.errors import ForbiddenError
 from backend.models import Role, User
 
 
-async def require_user(info: Info) -> User:
-    """The caller; AuthError when not signed in, disabled or holding a bad token."""
-    return await info.context.user()
+class IsAuthenticated(BasePermission):
+    """An enabled, approved user with a valid token (checked afresh for each WebSocket operation)."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        await info.context.user()
+        return True
 
 
-async def require_admin(info: Info) -> User:
-    """The caller when an admin; ForbiddenError otherwise."""
-    user = await require_user(info)
+class IsAdmin(BasePermission):
+    """An authenticated admin."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_admin(await info.context.user())
+        return True
+
+
+def check_admin(user: User) -> User:
+    """`user` when an admin; ForbiddenError otherwise."""
     if user.role != Role.ADMIN:
         raise ForbiddenError("admin only")
     return user

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from pymongo.errors import ConnectionFailure
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import AddValidationRules, MaskErrors
 
 from backend.api.limits import limit_extensions
 from backend.api.resolvers.mutation import Mutation
@@ -43,14 +43,16 @@ class ChakorMaskErrors(MaskErrors):
         return masked
 
 
-def build_schema() -> strawberry.Schema:
-    """The API schema."""
+def build_schema(introspection: bool = True) -> strawberry.Schema:
+    """The API schema; without `introspection`, `__schema` and `__type` queries are refused."""
+    no_introspection = [] if introspection else [AddValidationRules([NoSchemaIntrospectionCustomRule])]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             *limit_extensions(),
+            *no_introspection,
             ChakorMaskErrors,
         ],
     )

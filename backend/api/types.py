@@ -31,6 +31,7 @@ class User:
     display_name: str | None
     role: Role
     disabled: bool
+    approved: bool = strawberry.field(description="False while a sign-up waits for an admin.")
     created_at: datetime
 
     @classmethod
@@ -41,6 +42,7 @@ class User:
             display_name=user.display_name,
             role=user.role,
             disabled=user.disabled,
+            approved=user.approved,
             created_at=user.created_at,
         )
 
@@ -49,6 +51,15 @@ class User:
 class AuthPayload:
     access_token: str
     refresh_token: str
+    user: User
+
+
+@strawberry.type(
+    description="A new account: signed in (tokens set), or waiting for an admin's approval (tokens null)."
+)
+class RegisterPayload:
+    access_token: str | None
+    refresh_token: str | None
     user: User
 
 

@@ -27,6 +27,7 @@ class User(Document):
     display_name: str | None = None
     role: Role = Role.USER
     disabled: bool = False
+    approved: bool = True  # False while a sign-up waits for an admin (CHAKOR_SIGNUP=approval)
     token_version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -1,7 +1,9 @@
-"""Registration, login, rotating refresh tokens with reuse detection, and token authentication."""
+"""Registration (under the sign-up policy), login, rotating refresh tokens with reuse detection,
+and token authentication."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,7 +12,8 @@ from pymongo.errors import DuplicateKeyError
 
 from backend.core import security
 from backend.core.config import Settings
-from backend.core.errors import AuthError, ValidationError
+from backend.core.errors import AuthError, ForbiddenError, ValidationError
+from backend.core.offload import run_cpu
 from backend.core.ratelimit import SlidingWindowLimiter
 from backend.models import RefreshToken, Role, User
 from backend.models.common import utcnow
@@ -25,6 +28,9 @@ from backend.services.validation import (
 BAD_CREDENTIALS = "invalid e-mail or password"
 CLIENT_ATTEMPTS_FACTOR = 20
 REUSE_DETECTED = "refresh token reuse detected; every session of this login was revoked"
+AWAITING_APPROVAL = "this account is waiting for an admin's approval"
+SIGNUP_CLOSED = "sign-up is closed; ask an admin for an account"
+log = logging.getLogger("chakor.backend")
 
 
 @dataclass
@@ -36,22 +42,44 @@ class AuthResult:
     user: User
 
 
+@dataclass
+class Registration:
+    """A new account: signed in, or (`tokens` None) waiting for approval."""
+
+    user: User
+    tokens: AuthResult | None
+
+
+async def hash_password(password: str) -> str:
+    """argon2id hash on the CPU pool (64 MiB and tens of ms each: never on the event loop)."""
+    return await run_cpu(security.hash_password, password)
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """argon2 verification on the CPU pool."""
+    return await run_cpu(security.verify_password, password_hash, password)
+
+
 async def create_user(
-    email: str, password: str, display_name: str | None = None, admin: bool = False
+    email: str,
+    password: str,
+    display_name: str | None = None,
+    admin: bool = False,
+    approved: bool = True,
 ) -> User:
-    """Store a new user; the very first user becomes an admin."""
+    """Store a new user (an admin only when asked: nobody becomes admin by being first)."""
     email = normalize_email(email)
     check_password(password)
     if display_name is not None:
         display_name = (
             clean_text(display_name, "displayName", MAX_DISPLAY_NAME_CHARS, allow_empty=True) or None
         )
-    first = await User.find_one() is None
     user = User(
         email=email,
-        password_hash=security.hash_password(password),
+        password_hash=await hash_password(password),
         display_name=display_name,
-        role=Role.ADMIN if admin or first else Role.USER,
+        role=Role.ADMIN if admin else Role.USER,
+        approved=approved,
     )
     try:
         await user.insert()
@@ -74,10 +102,37 @@ async def _issue(user: User, settings: Settings, family_id: str | None = None) -
     return AuthResult(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(email: str, password: str, display_name: str | None, settings: Settings) -> AuthResult:
-    """Create an account and log it in."""
-    user = await create_user(email, password, display_name)
-    return await _issue(user, settings)
+async def register(
+    email: str, password: str, display_name: str | None, settings: Settings
+) -> Registration:
+    """Create an account under CHAKOR_SIGNUP: `open` signs it in, `approval` leaves it waiting for an
+    admin, `closed` refuses."""
+    policy = settings.signup_policy
+    if policy == "closed":
+        raise ForbiddenError(SIGNUP_CLOSED)
+    user = await create_user(email, password, display_name, approved=policy == "open")
+    return Registration(user, await _issue(user, settings) if user.approved else None)
+
+
+async def ensure_admin(settings: Settings) -> None:
+    """Create the CHAKOR_ADMIN_EMAIL admin at start-up when no account has that e-mail.
+
+    An existing account is never promoted: anyone may have registered the address first. The unique
+    index makes concurrent start-ups of several backends create it once.
+    """
+    if not settings.admin_email:
+        return
+    if await User.find_one(User.email == normalize_email(settings.admin_email)) is not None:
+        return
+    if not settings.admin_password:
+        log.warning("CHAKOR_ADMIN_EMAIL is set without CHAKOR_ADMIN_PASSWORD: no admin was created")
+        return
+    try:
+        await create_user(settings.admin_email, settings.admin_password, admin=True)
+        log.info("created the admin %s (CHAKOR_ADMIN_EMAIL)", settings.admin_email)
+    except ValidationError as exc:  # a concurrent start-up made it, or the password is refused
+        if "already exists" not in exc.message:
+            log.error("CHAKOR_ADMIN_PASSWORD refused (%s): no admin was created", exc.message)
 
 
 @dataclass
@@ -104,12 +159,11 @@ async def login(
     limits.per_email.check(email_key)
     limits.per_client.check(client)
     user = await User.find_one(User.email == email_key)
-    if user is None or not security.verify_password(user.password_hash, password):
+    if user is None or not await verify_password(user.password_hash, password):
         limits.per_email.record(email_key)
         limits.per_client.record(client)
         raise AuthError(BAD_CREDENTIALS)
-    if user.disabled:
-        raise AuthError("account disabled")
+    check_usable(user)
     limits.per_email.reset(email_key)
     return await _issue(user, settings)
 
@@ -122,8 +176,7 @@ async def refresh(token: str, settings: Settings) -> AuthResult:
     user = await User.get(stored.user_id)
     if user is None:
         raise AuthError("invalid refresh token")
-    if user.disabled:
-        raise AuthError("account disabled")
+    check_usable(user)
     if stored.used:
         await revoke_family(stored.family_id)
         raise AuthError(REUSE_DETECTED)
@@ -166,29 +219,49 @@ async def revoke_all(user: User) -> None:
 
 async def change_password(user: User, old_password: str, new_password: str) -> None:
     """Replace the password after checking the old one; signs out every other session."""
-    if not security.verify_password(user.password_hash, old_password):
+    if not await verify_password(user.password_hash, old_password):
         raise AuthError("current password is wrong")
     check_password(new_password)
     await User.get_pymongo_collection().update_one(
-        {"_id": user.id}, {"$set": {"password_hash": security.hash_password(new_password)}}
+        {"_id": user.id}, {"$set": {"password_hash": await hash_password(new_password)}}
     )
     await revoke_all(user)
 
 
-async def authenticate(authorization: str | None, settings: Settings) -> User:
-    """The enabled user behind an `Authorization: Bearer <token>` value, or AuthError."""
+def check_usable(user: User) -> None:
+    """AuthError for a disabled account, ForbiddenError for one still waiting for approval."""
+    if user.disabled:
+        raise AuthError("account disabled")
+    if not user.approved:
+        raise ForbiddenError(AWAITING_APPROVAL)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` value, or AuthError."""
     if not authorization:
         raise AuthError("authentication required")
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("invalid authorization header: expected 'Bearer <token>'")
-    claims = security.decode_access_token(token.strip(), settings.jwt_secret)
+    return token.strip()
+
+
+async def resolve_bearer(token: str, settings: Settings) -> User:
+    """The enabled, approved user a bearer token (an access JWT) stands for, or AuthError.
+
+    The one place a credential becomes a user: other kinds of token (API keys) plug in here.
+    """
+    claims = security.decode_access_token(token, settings.jwt_secret)
     user_id = object_id(claims.user_id)
     user = await User.get(user_id) if user_id else None
     if user is None:
         raise AuthError("invalid access token")
-    if user.disabled:
-        raise AuthError("account disabled")
+    check_usable(user)
     if user.token_version != claims.token_version:
         raise AuthError("access token revoked")
     return user
+
+
+async def authenticate(authorization: str | None, settings: Settings) -> User:
+    """The enabled, approved user behind an `Authorization: Bearer <token>` value, or AuthError."""
+    return await resolve_bearer(bearer_token(authorization), settings)

@@ -8,7 +8,8 @@ from pymongo import AsyncMongoClient
 
 from backend.core import db
 from backend.core.config import Settings
-from backend.services.auth import LoginLimits
+from backend.core.proxies import Network, trusted_networks
+from backend.services.auth import LoginLimits, ensure_admin
 from backend.services.chat import ChatDeps
 from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
@@ -27,6 +28,7 @@ class AppServices:
     streams: StreamRegistry
     login_limits: LoginLimits
     status: StatusReporter
+    trusted_proxies: tuple[Network, ...]
 
     @property
     def chat_deps(self) -> ChatDeps:
@@ -37,6 +39,7 @@ class AppServices:
     async def start(cls, settings: Settings) -> AppServices:
         """Connect to the database and build the services."""
         client = await db.connect(settings)
+        await ensure_admin(settings)
         pool = LlamaPool(settings.llama_urls)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user)
         return cls(
@@ -47,6 +50,7 @@ class AppServices:
             streams=streams,
             login_limits=LoginLimits.from_settings(settings),
             status=StatusReporter(pool, client, streams),
+            trusted_proxies=trusted_networks(settings.trusted_proxies),
         )
 
     async def close(self) -> None:

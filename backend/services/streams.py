@@ -54,10 +54,16 @@ class StreamRegistry:
         """Forget a finished answer."""
         self._streams.pop(message_id, None)
 
-    def stop(self, message_id: PydanticObjectId, user_id: PydanticObjectId) -> bool:
+    async def stop(self, message_id: PydanticObjectId, user_id: PydanticObjectId) -> bool:
         """Ask the user's own streaming answer to stop; False when there is none."""
         stream = self._streams.get(message_id)
         if stream is None or stream.user_id != user_id:
             return False
         stream.stop.set()
         return True
+
+    async def stop_user(self, user_id: PydanticObjectId) -> None:
+        """Stop every answer of `user_id` (a disabled account)."""
+        for stream in self._streams.values():
+            if stream.user_id == user_id:
+                stream.stop.set()

@@ -63,6 +63,14 @@ async def set_disabled(actor: User, user_id: str, disabled: bool) -> User:
     return user
 
 
+async def approve(user_id: str) -> User:
+    """Let a sign-up that waits for approval sign in."""
+    user = await get_user(user_id)
+    user.approved = True
+    await user.save()
+    return user
+
+
 async def delete_user(actor: User, user_id: str) -> bool:
     """Delete a user with their conversations, messages and refresh tokens."""
     user = await get_user(user_id)

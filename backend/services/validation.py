@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from pathlib import Path
 
 from beanie import PydanticObjectId
 from bson.errors import InvalidId
@@ -16,6 +18,8 @@ MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 256
 MAX_SEARCH_CHARS = 200
 MAX_PAGE_SIZE = 100
+COMMON_PASSWORDS = Path(__file__).with_name("common_passwords.txt")
+TOO_COMMON = "this password is one of the most common ones; choose another"
 
 
 def normalize_email(email: str) -> str:
@@ -26,14 +30,22 @@ def normalize_email(email: str) -> str:
     return email
 
 
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS.read_text().splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def check_password(password: str) -> str:
-    """A password of acceptable length."""
+    """A password of acceptable length that is not on the built-in list of common passwords."""
     if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
         raise ValidationError(
             f"password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long"
         )
     if "\x00" in password:
         raise ValidationError("password must not contain NUL characters")
+    if password.lower() in _common_passwords():
+        raise ValidationError(TOO_COMMON)
     return password
 
 

@@ -18,6 +18,7 @@ from tests.support.graphql import Api, Session
 from tests.support.tiny_model import TinyModel
 
 ROOT_ADMIN = "root-admin@example.test"
+PRIVATE_ADMIN = "private-admin@example.test"
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +100,10 @@ async def private_stack(
             llama_parallel=1,
         )
         backend = start_backend(settings, private_logs)
+        from tests.backend.test_cli import create_user_cli
+
+        made = create_user_cli(settings, PRIVATE_ADMIN, "--admin")
+        assert made.returncode == 0, made.stderr
         async with httpx.AsyncClient(base_url=settings.backend_url, timeout=60) as http:
             ws_url = settings.graphql_url.replace("http://", "ws://", 1)
             stack = PrivateStack(settings, llama, backend, Api(http, ws_url), slow_gguf, private_logs)

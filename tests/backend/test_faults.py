@@ -41,14 +41,6 @@ def llama_log(stack: PrivateStack) -> str:
     return (stack.logs_dir / f"llama-server-{stack.llama_port}.log").read_text(errors="replace")
 
 
-async def test_first_registered_user_is_admin(private_stack: PrivateStack) -> None:
-    api = private_stack.api
-    first, second = await api.register(), await api.register()
-    me = "{ me { role } }"
-    assert (await api.data(me, token=first.access_token))["me"]["role"] == "ADMIN"
-    assert (await api.data(me, token=second.access_token))["me"]["role"] == "USER"
-
-
 async def test_web_search_without_a_key_says_not_configured(private_stack: PrivateStack) -> None:
     api = private_stack.api
     user = await api.register()

@@ -98,15 +98,29 @@ async def test_healthz(api: Api) -> None:
     assert (await api.http.get("/healthz")).json() == {"status": "ok"}
 
 
-def test_graphiql_is_off_when_configured_off(mongo_uri: str) -> None:
+def test_graphiql_and_introspection_are_off_in_production(mongo_uri: str) -> None:
     from fastapi.testclient import TestClient
 
     from backend.main import create_app
     from chakor.settings import load_settings
+    from tests.conftest import JWT_SECRET
 
+    introspect = {"query": "{ __schema { queryType { name } } }"}
     for graphiql, status in ((None, 404), (True, 200)):
         settings = load_settings(
-            environment="production", graphiql=graphiql, mongodb_uri=mongo_uri, db_name="chakor_ide"
+            environment="production",
+            graphiql=graphiql,
+            jwt_secret=JWT_SECRET,
+            mongodb_uri=mongo_uri,
+            db_name="chakor_ide",
         )
         with TestClient(create_app(settings)) as client:
             assert client.get("/graphql", headers={"Accept": "text/html"}).status_code == status
+            body = client.post("/graphql", json=introspect).json()
+            if graphiql:
+                assert body["data"] == {"__schema": {"queryType": {"name": "Query"}}}
+            else:
+                assert body["errors"][0]["message"] == (
+                    "GraphQL introspection has been disabled, but the requested query contained "
+                    "the field '__schema'."
+                )

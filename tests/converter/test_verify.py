@@ -63,13 +63,14 @@ def test_f32_matches_pytorch(ggufs: dict[str, Path], export_dir: Path, reference
     assert ppl["passed"] and ppl["relative_delta"] < 1e-3 and ppl["n_ctx"] == 128
 
 
-def test_q8_0_top1(ggufs: dict[str, Path], export_dir: Path, reference: Reference) -> None:
+def test_q8_0_gets_the_structural_checks(
+    ggufs: dict[str, Path], export_dir: Path, reference: Reference
+) -> None:
+    """A quantized GGUF is not compared with PyTorch here: `chakor eval` gates it on KL divergence."""
     report = verify(ggufs["q8_0"], export_dir, reference=reference)
-    result = checks(report)
     assert report.passed and report.file_type == "MOSTLY_Q8_0"
-    assert result["logits"]["top1_agreement"] >= 0.99
-    assert result["logits"]["max_abs_delta"] > 1e-3  # quantized: not bit-identical to PyTorch
-    assert result["perplexity"]["passed"] is None  # reported next to PyTorch's, no threshold
+    assert [c.name for c in report.checks] == ["identity", "tokenizer", "stop_token", "chat_template"]
+    assert all(c.passed is True for c in report.checks)
 
 
 def test_wrong_checkpoint_fails(ggufs: dict[str, Path], other_export: Path) -> None:
@@ -135,7 +136,7 @@ def test_cli_perplexity_on_val_split(
     write_data(tmp_path / "data", tokenizer_dir, tokenizer_sha256(tokenizer_dir), CORPUS * 6)
     report_path = tmp_path / "r.json"
     code, output = run_cli(
-        "verify", str(ggufs["q8_0"]), "--export", str(export_dir), "--data", str(tmp_path / "data"),
+        "verify", str(ggufs["f32"]), "--export", str(export_dir), "--data", str(tmp_path / "data"),
         "--max-positions", "1", "--ppl-ctx", "64", "--ppl-chunks", "3", "--report", str(report_path),
     )  # fmt: skip
     assert code == 0, output
@@ -143,4 +144,4 @@ def test_cli_perplexity_on_val_split(
         c for c in json.loads(report_path.read_text())["reports"][0]["checks"] if c["name"] == "perplexity"
     ]
     assert (ppl["details"]["n_ctx"], ppl["details"]["n_chunks"]) == (64, 3)
-    assert ppl["details"]["relative_delta"] < 0.05
+    assert ppl["passed"] and ppl["details"]["relative_delta"] < 1e-3

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from chakor import REPO_ROOT
 from chakor.process import free_port
-from chakor.services import frontend_process
+from chakor.services import frontend_process, settings_env
 from chakor.settings import Settings, load_settings
 from tests.conftest import TAVILY_KEY, backend_settings, start_backend
 from tests.frontend.slow_llama import SlowLlama
@@ -126,9 +126,13 @@ def stack(
 
 @pytest.fixture(scope="package")
 def admin(stack: Stack) -> str:
-    """E-mail of the admin: the first account of this test database."""
+    """E-mail of the admin, made by `chakor admin create-user --admin` (registering never makes one)."""
+    from tests.backend.test_cli import backend_cli
+
     email = "admin@chakor.test"
-    assert stack.register(email)["user"]["role"] == "ADMIN"
+    env = {**settings_env(stack.backend), "CHAKOR_NEW_USER_PASSWORD": PASSWORD}
+    made = backend_cli("admin", "create-user", email, "--admin", env=env)
+    assert made.returncode == 0, made.stderr
     return email
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
+from websockets.typing import Subprotocol
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -115,6 +119,16 @@ class Api:
         async with Client(transport=transport, fetch_schema_from_transport=False) as session:
             async for result in session.subscribe(GraphQLRequest(query, variable_values=variables)):
                 yield result
+
+    async def connection_init_close_code(self, authorization: str) -> int | None:
+        """The close code the server answers `connection_init` with (None when it acknowledges)."""
+        async with websockets.connect(self.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": authorization}}))
+            with suppress(websockets.ConnectionClosed):
+                if json.loads(await ws.recv())["type"] == "connection_ack":
+                    return None
+                await ws.recv()
+            return ws.close_code
 
     async def chat(
         self, user: Session, protocol: str = TRANSPORT_WS, **chat_input: Any

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.permission import BasePermission
 
 from backend.api.context import Info
-from backend.api.permissions import require_admin, require_user
-from backend.api.types import AuthPayload, Conversation, Role, User
+from backend.api.permissions import IsAdmin, IsAuthenticated
+from backend.api.types import AuthPayload, Conversation, RegisterPayload, Role, User
 from backend.models.common import oid
 from backend.services import auth, conversations, users
 from backend.services.validation import object_id
+
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+ADMINS: list[type[BasePermission]] = [IsAdmin]
 
 
 def _payload(result: auth.AuthResult) -> AuthPayload:
@@ -22,11 +26,19 @@ def _payload(result: auth.AuthResult) -> AuthPayload:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create an account (the first one becomes admin) and sign in.")
+    @strawberry.mutation(
+        description="Create an account under the sign-up policy (CHAKOR_SIGNUP): `open` signs it in, "
+        "`approval` leaves it waiting for an admin (tokens null), `closed` refuses."
+    )
     async def register(
         self, info: Info, email: str, password: str, display_name: str | None = None
-    ) -> AuthPayload:
-        return _payload(await auth.register(email, password, display_name, info.context.services.settings))
+    ) -> RegisterPayload:
+        made = await auth.register(email, password, display_name, info.context.services.settings)
+        return RegisterPayload(
+            access_token=made.tokens.access_token if made.tokens else None,
+            refresh_token=made.tokens.refresh_token if made.tokens else None,
+            user=User.from_model(made.user),
+        )
 
     @strawberry.mutation(description="Sign in (rate limited per e-mail and per client).")
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
@@ -44,43 +56,65 @@ class Mutation:
     async def logout(self, info: Info, refresh_token: str) -> bool:
         return await auth.logout(refresh_token)
 
-    @strawberry.mutation(description="Change your password; every session is signed out.")
+    @strawberry.mutation(
+        description="Change your password; every session is signed out.", permission_classes=SIGNED_IN
+    )
     async def change_password(self, info: Info, old_password: str, new_password: str) -> bool:
-        await auth.change_password(await require_user(info), old_password, new_password)
+        await auth.change_password(await info.context.user(), old_password, new_password)
         return True
 
-    @strawberry.mutation(description="Start an empty conversation.")
+    @strawberry.mutation(description="Start an empty conversation.", permission_classes=SIGNED_IN)
     async def create_conversation(self, info: Info, title: str | None = None) -> Conversation:
-        user = await require_user(info)
+        user = await info.context.user()
         return Conversation.from_model(await conversations.create_conversation(user, title))
 
-    @strawberry.mutation(description="Rename one of your conversations.")
+    @strawberry.mutation(description="Rename one of your conversations.", permission_classes=SIGNED_IN)
     async def rename_conversation(self, info: Info, id: strawberry.ID, title: str) -> Conversation:
-        user = await require_user(info)
+        user = await info.context.user()
         return Conversation.from_model(await conversations.rename_conversation(user, id, title))
 
-    @strawberry.mutation(description="Delete one of your conversations and its messages.")
+    @strawberry.mutation(
+        description="Delete one of your conversations and its messages.", permission_classes=SIGNED_IN
+    )
     async def delete_conversation(self, info: Info, id: strawberry.ID) -> bool:
-        user = await require_user(info)
+        user = await info.context.user()
         return await conversations.delete_conversation(user, id)
 
-    @strawberry.mutation(description="Stop one of your answers that is streaming; false when there is none.")
+    @strawberry.mutation(
+        description="Stop one of your answers that is streaming (on any backend); false when there is none.",
+        permission_classes=SIGNED_IN,
+    )
     async def stop_generation(self, info: Info, message_id: strawberry.ID) -> bool:
-        user = await require_user(info)
+        user = await info.context.user()
         message = object_id(message_id)
-        return message is not None and info.context.services.streams.stop(message, oid(user))
+        return message is not None and await info.context.services.streams.stop(message, oid(user))
 
-    @strawberry.mutation(description="Change a user's role (admins only).")
+    @strawberry.mutation(description="Change a user's role (admins only).", permission_classes=ADMINS)
     async def set_user_role(self, info: Info, user_id: strawberry.ID, role: Role) -> User:
-        actor = await require_admin(info)
+        actor = await info.context.user()
         return User.from_model(await users.set_role(actor, user_id, role))
 
-    @strawberry.mutation(description="Disable or re-enable a user (admins only); disabling signs them out.")
+    @strawberry.mutation(
+        description="Disable or re-enable a user (admins only); disabling signs them out and stops "
+        "their answers in progress.",
+        permission_classes=ADMINS,
+    )
     async def set_user_disabled(self, info: Info, user_id: strawberry.ID, disabled: bool) -> User:
-        actor = await require_admin(info)
-        return User.from_model(await users.set_disabled(actor, user_id, disabled))
+        actor = await info.context.user()
+        user = await users.set_disabled(actor, user_id, disabled)
+        if disabled:
+            await info.context.services.streams.stop_user(oid(user))
+        return User.from_model(user)
 
-    @strawberry.mutation(description="Delete a user with their conversations (admins only).")
+    @strawberry.mutation(
+        description="Approve a sign-up waiting for approval (admins only).", permission_classes=ADMINS
+    )
+    async def approve_user(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.from_model(await users.approve(user_id))
+
+    @strawberry.mutation(
+        description="Delete a user with their conversations (admins only).", permission_classes=ADMINS
+    )
     async def delete_user(self, info: Info, user_id: strawberry.ID) -> bool:
-        actor = await require_admin(info)
+        actor = await info.context.user()
         return await users.delete_user(actor, user_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import strawberry
+from strawberry.permission import BasePermission
 
 from backend.api.context import Info
-from backend.api.permissions import require_admin, require_user
+from backend.api.permissions import IsAdmin, IsAuthenticated
 from backend.api.types import (
     Conversation,
     ConversationConnection,
@@ -24,20 +25,24 @@ from backend.models.common import oid
 from backend.services import conversations, model_info, users
 from backend.services.pagination import encode_cursor
 
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+ADMINS: list[type[BasePermission]] = [IsAdmin]
+
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The signed-in user.")
+    @strawberry.field(description="The signed-in user.", permission_classes=SIGNED_IN)
     async def me(self, info: Info) -> User:
-        return User.from_model(await require_user(info))
+        return User.from_model(await info.context.user())
 
     @strawberry.field(
-        description="Your conversations, most recently active first; `search` matches titles and text."
+        description="Your conversations, most recently active first; `search` matches titles and text.",
+        permission_classes=SIGNED_IN,
     )
     async def conversations(
         self, info: Info, first: int | None = 20, after: str | None = None, search: str | None = None
     ) -> ConversationConnection:
-        user = await require_user(info)
+        user = await info.context.user()
         size = 20 if first is None else first
         found, has_next, end = await conversations.list_conversations(user, size, after, search)
         edges = [
@@ -46,39 +51,40 @@ class Query:
         ]
         return ConversationConnection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end))
 
-    @strawberry.field(description="One of your conversations; null when missing or not yours.")
+    @strawberry.field(
+        description="One of your conversations; null when missing or not yours.", permission_classes=SIGNED_IN
+    )
     async def conversation(self, info: Info, id: strawberry.ID) -> Conversation | None:
-        user = await require_user(info)
+        user = await info.context.user()
         found = await conversations.find_conversation(user, id)
         return Conversation.from_model(found) if found else None
 
-    @strawberry.field(description="Search the web (Tavily).")
+    @strawberry.field(description="Search the web (Tavily).", permission_classes=SIGNED_IN)
     async def web_search(self, info: Info, query: str, max_results: int | None = 5) -> list[SearchResult]:
-        await require_user(info)
         count = 5 if max_results is None else max_results
         results = await info.context.services.search.search(query, count)
         return [SearchResult.from_model(r) for r in results]
 
     @strawberry.field(
-        description="The served model: GGUF metadata, quantization, context, lineage, verify report."
+        description="The served model: GGUF metadata, quantization, context, lineage, verify report.",
+        permission_classes=SIGNED_IN,
     )
     async def model(self, info: Info) -> ModelInfo:
-        await require_user(info)
         services = info.context.services
         return ModelInfo.from_details(await model_info.model_details(services.settings, services.pool))
 
-    @strawberry.field(description="Users, newest first (admins only).")
+    @strawberry.field(description="Users, newest first (admins only).", permission_classes=ADMINS)
     async def users(
         self, info: Info, first: int | None = 50, after: str | None = None, search: str | None = None
     ) -> UserConnection:
-        await require_admin(info)
         size = 50 if first is None else first
         found, has_next, end = await users.list_users(size, after, search)
         edges = [UserEdge(cursor=encode_cursor(u.created_at, oid(u)), node=User.from_model(u)) for u in found]
         return UserConnection(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end))
 
-    @strawberry.field(description="Health of llama-servers, backend and database (admins only).")
+    @strawberry.field(
+        description="Health of llama-servers, backend and database (admins only).", permission_classes=ADMINS
+    )
     async def server_status(self, info: Info) -> ServerStatus:
-        await require_admin(info)
         snapshot = await info.context.services.status.snapshot()
         return ServerStatus.from_status(snapshot, datetime.now(UTC))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from backend.api.context import Info
-from backend.api.permissions import require_admin, require_user
+from backend.api.permissions import IsAdmin, IsAuthenticated, check_admin
 from backend.api.types import (
     ChatDone,
     ChatError,
@@ -53,9 +53,11 @@ def _event(event: chat_service.ChatEvent) -> ChatEvent:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="Send a message and stream the answer.")
+    @strawberry.subscription(
+        description="Send a message and stream the answer.", permission_classes=[IsAuthenticated]
+    )
     async def chat(self, info: Info, input: ChatInput) -> AsyncGenerator[ChatEvent, None]:
-        user = await require_user(info)
+        user = await info.context.user()
         request = chat_service.ChatRequest(
             content=input.content,
             conversation_id=input.conversation_id,
@@ -67,7 +69,9 @@ class Subscription:
         async for event in chat_service.chat(user, request, info.context.services.chat_deps):
             yield _event(event)
 
-    @strawberry.subscription(description="Server status every `intervalMs` (admins only).")
+    @strawberry.subscription(
+        description="Server status every `intervalMs` (admins only).", permission_classes=[IsAdmin]
+    )
     async def server_status(
         self, info: Info, interval_ms: int | None = 2000
     ) -> AsyncGenerator[ServerStatus, None]:
@@ -75,7 +79,7 @@ class Subscription:
         if not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
             raise ValidationError(f"intervalMs must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}")
         while True:
-            await require_admin(info)  # re-checked every tick: a demoted or disabled admin stops here
+            check_admin(await info.context.user(fresh=True))  # every tick: a demoted admin stops here
             snapshot = await info.context.services.status.snapshot()
             yield ServerStatus.from_status(snapshot, datetime.now(UTC))
             await asyncio.sleep(interval_ms / 1000)

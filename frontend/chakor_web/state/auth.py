@@ -19,8 +19,9 @@ AUTH_FIELDS = f"accessToken refreshToken user {{ {USER_FIELDS} }}"
 LOGIN = f"mutation($email: String!, $password: String!) {{ login(email: $email, password: $password) {{ {AUTH_FIELDS} }} }}"
 REGISTER = (
     "mutation($email: String!, $password: String!, $displayName: String) "
-    f"{{ register(email: $email, password: $password, displayName: $displayName) {{ {AUTH_FIELDS} }} }}"
+    "{ register(email: $email, password: $password, displayName: $displayName) { user { approved } } }"
 )
+AWAITING_APPROVAL = "Account created. An admin must approve it before you can log in."
 REFRESH = f"mutation($token: String!) {{ refreshToken(refreshToken: $token) {{ {AUTH_FIELDS} }} }}"
 LOGOUT = "mutation($token: String!) { logout(refreshToken: $token) }"
 SESSION_EXPIRED = "Your session has expired. Please log in again."
@@ -140,13 +141,14 @@ class AuthState(rx.State):
         self.busy, self.form_error = True, ""
         yield None
         try:
-            await execute(REGISTER, variables)
+            made = (await execute(REGISTER, variables))["register"]
         except ApiError as exc:
             self.form_error = exc.message
             return
         finally:
             self.busy = False
-        self.notice = "Account created. Please log in."
+        approved = made["user"]["approved"]
+        self.notice = "Account created. Please log in." if approved else AWAITING_APPROVAL
         yield rx.redirect("/login")
 
     @rx.event

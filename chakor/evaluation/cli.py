@@ -1,0 +1,102 @@
+"""`chakor eval`: evaluate an export and its GGUFs; exit 1 when a quantization gate fails, 2 on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from chakor.evaluation.errors import EvalError
+
+console = Console()
+
+
+def quant_table(data: dict[str, Any]) -> Table:
+    """The quant table as the terminal shows it."""
+    table = Table(
+        "quant", "MB", "mean KLD", "99% KLD", "same top", "PPL ratio", "gate", "verdict", "prompt t/s", "gen t/s",
+        title=f"KL divergence vs f32 over {data['quantization']['scored_tokens']:,} tokens",
+    )  # fmt: skip
+    for row in data["quantization"]["rows"]:
+        kld = row.get("mean_kld")
+        speed = row.get("speed") or {}
+        table.add_row(
+            row["quant"],
+            f"{row['size_bytes'] / 1e6:.2f}",
+            "-" if kld is None else f"{kld:.3g}",
+            "-" if kld is None else f"{row['p99_kld']:.3g}",
+            "-" if kld is None else f"{row['same_top']:.2%}",
+            "-" if kld is None else f"{row['ppl_ratio']:.5f}",
+            "-" if row["gate"] is None else f"{row['gate']['max_mean_kld']:g}",
+            {"pass": "[green]pass", "FAIL": "[red]FAIL", "base": "base"}[row["verdict"]],
+            f"{speed['prompt_tps']:.0f}" if speed else "-",
+            f"{speed['gen_tps']:.0f}" if speed else "-",
+        )
+    return table
+
+
+def eval_command(
+    export: Path = typer.Argument(..., help="export directory (chakor export)"),
+    ggufs: list[Path] = typer.Argument(..., help="GGUFs converted from it; one must be f32 (the base)"),
+    data: Path = typer.Option(
+        ..., "--data", help="data directory (chakor data tokenize) whose val split is scored"
+    ),
+    qa_path: Path = typer.Option(
+        None, "--qa", help="question set: JSONL of {question, reference, documents?}"
+    ),
+    qa_mode: list[str] = typer.Option(["off", "documents"], "--qa-mode", help="off and/or documents"),
+    run: list[Path] = typer.Option([], "--run", help="training run folder(s) whose loss curves to draw"),
+    out: Path = typer.Option(
+        None, "--out", help="where eval.json, eval.md, PNGs go (default: the first GGUF's folder)"
+    ),
+    min_kld_tokens: int = typer.Option(16384, help="tokens scored for KL divergence (at least)"),
+    max_val_tokens: int = typer.Option(65536, help="val tokens for loss and bits per byte"),
+    bench: bool = typer.Option(True, help="measure tokens/s of each GGUF with llama-bench"),
+) -> None:
+    """Validation bits per byte, held-out QA F1, samples, KL-divergence gates per quant, serving speed."""
+    from chakor.evaluation.run import EvalOptions, evaluate
+
+    options = EvalOptions(
+        export_dir=export,
+        ggufs=ggufs,
+        data_dir=data,
+        out_dir=out or ggufs[0].parent,
+        qa_path=qa_path,
+        qa_modes=qa_mode,
+        runs=run,
+        min_kld_tokens=min_kld_tokens,
+        max_val_tokens=max_val_tokens,
+        bench=bench,
+    )
+    try:
+        result = evaluate(options)
+    except EvalError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    val = result["validation"]
+    console.print(f"validation: loss {val['loss']:.4f}, bits per byte {val['bits_per_byte']:.4f}")
+    for mode in result["qa"].get("modes", {}).values():
+        f1 = "-" if mode["mean_f1"] is None else f"{mode['mean_f1']:.3f}"
+        console.print(f"held-out QA, search {mode['mode']}: token-F1 {f1} over {mode['asked']} questions")
+    console.print(quant_table(result))
+    skipped = result["quantization"]["k_quants_skipped"]
+    if skipped:
+        console.print(f"[dim]K-quants not evaluated: {escape(skipped)}[/]")
+    for row in result["quantization"]["rows"]:
+        if row["passed"] is False:
+            console.print(
+                f"[red]{escape(row['message'] or row['quant'] + ': f32 does not reproduce PyTorch')}[/]"
+            )
+    console.print(f"serve: {result['serve'] or 'nothing passed'}; eval took {result['total_seconds']:.1f} s")
+    console.print(f"report: {Path(options.out_dir) / 'eval.json'}")
+    if not result["passed"]:
+        console.print("[red]evaluation FAILED a gate")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
