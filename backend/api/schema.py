@@ -45,7 +45,9 @@ class ChakorMaskErrors(MaskErrors):
 
 def build_schema(introspection: bool = True) -> strawberry.Schema:
     """The API schema; without `introspection`, `__schema` and `__type` queries are refused."""
-    no_introspection = [] if introspection else [AddValidationRules([NoSchemaIntrospectionCustomRule])]
+    no_introspection = (
+        [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
+    )
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

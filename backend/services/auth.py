@@ -102,9 +102,7 @@ async def _issue(user: User, settings: Settings, family_id: str | None = None) -
     return AuthResult(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(
-    email: str, password: str, display_name: str | None, settings: Settings
-) -> Registration:
+async def register(email: str, password: str, display_name: str | None, settings: Settings) -> Registration:
     """Create an account under CHAKOR_SIGNUP: `open` signs it in, `approval` leaves it waiting for an
     admin, `closed` refuses."""
     policy = settings.signup_policy

@@ -28,7 +28,7 @@ APPROVE = "mutation($id: ID!) { approveUser(userId: $id) { id approved } }"
 @pytest.mark.parametrize("secret", [None, "dev-insecure-change-me", "x" * 31])
 def test_production_refuses_a_weak_jwt_secret(secret: str | None) -> None:
     overrides = {} if secret is None else {"jwt_secret": secret}
-    with pytest.raises(SettingsError, match="CHAKOR_JWT_SECRET: .*at least 32 bytes"):
+    with pytest.raises(SettingsError, match=r"CHAKOR_JWT_SECRET: .*at least 32 bytes"):
         load_settings(environment="production", **overrides)
     assert load_settings(environment="production", jwt_secret=JWT_SECRET).jwt_secret == JWT_SECRET
 
@@ -50,7 +50,9 @@ def test_backend_process_will_not_start_in_production_with_the_default_secret() 
 def test_signup_defaults_open_in_development_and_approval_in_production() -> None:
     assert load_settings().signup_policy == "open"
     assert load_settings(environment="production", jwt_secret=JWT_SECRET).signup_policy == "approval"
-    assert load_settings(environment="production", jwt_secret=JWT_SECRET, signup="open").signup_policy == "open"
+    assert (
+        load_settings(environment="production", jwt_secret=JWT_SECRET, signup="open").signup_policy == "open"
+    )
 
 
 def _gql(client: TestClient, query: str, variables: dict[str, Any], token: str | None = None) -> dict:
@@ -109,7 +111,9 @@ def test_admin_email_never_promotes_an_existing_account(mongo_uri: str) -> None:
 
 
 def test_closed_signup_refuses(mongo_uri: str) -> None:
-    settings = load_settings(jwt_secret=JWT_SECRET, mongodb_uri=mongo_uri, db_name="chakor_closed", signup="closed")
+    settings = load_settings(
+        jwt_secret=JWT_SECRET, mongodb_uri=mongo_uri, db_name="chakor_closed", signup="closed"
+    )
     with TestClient(create_app(settings)) as client:
         error = _gql(client, REGISTER, {"e": "nope@example.test", "p": PASSWORD})["errors"][0]
     assert error["message"] == "sign-up is closed; ask an admin for an account"

@@ -123,7 +123,9 @@ class Api:
     async def connection_init_close_code(self, authorization: str) -> int | None:
         """The close code the server answers `connection_init` with (None when it acknowledges)."""
         async with websockets.connect(self.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)]) as ws:
-            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": authorization}}))
+            await ws.send(
+                json.dumps({"type": "connection_init", "payload": {"Authorization": authorization}})
+            )
             with suppress(websockets.ConnectionClosed):
                 if json.loads(await ws.recv())["type"] == "connection_ack":
                     return None
