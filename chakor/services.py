@@ -96,6 +96,26 @@ def llama_tool(settings: Settings, name: str) -> Path:
     return tool
 
 
+def trained_context(model: Path) -> int | None:
+    """The GGUF's `llama.context_length` (the trained seq_len for our models), or None if unreadable."""
+    from gguf import GGUFReader  # imported here: it pulls in numpy
+
+    try:
+        field = GGUFReader(model).fields.get("llama.context_length")
+        return int(field.contents()) if field is not None else None
+    except (OSError, ValueError, KeyError, IndexError, TypeError):  # llama-server reports a bad file itself
+        return None
+
+
+def served_ctx_size(settings: Settings, model: Path) -> int:
+    """llama-server's --ctx-size: the configured total, but no more than `parallel` slots of the trained
+    context. llama-server caps each slot at that context anyway; the KV cache past it would go unused."""
+    trained = trained_context(model)
+    if trained is None:
+        return settings.llama_ctx_size
+    return min(settings.llama_ctx_size, trained * settings.llama_parallel)
+
+
 def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | None = None) -> ManagedProcess:
     """llama-server serving `model` (a GGUF) with its embedded chat template."""
     if not model.is_file():
@@ -112,7 +132,7 @@ def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | No
             "--port",
             str(port),
             "--ctx-size",
-            str(settings.llama_ctx_size),
+            str(served_ctx_size(settings, model)),
             "--threads",
             str(settings.llama_threads),
             "--parallel",

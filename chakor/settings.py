@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chakor import REPO_ROOT
 
 ENV_PREFIX = "CHAKOR_"
+# The one system prompt: the backend serves it (chat_system_prompt) and SFT data trains on it.
+SYSTEM_PROMPT = "You are Chakor, a helpful assistant. Answer concisely."
 DEV_JWT_SECRET = "dev-insecure-change-me"
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output weaken it (RFC 7518 3.2)
 
@@ -81,7 +83,7 @@ class Settings(BaseSettings):
 
     # Chat (backend): the default answer budget in tokens and the system prompt.
     chat_max_tokens: int = Field(512, ge=1)
-    chat_system_prompt: str = "You are Chakor, a helpful assistant. Answer concisely."
+    chat_system_prompt: str = SYSTEM_PROMPT
 
     @field_validator("jwt_secret")
     @classmethod

@@ -72,7 +72,7 @@ def add_metadata(writer: gguf.GGUFWriter, export: ExportDir, vocab: Vocab, file_
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_vocab_size(s.vocab_size)
-    writer.add_context_length(s.max_seq_len)
+    writer.add_context_length(export.context_length)  # the trained context, not max_seq_len
     writer.add_embedding_length(s.dim)
     writer.add_block_count(s.n_layers)
     writer.add_feed_forward_length(s.ffn_hidden_dim)

@@ -51,6 +51,16 @@ class ExportDir:
     lineage: dict[str, Any]
 
     @property
+    def context_length(self) -> int:
+        """The context the model was trained at: lineage `seq_len`, or max_seq_len for exports without it.
+
+        It is the GGUF's `llama.context_length`, so llama-server caps every slot there (positions past
+        it were never trained, even though the RoPE tables would reach max_seq_len).
+        """
+        seq_len = self.lineage.get("seq_len")
+        return self.shape.max_seq_len if seq_len is None else int(seq_len)
+
+    @property
     def model_file(self) -> Path:
         return self.path / MODEL_FILE
 
@@ -114,12 +124,17 @@ def read_export(path: Path) -> ExportDir:
     if missing:
         raise ConversionError(f"{path}: missing export file(s) {', '.join(missing)}")
     tokenizer_config = read_json(path / TOKENIZER_CONFIG_FILE)
-    return ExportDir(
-        path=path,
-        shape=parse_shape(read_json(path / CONFIG_FILE), path / CONFIG_FILE),
-        tokenizer_config=tokenizer_config,
-        lineage=read_json(path / LINEAGE_FILE),
-    )
+    shape = parse_shape(read_json(path / CONFIG_FILE), path / CONFIG_FILE)
+    lineage = read_json(path / LINEAGE_FILE)
+    seq_len = lineage.get("seq_len")
+    if seq_len is not None and (
+        isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 0 < seq_len <= shape.max_seq_len
+    ):
+        raise ConversionError(
+            f"{path / LINEAGE_FILE}: seq_len must be an integer from 1 to max_seq_len {shape.max_seq_len}, "
+            f"got {seq_len!r}"
+        )
+    return ExportDir(path=path, shape=shape, tokenizer_config=tokenizer_config, lineage=lineage)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

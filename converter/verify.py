@@ -34,7 +34,6 @@ F32_MAX_DELTA = 1e-3  # max |delta log-prob| allowed for f32 (measured: ~1e-5), 
 F32_PPL_RTOL = 1e-3
 _CONFIG_KEYS = {
     "llama.vocab_size": "vocab_size",
-    "llama.context_length": "max_seq_len",
     "llama.embedding_length": "dim",
     "llama.block_count": "n_layers",
     "llama.feed_forward_length": "ffn_hidden_dim",
@@ -74,10 +73,12 @@ def check_identity(info: GGUFInfo, export_dir: Path) -> Check:
     """The GGUF's hyperparameters and lineage hashes equal the export's."""
     export = read_export(export_dir)
     meta, shape = info.metadata, export.shape
+    expected = {key: getattr(shape, attr) for key, attr in _CONFIG_KEYS.items()}
+    expected["llama.context_length"] = export.context_length  # the trained context (lineage seq_len)
     mismatches = {
-        key: {"gguf": meta.get(key), "export": getattr(shape, attr)}
-        for key, attr in _CONFIG_KEYS.items()
-        if meta.get(key) != getattr(shape, attr)
+        key: {"gguf": meta.get(key), "export": value}
+        for key, value in expected.items()
+        if meta.get(key) != value
     }
     for key, path in ((CHAKOR_KEY, export.model_file), ("chakor.tokenizer_sha256", export.tokenizer_file)):
         if meta.get(key) != (digest := sha256_file(path)):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+
+from trainer.recipe import TOKENS_PER_PARAM
 
 console = Console()
 
@@ -18,8 +21,10 @@ def _error(exc: Exception) -> None:
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Shard directory (manifest.json + train/val .bin)."),
-    out: Path = typer.Option(..., "--out", help="Run folder, e.g. runs/NAME."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Shard directory (manifest.json + train/val .bin); needed to train."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run folder, e.g. runs/NAME; needed to train."),
     config: str | None = typer.Option(None, "--config", help="tiny (default), small, 1b or 7b."),
     tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Tokenizer directory of the shards."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Processes (GPUs, or CPU processes with gloo)."),
@@ -45,25 +50,70 @@ def train(
     ),
     compile: bool = typer.Option(False, "--compile", help="torch.compile each block."),
     activation_checkpointing: bool = typer.Option(False, "--ac", help="Full activation checkpointing."),
+    warmup_steps: int | None = typer.Option(None, "--warmup-steps", min=0, help="Linear LR warmup steps."),
+    tokens_per_param: float = typer.Option(
+        TOKENS_PER_PARAM, "--tokens-per-param", min=0.001, help="Training tokens per parameter (recipe dial)."
+    ),
+    plan: bool = typer.Option(False, "--plan", help="Print the recipe as JSON and exit without training."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Shard the model on the meta device over a fake process group; print the plan.",
+    ),
 ) -> None:
-    """Pretrain a model with torchtitan (torchrun on --nproc processes)."""
+    """Pretrain a model with torchtitan (torchrun on --nproc processes).
+
+    The recipe (steps, batch, LR, warmup, seq_len) is derived per size from the parameter count and
+    --tokens-per-param (see `--plan`); tiny keeps its quickstart recipe. Options override it.
+    """
     from trainer.train import TrainingError, run_training
 
     recipe: dict[str, Any] = {
         "steps": steps, "lr": lr, "local_batch_size": batch_size, "seq_len": seq_len,
         "global_batch_size": global_batch_size, "tensor_parallel": tp, "data_parallel_replicate": dp_replicate,
-        "eval_every": eval_every, "checkpoint_every": checkpoint_every,
+        "eval_every": eval_every, "checkpoint_every": checkpoint_every, "warmup_steps": warmup_steps,
         "compile": compile or None, "activation_checkpointing": activation_checkpointing or None,
     }  # fmt: skip
+    overrides = {k: v for k, v in recipe.items() if v is not None}
+    if plan or dry_run:
+        _plan(config or "tiny", nproc, tokens_per_param, overrides, dry_run)
+        return
+    if data is None or out is None:
+        _error(ValueError("--data and --out are needed to train (or pass --plan / --dry-run)"))
+        raise typer.Exit(2)
     try:
         run_dir = run_training(
             out, data, model=config, tokenizer=tokenizer, nproc=nproc, resume=resume,
-            **{k: v for k, v in recipe.items() if v is not None},
+            tokens_per_param=tokens_per_param, **overrides,
         )  # fmt: skip
     except (*_USER_ERRORS, TrainingError) as exc:
         _error(exc)
         raise typer.Exit(1) from None
     console.print(f"[green]trained[/] {run_dir} (metrics.jsonl, loss.png, samples.jsonl)")
+
+
+def _plan(config: str, nproc: int, tokens_per_param: float, overrides: dict[str, Any], dry: bool) -> None:
+    """Print the recipe (and with `dry`, the sharded model's plan and memory per GPU) as JSON."""
+    from trainer.configs import get_model_config
+    from trainer.recipe import plan_recipe
+
+    try:
+        cfg = get_model_config(config)
+        planned = plan_recipe(
+            config, nproc, overrides.get("tensor_parallel", 1), tokens_per_param, **overrides
+        )
+        report = planned.to_dict()
+        if dry:
+            from trainer.titan.dry_run import dry_run
+
+            report = {
+                "plan": report,
+                "dry_run": dry_run(cfg, planned, overrides.get("data_parallel_replicate", 1)),
+            }
+    except ValueError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    print(json.dumps(report, indent=2))
 
 
 def sft(

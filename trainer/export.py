@@ -19,7 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from trainer.configs import ModelConfig
+from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.model import Transformer
+from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.tokenizer.chat import BOS, EOS, load_tokenizer, special_id
 from trainer.tokenizer.train import TOKENIZER_FILES
 
@@ -275,9 +277,6 @@ def load_checkpoint(checkpoint_dir: Path, cfg: ModelConfig) -> dict[str, torch.T
 
 def run_lineage(run_dir: Path, step: int) -> dict[str, Any]:
     """lineage.json for a run: data and tokenizer hashes, steps, final losses, git commit."""
-    from trainer.metrics import METRICS_FILE, read_metrics
-    from trainer.train import read_run
-
     run = read_run(run_dir)
     records = [r for r in read_metrics(Path(run_dir) / METRICS_FILE) if r.get("step", 0) <= step]
     train = [r["loss"] for r in records if "loss" in r]
@@ -289,6 +288,8 @@ def run_lineage(run_dir: Path, step: int) -> dict[str, Any]:
         "data_manifest_sha256": run["data_manifest_sha256"],
         "tokenizer_sha256": run["tokenizer_sha256"],
         "steps": step,
+        # The context the model was trained at: the GGUF's context length (docs/interfaces.md).
+        "seq_len": run["train"]["seq_len"],
         "final_losses": {"train": train[-1] if train else None, "val": val[-1] if val else None},
         "git_commit": run["git_commit"],
     }
@@ -299,8 +300,6 @@ def run_lineage(run_dir: Path, step: int) -> dict[str, Any]:
 
 def export_run(run_dir: Path, out_dir: Path, hf: bool = False) -> Path:
     """Consolidate the last checkpoint of a run folder into an export directory."""
-    from trainer.train import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
-
     run_dir = Path(run_dir)
     cfg = ModelConfig.from_dict(read_run(run_dir)["model"], source=str(run_dir / RUN_FILE))
     steps = checkpoint_steps(run_dir)

@@ -1,8 +1,10 @@
 """Supervised fine-tuning launcher: multi-turn chats, loss on assistant tokens, packed, lower LR.
 
 The training itself is torchtitan's (config `sft` in trainer.titan.config_registry): the base run's
-last checkpoint is loaded as initial weights (model only) and trainer.titan.data.ChatDataLoader packs
-conversations rendered by `encode_chat`, labelling only assistant tokens.
+last checkpoint is loaded as initial weights (model only) and trainer.titan.data.ChatDataLoader feeds
+whole conversations best-fit packed into rows (trainer.titan.packing), labelling only assistant tokens.
+An epoch is one pass over the packed rows; run.json records the rows, their fill and any conversation
+dropped for being longer than a row.
 """
 
 from __future__ import annotations
@@ -12,19 +14,31 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from trainer.configs import ModelConfig, SFTConfig
-from trainer.tokenizer.chat import encode_chat, load_tokenizer
-from trainer.train import (
+from trainer.run_folder import (
     CHECKPOINT_SUBDIR,
     RUN_FILE,
     TOKENIZER_SUBDIR,
     checkpoint_steps,
     git_commit,
-    launch,
     read_run,
     sha256_file,
     write_run,
 )
+from trainer.tokenizer.chat import load_tokenizer
+from trainer.train import launch
+
+
+def _val_rows(data: Path, tokenizer: Tokenizer, seq_len: int) -> int:
+    """Packed rows of the held-out conversations (0 when none fits a row)."""
+    from trainer.titan.packing import pack_conversations
+
+    try:
+        return len(pack_conversations(data, tokenizer, seq_len, "val").ids)
+    except ValueError:
+        return 0
 
 
 def run_sft(
@@ -36,7 +50,7 @@ def run_sft(
     **recipe: Any,
 ) -> Path:
     """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
-    from trainer.titan.data import pack_conversations, read_conversations, split_conversations
+    from trainer.titan.packing import pack_conversations, read_conversations, split_conversations
 
     base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
     base_run = read_run(base)
@@ -50,14 +64,13 @@ def run_sft(
     inherited = {k: v for k, v in base_run["train"].items() if k in ("seq_len", "local_batch_size", "seed")}
     sft = SFTConfig(**{**inherited, **{k: v for k, v in recipe.items() if k in known}})
     tokenizer = load_tokenizer(base / TOKENIZER_SUBDIR)
-    ids, _ = pack_conversations(data, base / TOKENIZER_SUBDIR)
-    windows = (len(ids) - 1) // sft.seq_len
+    packed = pack_conversations(data, tokenizer, sft.seq_len)
     rows = sft.global_batch_size if sft.global_batch_size > 0 else sft.local_batch_size * nproc
-    sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * windows / rows))
+    sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * len(packed.ids) / rows))
     sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
     sft.eval_every = recipe.get("eval_every") or max(1, sft.steps // 4)
     held_out = split_conversations(read_conversations(data), "val")
-    val_tokens = sum(len(encode_chat(tokenizer, c).ids) for c in held_out)
+    val_rows = _val_rows(data, tokenizer, sft.seq_len) if held_out else 0
     first_users = (next((m["content"] for m in c if m["role"] == "user"), None) for c in held_out)
     prompts = [p for p in first_users if p is not None][:3]
     run = {
@@ -70,8 +83,13 @@ def run_sft(
         "tokenizer_sha256": base_run["tokenizer_sha256"],
         "base_run": str(base),
         "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
-        # Validation needs a window of held-out tokens for every process.
-        "validation": (val_tokens - 1) // sft.seq_len >= nproc,
+        "packing": {
+            "rows": len(packed.ids),
+            "fill": round(packed.fill, 4),
+            "dropped_too_long": packed.dropped,
+        },
+        # Validation needs a packed row of held-out conversations for every process.
+        "validation": val_rows >= nproc,
         "sample_prompts": prompts,
         "git_commit": git_commit(),
     }

@@ -9,10 +9,7 @@ A run folder holds `run.json` (model config + recipe + data), `tokenizer/`, `che
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,49 +19,24 @@ from typing import Any
 
 from trainer.configs import ModelConfig, TrainConfig, get_model_config
 from trainer.metrics import METRICS_FILE, read_metrics
+from trainer.recipe import TOKENS_PER_PARAM, plan_recipe
+from trainer.run_folder import (
+    CHECKPOINT_SUBDIR,
+    LOG_FILE,
+    RUN_FILE,
+    TOKENIZER_SUBDIR,
+    checkpoint_steps,
+    git_commit,
+    read_run,
+    sha256_file,
+    write_run,
+)
 from trainer.tokenizer.chat import load_tokenizer
-from trainer.tokenizer.train import TOKENIZER_FILES, tokenizer_sha256
-
-RUN_FILE = "run.json"
-LOG_FILE = "train.log"
-TOKENIZER_SUBDIR = "tokenizer"
-CHECKPOINT_SUBDIR = "checkpoint"
+from trainer.tokenizer.train import tokenizer_sha256
 
 
 class TrainingError(RuntimeError):
     """torchrun exited with an error; the message carries the end of the log."""
-
-
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Steps of the complete DCP checkpoints in a run folder, ascending."""
-    folder = Path(run_dir) / CHECKPOINT_SUBDIR
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*") if (p / ".metadata").is_file())
-
-
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """A run folder's `run.json`."""
-    path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a chakor run folder")
-    return json.loads(path.read_text())
-
-
-def git_commit() -> str | None:
-    """The repository's HEAD commit, or None outside a repository / before the first commit."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        )  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def default_tokenizer_dir(data: Path) -> Path:
@@ -101,17 +73,12 @@ def _resolve_model(model: str | ModelConfig, tokenizer_dir: Path) -> tuple[str, 
     return model, get_model_config(model, vocab_size=vocab)
 
 
-def write_run(out: Path, run: dict[str, Any], tokenizer_dir: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / TOKENIZER_SUBDIR).mkdir(exist_ok=True)
-    if Path(tokenizer_dir).resolve() != (out / TOKENIZER_SUBDIR).resolve():
-        for name in TOKENIZER_FILES:
-            shutil.copyfile(Path(tokenizer_dir) / name, out / TOKENIZER_SUBDIR / name)
-    (out / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n")
+def _check_resume(out: Path, resume: bool, cfg: ModelConfig, data: Path) -> None:
+    """Refuse to overwrite a run by accident, and to resume a run with another model config or other data.
 
-
-def _check_resume(out: Path, resume: bool, cfg: ModelConfig) -> None:
-    """Refuse to overwrite a run by accident, and to resume a run with another model config."""
+    "Other data" is a different `manifest.json` (its SHA-256 is in run.json): the checkpointed loader
+    position only means something over the same shards.
+    """
     if not (out / RUN_FILE).is_file():
         if resume:
             raise FileNotFoundError(f"cannot resume: {out / RUN_FILE} does not exist")
@@ -120,11 +87,19 @@ def _check_resume(out: Path, resume: bool, cfg: ModelConfig) -> None:
         raise FileExistsError(
             f"{out} already holds a run: pass --resume to continue it, or choose another --out"
         )
-    previous = ModelConfig.from_dict(read_run(out)["model"], source=str(out / RUN_FILE))
+    previous_run = read_run(out)
+    previous = ModelConfig.from_dict(previous_run["model"], source=str(out / RUN_FILE))
     if previous != cfg:
         raise ValueError(
             f"{out / RUN_FILE}: the checkpoints there are from another model config "
             f"({previous}); cannot resume with {cfg}"
+        )
+    trained_on, offered = previous_run.get("data_manifest_sha256"), sha256_file(data / "manifest.json")
+    if trained_on != offered:
+        raise ValueError(
+            f"{out / RUN_FILE}: the run was trained on other data (manifest sha256 {str(trained_on)[:12]}, "
+            f"{previous_run.get('data')}); {data / 'manifest.json'} has sha256 {offered[:12]}. "
+            "Resume with the run's own --data, or start a new run with another --out"
         )
     steps = checkpoint_steps(out)
     if steps:
@@ -153,7 +128,7 @@ def prepare_run(
     name, cfg = _resolve_model(model, tokenizer_dir)
     if recipe.seq_len > cfg.max_seq_len:
         raise ValueError(f"seq_len {recipe.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
-    _check_resume(out, resume, cfg)
+    _check_resume(out, resume, cfg, data)
     run = {
         "kind": "pretrain",
         "model_name": name,
@@ -226,10 +201,12 @@ def run_training(
     nproc: int = 1,
     resume: bool = False,
     quiet: bool = False,
+    tokens_per_param: float = TOKENS_PER_PARAM,
     **recipe: Any,
 ) -> Path:
     """Pretrain and return the run folder. `model`: a MODEL_CONFIGS name or a ModelConfig (default tiny);
-    `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...).
+    the recipe is `trainer.recipe.plan_recipe`'s for it (derived per size; tiny and custom configs keep
+    the budget recipe) and `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...).
 
     With `resume`, the run's own recipe, model config and tokenizer are the defaults.
     """
@@ -239,7 +216,8 @@ def run_training(
         if model is None:
             model = ModelConfig.from_dict(previous["model"], source=str(Path(out) / RUN_FILE))
     else:
-        recipe_cfg = TrainConfig(**recipe)
+        tp = recipe.get("tensor_parallel", 1)
+        recipe_cfg = plan_recipe(model or "tiny", nproc, tp, tokens_per_param, **recipe).train
     run_dir = prepare_run(out, data, model or "tiny", tokenizer, recipe_cfg, resume)
     launch(run_dir, "pretrain", nproc, quiet=quiet)
     return run_dir

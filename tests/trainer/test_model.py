@@ -89,3 +89,18 @@ def test_neox_init_scales_output_projections(micro_cfg: ModelConfig) -> None:
     assert abs(block.attention.wq.weight.std().item() - (2 / (5 * 256)) ** 0.5) < 2e-3
     assert abs(block.attention.wo.weight.std().item() - 2 / (4 * 16)) < 2e-3
     assert abs(block.feed_forward.w2.weight.std().item() - 2 / (4 * 16)) < 2e-3
+
+
+def test_packed_row_with_positions_equals_each_document_alone(micro_cfg: ModelConfig) -> None:
+    """Document masking + per-document RoPE: a packed row's logits are those of its documents run alone."""
+    torch.manual_seed(0)
+    model = Transformer(micro_cfg).eval()
+    a, b = torch.randint(0, micro_cfg.vocab_size, (1, 7)), torch.randint(0, micro_cfg.vocab_size, (1, 5))
+    row = torch.cat([a, b], dim=1)
+    positions = torch.cat([torch.arange(7), torch.arange(5)])[None]
+    with torch.no_grad():
+        packed = model(row, positions=positions)
+        alone = torch.cat([model(a), model(b)], dim=1)
+        unmasked = model(row)
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(unmasked[:, 7:], alone[:, 7:], atol=1e-3)  # without it, b sees a

@@ -12,7 +12,8 @@ import pytest
 from trainer.export import export_run
 from trainer.metrics import read_metrics
 from trainer.sft import run_sft
-from trainer.titan.data import TokenWindows, pack_conversations, split_conversations
+from trainer.titan.data import PackedDataset, TokenWindows
+from trainer.titan.packing import pack_conversations, split_conversations
 from trainer.tokenizer import encode_chat, load_tokenizer
 
 CONVERSATIONS = [
@@ -38,28 +39,27 @@ def write_jsonl(path: Path, repeat: int = 1) -> Path:
 
 def test_labels_are_the_assistant_tokens_token_by_token(tmp_path: Path, tokenizer_dir: Path) -> None:
     tokenizer = load_tokenizer(tokenizer_dir)
-    ids, learn = pack_conversations(write_jsonl(tmp_path / "sft.jsonl"), tokenizer_dir)
+    rows = pack_conversations(write_jsonl(tmp_path / "sft.jsonl"), tokenizer, seq_len=200)
     encodings = [encode_chat(tokenizer, c) for c in CONVERSATIONS]
-    assert ids.tolist() == [i for e in encodings for i in e.ids]
-    dataset = TokenWindows(ids, len(ids) - 1, dp_rank=0, dp_world_size=1, learn=learn, shuffle=False)
+    assert len(rows.ids) == 1  # both fit one row
+    dataset = PackedDataset(rows, dp_rank=0, dp_world_size=1, shuffle=False)
     inputs, labels = next(iter(dataset))
-    assert inputs["input"].tolist() == ids[:-1].tolist()
-    mask = [m for e in encodings for m in e.assistant_mask]
+    assert inputs["input"].tolist() == rows.ids[0, :-1].tolist()
+    ids, learn = rows.ids[0].tolist(), rows.learn[0].tolist()
     for t, label in enumerate(labels.tolist()):
-        assert label == (ids[t + 1] if mask[t + 1] else -100), f"position {t}"
+        assert label == (ids[t + 1] if learn[t + 1] else -100), f"position {t}"
     # The learned spans, read back: each assistant reply and its <|end|>, nothing else.
-    spans, current = [], []
+    spans: list[str] = []
+    current: list[int] = []
     for label in [*labels.tolist(), -100]:
         if label == -100 and current:
             spans.append(tokenizer.decode(current, skip_special_tokens=False).lstrip("\n"))
             current = []
         elif label != -100:
             current.append(label)
-    assert spans == [
-        "Serialize obj to a JSON formatted str.<|end|>",
-        "def add(a, b):\n    return a + b\n<|end|>",
-        "Return the sum of the numbers.<|end|>",
-    ]
+    replies = [m["content"] + "<|end|>" for c in CONVERSATIONS for m in c if m["role"] == "assistant"]
+    assert sorted(spans) == sorted(replies)
+    assert sum(learn) == sum(sum(e.assistant_mask) for e in encodings)
 
 
 def test_every_twentieth_conversation_is_held_out() -> None:
@@ -97,17 +97,24 @@ def test_bad_conversation_names_the_line(tmp_path: Path, tokenizer_dir: Path) ->
         json.dumps(CONVERSATIONS[0]) + "\n" + json.dumps([{"role": "bot", "content": "x"}]) + "\n"
     )
     with pytest.raises(ValueError, match=r"sft.jsonl:2: bad conversation: message 0: role must be one of"):
-        pack_conversations(path, tokenizer_dir)
+        pack_conversations(path, load_tokenizer(tokenizer_dir), seq_len=64)
 
 
 @pytest.mark.slow
 def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None:
     out = run_sft(
-        pretrain_run, write_jsonl(tmp_path / "sft.jsonl", repeat=20), tmp_path / "sft", steps=2, quiet=True
+        pretrain_run,
+        write_jsonl(tmp_path / "sft.jsonl", repeat=20),
+        tmp_path / "sft",
+        steps=2,
+        quiet=True,
+        seq_len=128,  # the longer conversation has 77 tokens: it fits a row whole
     )
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
     assert run["train"]["lr"] == 3e-4 and run["train"]["steps"] == 2
+    # 38 training conversations best-fit into rows of 129 tokens: none dropped, rows mostly full.
+    assert run["packing"]["dropped_too_long"] == 0 and run["packing"]["fill"] > 0.7
     assert f"Loading the checkpoint from {pretrain_run}/checkpoint/step-6" in (out / "train.log").read_text()
     records = read_metrics(out / "metrics.jsonl")
     losses = [r["loss"] for r in records if "loss" in r]

@@ -170,3 +170,32 @@ def test_tensor_parallel_with_gradient_accumulation(
     assert "gradient accumulation steps 4" in (run / "train.log").read_text()
     model, _ = load_export(export_run(run, tmp_path / "export"))
     assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, cfg.vocab_size)
+
+
+def test_trained_context_goes_to_the_gguf_and_llama_server(
+    pretrain_run: Path, tmp_path: Path, logs_dir: Path
+) -> None:
+    """lineage.json records seq_len 64; the GGUF advertises 64 (not max_seq_len 256); chakor up's
+    llama-server gets 4 slots x 64 and reports 64 per slot, the context the backend sizes prompts by."""
+    import httpx
+
+    from chakor.process import free_port
+    from chakor.services import llama_process
+    from chakor.settings import load_settings
+    from converter.convert import convert
+    from converter.gguf_info import read_gguf
+
+    export = export_run(pretrain_run, tmp_path / "export")
+    assert json.loads((export / "lineage.json").read_text())["seq_len"] == RECIPE["seq_len"] == 64
+    gguf = convert(export, tmp_path / "model.gguf", "f32")
+    assert read_gguf(gguf).metadata["llama.context_length"] == 64
+    settings = load_settings(llama_port=free_port(), llama_parallel=4, llama_ctx_size=2048, llama_threads=1)
+    process = llama_process(settings, gguf, logs_dir)
+    assert process.argv[process.argv.index("--ctx-size") + 1] == "256"
+    process.start()
+    try:
+        process.wait_healthy(timeout=60)
+        props = httpx.get(f"http://{settings.llama_host}:{settings.llama_port}/props").json()
+        assert props["default_generation_settings"]["n_ctx"] == 64
+    finally:
+        process.stop()

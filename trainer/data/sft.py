@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chakor.settings import SYSTEM_PROMPT
 from trainer.data import builtin
 from trainer.data.sources import MAX_REPORTED_LINES, SourceError
 from trainer.tokenizer.chat import Message, validate_messages
@@ -25,7 +26,6 @@ from trainer.tokenizer.chat import Message, validate_messages
 SFT_FILE = "sft.jsonl"
 PYTHON_QA = "local:python-qa"
 MAX_ANSWER_CHARS = 600
-SYSTEM_PROMPT = "You are Chakor, a concise assistant that answers questions about Python."
 QUESTIONS = (
     "What does {name} do?",
     "Can you explain {name}?",

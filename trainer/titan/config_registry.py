@@ -20,9 +20,9 @@ from torchtitan.config.configs import DebugConfig
 from torchtitan.distributed.activation_checkpoint import FullAC
 
 from trainer.configs import SFTConfig, TrainConfig
+from trainer.run_folder import TOKENIZER_SUBDIR, read_run
 from trainer.titan.data import ChatDataLoader, ShardDataLoader
 from trainer.titan.trainer import ChakorTrainer, SampleValidator
-from trainer.train import TOKENIZER_SUBDIR, read_run
 
 RUN_DIR_ENV = "CHAKOR_RUN_DIR"
 

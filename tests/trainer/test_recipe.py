@@ -1,0 +1,104 @@
+"""Recipes per size: `--plan` JSON for every config, overrides, the budget recipe of tiny; the dry runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from trainer.configs import MODEL_CONFIGS, TrainConfig
+from trainer.recipe import plan_recipe
+
+from .test_cli import app
+
+runner = CliRunner()
+KEYS = {
+    "params",
+    "tokens",
+    "tokens_per_param",
+    "steps",
+    "global_batch_tokens",
+    "seq_len",
+    "lr",
+    "warmup_steps",
+}
+
+
+def plan_json(*args: str) -> dict:
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.mark.parametrize("name", list(MODEL_CONFIGS))
+def test_plan_json_for_every_config(name: str) -> None:
+    plan = plan_json("--config", name, "--nproc", "8", "--plan")
+    assert set(plan) >= KEYS
+    cfg = MODEL_CONFIGS[name]
+    assert plan["params"] == cfg.num_params()
+    assert plan["tokens"] == plan["steps"] * plan["global_batch_tokens"]
+    assert plan["tokens_per_param"] == round(plan["tokens"] / plan["params"], 3)
+    assert plan["global_batch_tokens"] == plan["global_batch_size"] * plan["seq_len"]
+    assert plan["global_batch_size"] % (plan["local_batch_size"] * 8) == 0
+    if name == "tiny":  # the quickstart's budget recipe, untouched
+        assert plan["recipe"] == "budget"
+        default = TrainConfig()
+        assert (plan["steps"], plan["seq_len"], plan["lr"]) == (default.steps, default.seq_len, default.lr)
+        assert plan["global_batch_tokens"] == default.local_batch_size * 8 * default.seq_len
+    else:  # derived: Chinchilla tokens, the model's context, DeepSeek-fit LR well below tiny's 3e-3
+        assert plan["recipe"] == "derived"
+        assert 20 <= plan["tokens_per_param"] < 20.5
+        assert plan["seq_len"] == cfg.max_seq_len and plan["fits_80gb"]
+        assert 3e-4 < plan["lr"] < 2e-3 and 100 <= plan["warmup_steps"] <= plan["steps"] // 10
+
+
+def test_larger_models_get_larger_batches_and_lower_lr() -> None:
+    plans = [plan_recipe(name, nproc=64, tp=8 if name == "7b" else 1) for name in ("small", "1b", "7b")]
+    assert [p.global_batch_tokens for p in plans] == [262_144, 1_048_576, 4_194_304]
+    assert plans[0].lr > plans[1].lr > plans[2].lr
+    assert plans[2].lr == pytest.approx(6e-4, rel=0.01)  # 2x Llama-2 7B's 3e-4, not 10x
+
+
+def test_every_field_is_overridable() -> None:
+    plan = plan_json(
+        "--config", "small", "--plan", "--steps", "10", "--lr", "1e-4", "--seq-len", "512", "--warmup-steps", "3",
+        "--batch-size", "4", "--global-batch-size", "64", "--tokens-per-param", "5",
+    )  # fmt: skip
+    assert (plan["steps"], plan["lr"], plan["seq_len"], plan["warmup_steps"]) == (10, 1e-4, 512, 3)
+    assert (plan["local_batch_size"], plan["global_batch_size"], plan["tokens"]) == (4, 64, 10 * 64 * 512)
+    assert plan["recipe"].startswith("derived + overrides")
+    assert 40 <= plan_json("--config", "1b", "--plan", "--tokens-per-param", "40")["tokens_per_param"] < 41
+
+
+def test_bad_plans_are_refused() -> None:
+    result = runner.invoke(app, ["train", "--config", "7b", "--nproc", "12", "--tp", "8", "--plan"])
+    assert result.exit_code == 1 and "--nproc 12 is not a multiple of --tp 8" in result.output
+    result = runner.invoke(app, ["train", "--config", "small"])
+    assert result.exit_code == 2 and "--data and --out are needed to train" in result.output
+
+
+@pytest.mark.parametrize(("name", "nproc"), [("1b", 8), ("1b", 64), ("7b", 8), ("7b", 64)])
+def test_dry_run_shards_on_meta_over_a_fake_process_group(name: str, nproc: int) -> None:
+    tp = 8 if name == "7b" and nproc == 64 else 1
+    report = plan_json("--config", name, "--nproc", str(nproc), "--tp", str(tp), "--dry-run")
+    dry, cfg = report["dry_run"], MODEL_CONFIGS[name]
+    assert dry["device"] == "meta" and dry["world_size"] == nproc
+    assert dry["mesh"] == ({"fsdp": nproc // tp, "tp": tp} if tp > 1 else {"fsdp": nproc})
+    # Rank 0's shard of the real plan: about N / world (norms are replicated over TP, shards round up).
+    assert dry["params_rank0"] == pytest.approx(cfg.num_params() / nproc, rel=1e-3)
+    wq = dry["parameters"]["layers.0.attention.wq.weight"]
+    assert wq["global_shape"] == [cfg.dim, cfg.dim]
+    assert wq["local_shape"] == [cfg.dim // nproc, cfg.dim]  # FSDP rows x TP column-parallel rows
+    if tp > 1:
+        assert wq["placements"]["tp"] == "S(0)"
+        assert dry["parameters"]["layers.0.attention.wo.weight"]["placements"]["tp"] == "S(1)"
+        assert dry["parameters"]["norm.weight"]["placements"]["tp"] == "R"
+    memory = dry["memory_per_gpu_gib"]
+    assert memory["params"] == round(4 * dry["params_rank0"] / 2**30, 2)
+    assert memory["optimizer"] == round(8 * dry["params_rank0"] / 2**30, 2)
+    assert memory["total"] < 0.85 * 80 and dry["fits_80gb"]
+    assert (
+        dry["gradient_accumulation"] * dry["micro_batch"] * (nproc // tp)
+        == report["plan"]["global_batch_size"]
+    )
