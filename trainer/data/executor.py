@@ -122,7 +122,9 @@ def _local(stage: Stage, logs: Path, config: ExecutorConfig) -> PipelineExecutor
         tasks=stage.tasks,
         workers=min(config.workers, stage.tasks),
         logging_dir=str(logs),
-        start_method="fork",
+        # fork starts workers in milliseconds; after torch has started its threads in this process
+        # (tests, a notebook) forking is unsafe, so fall back to datatrove's default there.
+        start_method="forkserver" if "torch" in sys.modules else "fork",
     )
 
 
