@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from backend.core.errors import UserError
-from backend.models import Source
-from chakor.documents.render import SearchMode
+from chakor.documents.render import SearchMode, SourceLike
 from chakor.documents.render import with_sources as render_sources
 from trainer.tokenizer.chat import END, encode_chat, load_tokenizer
 
@@ -28,7 +28,7 @@ def tokenizer_at(path: Path) -> Tokenizer:
     return load_tokenizer(path)
 
 
-def with_sources(system_prompt: str, sources: list[Source], mode: SearchMode = SearchMode.WEB) -> str:
+def with_sources(system_prompt: str, sources: Sequence[SourceLike], mode: SearchMode = SearchMode.WEB) -> str:
     """The system prompt plus numbered results to cite as [1], [2], ... (the template SFT data uses)."""
     return render_sources(system_prompt, sources, mode)
 

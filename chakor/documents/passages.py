@@ -28,9 +28,9 @@ TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
 PREPARE_REPORT = "report.json"
 # ~250 tokens of the quickstart's BPE: long enough to hold a docstring, short enough to show as a card.
 PASSAGE_CHARS = 1000
-# The snippet is what enters the prompt; 240 characters (~60 tokens) lets three results fit the
-# quickstart model's 256-token context beside the question and the answer.
-SNIPPET_CHARS = 240
+# The snippet is what enters the prompt; 160 characters (~40 tokens of the quickstart's BPE) lets three
+# results fit the quickstart model's 256-token context beside the system prompt, question and answer.
+SNIPPET_CHARS = 160
 TITLE_CHARS = 80
 
 

@@ -5,11 +5,13 @@ The results go into the system turn, numbered for citation:
     {system prompt}
 
     Documents (cite them as [1], [2], ...):
-    [1] json.dumps (pydoc:json.dumps)
-    Serialize ``obj`` to a JSON formatted ``str``.
+    [1] json.dumps: Serialize ``obj`` to a JSON formatted ``str``.
+    [2] json.dump: Serialize ``obj`` as a JSON formatted stream to ``fp`` ...
 
-Web results use the same lines under "Web search results". The model is trained on exactly this text
-(`trainer.data.grounded`), so the backend must not render it any other way.
+Web results come under "Web search results" as `[1] title (url)` and the content on the next line;
+documents leave their path out (it is on the source card) to save the small model's context.
+The model is trained on exactly this text (`trainer.data.grounded`), so the backend must not render it
+any other way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ HEADINGS = {
     SearchMode.WEB: "Web search results (cite them as [1], [2], ...):",
     SearchMode.DOCUMENTS: "Documents (cite them as [1], [2], ...):",
 }
-# Three results of SNIPPET_CHARS fit the quickstart model's 256-token context beside question and answer.
+# Three results of up to SNIPPET_CHARS fit the quickstart model's 256-token context beside question and answer.
 DOCUMENT_RESULTS = 3
 
 
@@ -54,7 +56,10 @@ def with_sources(system_prompt: str, sources: Sequence[SourceLike], mode: Search
         return system_prompt
     lines = [system_prompt, "", HEADINGS[mode]]
     for index, source in enumerate(sources, start=1):
-        lines.append(f"[{index}] {source.title} ({source.url})\n{source.content}")
+        if mode is SearchMode.DOCUMENTS:  # compact: the path is on the source card, not in the context
+            lines.append(f"[{index}] {source.title}: {source.content}")
+        else:
+            lines.append(f"[{index}] {source.title} ({source.url})\n{source.content}")
     return "\n".join(lines).strip()
 
 

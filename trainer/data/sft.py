@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chakor.settings import SYSTEM_PROMPT
-from trainer.data import builtin
+from trainer.data import builtin, grounded
 from trainer.data.sources import MAX_REPORTED_LINES, SourceError
 from trainer.tokenizer.chat import Message, validate_messages
 
@@ -137,12 +137,19 @@ def build_sft(source: str, out_dir: Path, seed: int = 0, limit: int | None = Non
     report = SftReport()
     if source == PYTHON_QA:
         conversations = python_qa(seed, limit)
+    elif source == grounded.PYTHON_GROUNDED:
+        conversations = grounded.python_grounded(seed)
     elif source.startswith("local:"):
-        raise SourceError(f"unknown SFT source {source!r}; use {PYTHON_QA} or a .jsonl file")
+        raise SourceError(
+            f"unknown SFT source {source!r}; use {PYTHON_QA}, {grounded.PYTHON_GROUNDED} or a .jsonl file"
+        )
     else:
         conversations = _from_jsonl(Path(source), report)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if source == grounded.PYTHON_GROUNDED:  # the QA set of the functions this data never shows
+        heldout = json.dumps(grounded.heldout_report(), indent=2, ensure_ascii=False)
+        (out_dir / grounded.HELDOUT_FILE).write_text(heldout + "\n", encoding="utf-8")
     tmp = out_dir / f".{SFT_FILE}.tmp"
     try:
         with tmp.open("w", encoding="utf-8") as handle:

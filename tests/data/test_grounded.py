@@ -1,0 +1,90 @@
+"""Grounded SFT data: rendered as the backend renders DOCUMENTS results; held-out functions never in it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from backend.services.prompt import with_sources as backend_with_sources
+from chakor.documents.index import DocumentIndex
+from chakor.documents.render import SearchMode
+from chakor.settings import SYSTEM_PROMPT
+from trainer.data import grounded
+from trainer.data.sft import build_sft
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("sft-grounded")
+    return out, build_sft(grounded.PYTHON_GROUNDED, out)
+
+
+def test_held_out_functions_never_appear_in_sft_data(built: tuple[Path, dict]) -> None:
+    out, report = built
+    heldout = json.loads((out / grounded.HELDOUT_FILE).read_text())
+    names = heldout["names"]
+    assert len(names) >= 50 and names == sorted(names)
+    assert [q["id"] for q in heldout["qa"]] == names
+    text = (out / "sft.jsonl").read_text()
+    words = {w.rstrip(".") for w in re.findall(r"[\w.]+", text)}
+    leaked = sorted(words.intersection(names))
+    assert leaked == []
+    # the same names on every run and seed: the hold-out is a hash of the name
+    assert grounded.is_held_out("json.dumps") is (names.count("json.dumps") == 1)
+    assert report["conversations"] == len(grounded.split()[0]) * grounded.VARIANTS_PER_FACT
+
+
+def test_conversations_render_documents_as_the_backend_does(built: tuple[Path, dict]) -> None:
+    out, _ = built
+    rows = [json.loads(line)["messages"] for line in (out / "sft.jsonl").read_text().splitlines()]
+    grounded_rows = [r for r in rows if "\nDocuments (cite them as [1], [2], ...):\n" in r[0]["content"]]
+    plain = [r for r in rows if r[0]["content"] == SYSTEM_PROMPT]
+    assert len(grounded_rows) + len(plain) == len(rows) and 0.05 < len(plain) / len(rows) < 0.15
+    for system, user, assistant in grounded_rows[:200]:
+        lines = system["content"].split("\n")[3:]
+        shown = [re.fullmatch(r"\[(\d)\] (\S+): (.+)", line) for line in lines]
+        assert [m.group(1) for m in shown if m] == ["1", "2", "3"], system["content"]
+        sources = [_Shown(m.group(2), "", m.group(3)) for m in shown if m]
+        assert system["content"] == backend_with_sources(SYSTEM_PROMPT, sources, SearchMode.DOCUMENTS)
+        asked = _asked(user["content"])
+        match = next((s for s in sources if s.title == asked), None)
+        if match is None:
+            assert assistant["content"] == grounded.ABSENT_ANSWER.format(name=asked)
+        else:
+            assert assistant["content"] == f"{asked}: {match.content}"
+    absent = sum(r[2]["content"].startswith("The documents do not say") for r in grounded_rows)
+    assert 0.05 < absent / len(grounded_rows) < 0.2
+
+
+def test_snippets_are_the_index_snippets(tmp_path: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    index.add("local:python-docs")
+    usable, held = grounded.split()
+    members = [f for f in usable if not f.is_module]
+    for fact in (members[0], members[-1], held[0]):
+        hit = index.search(f"What does {fact.name} do?", 3)[0]
+        assert (hit.title, hit.url, hit.snippet) == (fact.name, fact.url, fact.snippet)
+
+
+def test_the_data_is_deterministic() -> None:
+    first = list(grounded.python_grounded(seed=3, variants=1))
+    assert first == list(grounded.python_grounded(seed=3, variants=1))
+    assert first != list(grounded.python_grounded(seed=4, variants=1))
+
+
+def _asked(question: str) -> str:
+    """The API a question names, read back through the question templates."""
+    for template in (*grounded.QUESTIONS, *grounded.MODULE_QUESTIONS):
+        pattern = re.escape(template).replace(re.escape("{name}"), r"(\S+)")
+        found = re.fullmatch(pattern, question)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"no template asks {question!r}")
+
+
+class _Shown:
+    def __init__(self, title: str, url: str, content: str) -> None:
+        self.title, self.url, self.content = title, url, content
