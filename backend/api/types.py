@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from backend import models
 from backend.api.context import Info
+from backend.api.evaluation import ModelEvaluation
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
 
@@ -178,6 +179,9 @@ class ModelInfo:
     metadata: JSON
     lineage: JSON
     verify_report: JSON | None
+    evaluation: ModelEvaluation | None = strawberry.field(
+        description="`chakor eval`'s report beside the served GGUF: bits per byte, QA F1, quant gates."
+    )
 
     @classmethod
     def from_details(cls, d: model_info.ModelDetails) -> ModelInfo:
@@ -194,6 +198,7 @@ class ModelInfo:
             metadata=JSON(d.metadata),
             lineage=JSON(d.lineage),
             verify_report=None if d.verify_report is None else JSON(d.verify_report),
+            evaluation=None if d.evaluation is None else ModelEvaluation.from_summary(d.evaluation),
         )
 
 

@@ -1,7 +1,8 @@
-"""What the served model is: GGUF metadata, quantization, context, lineage and verify report."""
+"""What the served model is: GGUF metadata, quantization, context, lineage, verify and eval reports."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -10,6 +11,7 @@ from typing import Any
 
 from backend.core.config import Settings
 from backend.services.llama import LlamaPool
+from chakor.evaluation.report import EVAL_JSON, report_for, summary
 
 SKIPPED_PREFIXES = (
     "tokenizer.ggml.tokens",
@@ -18,6 +20,7 @@ SKIPPED_PREFIXES = (
     "tokenizer.ggml.scores",
 )
 MAX_METADATA_VALUE_CHARS = 2000
+MAX_PLOT_BYTES = 2 << 20  # the eval's PNGs are ~50 KB; anything far larger is not one of them
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ModelDetails:
     metadata: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     verify_report: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
 
 
 def _value(reader_field: Any) -> Any:
@@ -75,6 +79,42 @@ def _verify_report(gguf_path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _plot_images(folder: Path, names: dict[str, str]) -> list[dict[str, str]]:
+    """The report's PNGs as data: URIs; only plain `.png` names inside the report's folder are read."""
+    images = []
+    for name in names.values():
+        path = folder / name
+        if Path(name).name != name or not name.endswith(".png") or not path.is_file():
+            continue
+        if path.stat().st_size > MAX_PLOT_BYTES:
+            continue
+        images.append(
+            {
+                "name": name,
+                "data_uri": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode(),
+            }
+        )
+    return images
+
+
+@lru_cache(maxsize=4)
+def _evaluation(path: str, gguf_mtime: float, report_mtime: float) -> dict[str, Any] | None:
+    """The model card for the GGUF at `path` (cached until the GGUF or its eval.json changes)."""
+    report, row = report_for(Path(path))
+    if report is None:
+        return None
+    card = summary(report, row)
+    card["plot_images"] = _plot_images(Path(path).parent, report.get("plots") or {})
+    return card
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 async def model_details(settings: Settings, pool: LlamaPool) -> ModelDetails:
     """Details from the GGUF file (when `CHAKOR_MODEL_PATH` is readable) and the servers' `/props`."""
     details = ModelDetails()
@@ -100,4 +140,5 @@ async def model_details(settings: Settings, pool: LlamaPool) -> ModelDetails:
     details.metadata = {k: v for k, v in meta.items() if not k.startswith("chakor.")}
     details.lineage = {k.removeprefix("chakor."): v for k, v in meta.items() if k.startswith("chakor.")}
     details.verify_report = _verify_report(path)
+    details.evaluation = _evaluation(str(path), path.stat().st_mtime, _mtime(path.parent / EVAL_JSON))
     return details

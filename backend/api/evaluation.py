@@ -1,0 +1,103 @@
+"""GraphQL types of the model card that `chakor eval` wrote (eval.json beside the served GGUF)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+
+@strawberry.type(
+    description="One GGUF against the f32 export: llama-perplexity KL divergence, its gate, speed."
+)
+class QuantEvaluation:
+    quant: str
+    file: str
+    size_bytes: float
+    mean_kld: float | None
+    p99_kld: float | None
+    same_top: float | None = strawberry.field(
+        description="Share of tokens whose most likely token is unchanged."
+    )
+    ppl_ratio: float | None
+    max_mean_kld: float | None = strawberry.field(description="The gate: highest mean KLD allowed.")
+    min_same_top: float | None
+    gate_reference: str | None = strawberry.field(description="The llama.cpp figures the gate comes from.")
+    passed: bool | None
+    verdict: str
+    message: str | None
+    prompt_tokens_per_second: float | None
+    generation_tokens_per_second: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> QuantEvaluation:
+        gate, speed = row.get("gate") or {}, row.get("speed") or {}
+        return cls(
+            quant=row["quant"],
+            file=row["file"],
+            size_bytes=row["size_bytes"],
+            mean_kld=row.get("mean_kld"),
+            p99_kld=row.get("p99_kld"),
+            same_top=row.get("same_top"),
+            ppl_ratio=row.get("ppl_ratio"),
+            max_mean_kld=gate.get("max_mean_kld"),
+            min_same_top=gate.get("min_same_top"),
+            gate_reference=gate.get("llama_cpp_reference"),
+            passed=row.get("passed"),
+            verdict=row["verdict"],
+            message=row.get("message"),
+            prompt_tokens_per_second=speed.get("prompt_tps"),
+            generation_tokens_per_second=speed.get("gen_tps"),
+        )
+
+
+@strawberry.type(description="A PNG of the eval report, inline as a data: URI.")
+class EvalPlot:
+    name: str
+    data_uri: str
+
+
+@strawberry.type(
+    description="The model card: `chakor eval`'s numbers for the export the served GGUF came from."
+)
+class ModelEvaluation:
+    passed: bool = strawberry.field(description="No quantization gate failed.")
+    bits_per_byte: float = strawberry.field(description="Validation loss / ln 2 x tokens / bytes.")
+    val_loss: float
+    qa_f1: float | None = strawberry.field(description="Held-out questions, token-F1, no search.")
+    qa_f1_documents: float | None = strawberry.field(description="The same with DOCUMENTS search.")
+    qa_questions: int | None
+    recommended_quant: str | None = strawberry.field(description="The smallest GGUF that passed its gate.")
+    served_quant: str | None = strawberry.field(
+        description="The served file's row; null: the report does not cover it."
+    )
+    served_passed: bool | None
+    scored_tokens: int = strawberry.field(description="Tokens the KL divergence was measured on.")
+    k_quants_skipped: str | None
+    evaluated_at: str | None
+    eval_seconds: float | None
+    quants: list[QuantEvaluation]
+    lineage: JSON
+    plots: list[EvalPlot]
+
+    @classmethod
+    def from_summary(cls, card: dict[str, Any]) -> ModelEvaluation:
+        return cls(
+            passed=card["passed"],
+            bits_per_byte=card["bits_per_byte"],
+            val_loss=card["val_loss"],
+            qa_f1=card["qa_f1"],
+            qa_f1_documents=card["qa_f1_documents"],
+            qa_questions=card["qa_questions"],
+            recommended_quant=card["recommended"],
+            served_quant=card["served_quant"],
+            served_passed=card["served_passed"],
+            scored_tokens=card["scored_tokens"],
+            k_quants_skipped=card["k_quants_skipped"],
+            evaluated_at=card["created"],
+            eval_seconds=card["total_seconds"],
+            quants=[QuantEvaluation.from_row(row) for row in card["rows"]],
+            lineage=JSON(card["lineage"]),
+            plots=[EvalPlot(name=p["name"], data_uri=p["data_uri"]) for p in card["plot_images"]],
+        )

@@ -1,0 +1,40 @@
+"""A real `chakor eval` of the tiny test model, written next to its GGUF so the backend serves its card."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.support.tiny_model import TinyModel, tiny_corpus
+
+QUESTIONS = [
+    {"question": "What does json.dumps do?", "reference": "Serialize obj to a JSON formatted str."},
+    {
+        "question": "What does math.sqrt do?",
+        "reference": "Return the square root of x.",
+        "documents": [
+            {"title": "math.sqrt", "url": "pydoc:math.sqrt", "snippet": "Return the square root of x."}
+        ],
+    },
+]
+
+
+def tiny_model_eval(tiny: TinyModel) -> dict[str, Any]:
+    """eval.json of the tiny model (f32 + f16), made once per session: later calls read it back."""
+    from chakor.evaluation.report import EVAL_JSON, read_report
+    from chakor.evaluation.run import EvalOptions, evaluate
+    from converter.convert import convert
+    from tests.converter.test_valdata import write_data
+    from trainer.tokenizer.train import tokenizer_sha256
+
+    root = tiny.gguf_path.parent
+    existing = read_report(root / EVAL_JSON)
+    if existing is not None:
+        return existing
+    data = root / "eval-shards"
+    write_data(data, tiny.tokenizer_dir, tokenizer_sha256(tiny.tokenizer_dir), tiny_corpus()[:40])
+    qa = root / "eval-qa.jsonl"
+    qa.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    f16 = convert(tiny.export_dir, root / "model-f16.gguf", "f16")
+    options = EvalOptions(tiny.export_dir, [tiny.gguf_path, f16], data, root, qa_path=qa, min_kld_tokens=1024)
+    return evaluate(options)
