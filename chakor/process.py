@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -19,11 +20,32 @@ class ProcessError(RuntimeError):
     """A managed process failed to start or to become healthy."""
 
 
+# Ports handed out by free_port(), each still bound here until the child that serves it is healthy.
+_held: dict[int, socket.socket] = {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on `host`."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on `host` that nothing else can take until `release_port` (or a healthy child) frees it.
+
+    The port stays bound in this process but never listens, with SO_REUSEADDR and SO_REUSEPORT: the kernel
+    then gives it to no one else (not to another `free_port`, nor as an outgoing connection's source port),
+    while a server child (they all set SO_REUSEADDR: uvicorn, granian, llama-server, nginx, asyncio) can
+    still bind and listen on it. Closing a plain probe socket instead leaves a window for others to grab it.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    port = int(sock.getsockname()[1])
+    _held[port] = sock
+    return port
+
+
+def release_port(port: int) -> None:
+    """Stop holding a port from `free_port` (no-op for any other port)."""
+    sock = _held.pop(port, None)
+    if sock is not None:
+        sock.close()
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -55,6 +77,15 @@ class ManagedProcess:
     health_url: str | None = None
     health_port: tuple[str, int] | None = None
     popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port the health check probes (the one the child serves on), if any."""
+        if self.health_port:
+            return self.health_port[1]
+        if self.health_url:
+            return urlsplit(self.health_url).port
+        return None
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +127,8 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.healthy():
+                if self.port is not None:
+                    release_port(self.port)  # the child listens on it now
                 return self
             if not self.alive():
                 code = self.popen.returncode if self.popen else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+# llama-server's default seed is random per request: tests that sample (temperature > 0) would see a
+# different answer each run. A fixed server seed makes every sampled answer to a given prompt repeatable.
+LLAMA_SEED = "1234"
+
+
 def start_llama_server(model: Path, logs_dir: Path, **overrides: object) -> ManagedProcess:
-    """A real llama-server on a free port serving `model`; the caller stops it."""
+    """A real llama-server on a free port serving `model`, sampling with a fixed seed; the caller stops it."""
     settings = load_settings(**{"llama_port": free_port(), "llama_parallel": 4, **overrides})
-    return llama_process(settings, model, logs_dir).start().wait_healthy(timeout=120)
+    process = llama_process(settings, model, logs_dir)
+    seeded = replace(process, argv=[*process.argv, "--seed", LLAMA_SEED])
+    return seeded.start().wait_healthy(timeout=120)
 
 
 def start_slow_llama(model: Path, logs_dir: Path, port: int) -> ManagedProcess:

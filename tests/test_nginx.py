@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,21 +53,28 @@ def test_config_passes_nginx_syntax_check(tmp_path: Path) -> None:
     assert "syntax is ok" in result.stderr
 
 
-async def test_chat_tokens_arrive_incrementally_through_nginx(nginx: str) -> None:
+async def test_chat_tokens_arrive_incrementally_through_nginx(nginx: str, slow_backend: Settings) -> None:
+    """The first token reaches the client through nginx while llama-server is still generating the answer.
+
+    A buffering proxy would hold it back until the answer ends; llama-server's own /slots says whether it
+    is still busy when the token arrives (an ordering check, not a timing one).
+    """
+    busy_at_first_token: list[bool] = []
+    events: list[dict] = []
     async with httpx.AsyncClient(base_url=nginx, timeout=60) as http:
         api = Api(http, nginx.replace("http://", "ws://") + "/graphql")
         user = await api.register()
-        started = time.monotonic()
-        arrivals: list[tuple[str, float]] = []
-        chat_input = {"content": "What does json.dumps do?", "maxTokens": 48, "temperature": 1.0}
+        chat_input = {"content": "What does json.dumps do?", "maxTokens": 200, "temperature": 1.0}
         async for result in api.subscribe(CHAT, {"input": chat_input}, user.authorization):
             event = result["chat"]
-            arrivals.append((event["__typename"], time.monotonic() - started))
+            events.append(event)
+            if event["__typename"] == "ChatToken" and not busy_at_first_token:
+                slots = (await http.get(f"{slow_backend.llama_url}/slots")).json()
+                busy_at_first_token.append(any(slot["is_processing"] for slot in slots))
             if event["__typename"] in ("ChatDone", "ChatError"):
                 break
-    kinds = [kind for kind, _ in arrivals]
-    assert kinds[-1] == "ChatDone", arrivals
-    token_times = [at for kind, at in arrivals if kind == "ChatToken"]
-    assert len(token_times) >= 5, arrivals
-    # Buffered proxies deliver everything at the end; a streaming one delivers the first token early.
-    assert token_times[0] < arrivals[-1][1] / 2, arrivals
+    assert events[-1]["__typename"] == "ChatDone", events
+    assert busy_at_first_token == [True], "the first token arrived only after generation had finished"
+    streamed = "".join(e["text"] for e in events if e["__typename"] == "ChatToken")
+    assert events[-1]["tokensPredicted"] == 200, events[-1]  # seeded sampling: no early stop on this prompt
+    assert streamed

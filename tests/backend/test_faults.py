@@ -167,7 +167,7 @@ async def test_llama_server_killed_mid_stream(private_stack: PrivateStack, priva
 
 async def test_admin_sees_the_private_llama_server(private_stack: PrivateStack) -> None:
     api = private_stack.api
-    admin = await api.login(await first_admin_email(private_stack))
+    admin = await api.login(private_admin(private_stack))
     status = await api.data(
         "{ serverStatus { llamaServers { url healthy slotsTotal } activeStreams } }", token=admin.access_token
     )
@@ -177,10 +177,11 @@ async def test_admin_sees_the_private_llama_server(private_stack: PrivateStack) 
     assert status["serverStatus"]["activeStreams"] == 0
 
 
-async def first_admin_email(stack: PrivateStack) -> str:
-    client: AsyncMongoClient = AsyncMongoClient(stack.settings.database_uri)
-    try:
-        admin = await client[stack.settings.db_name].users.find_one({"role": "admin"})
-        return admin["email"]
-    finally:
-        await client.close()
+def private_admin(stack: PrivateStack) -> str:
+    """An admin of the private stack's database, made here with the CLI (no earlier test needed)."""
+    from tests.backend.test_cli import create_user_cli
+
+    email = "private-admin@example.test"
+    result = create_user_cli(stack.settings, email, "--admin")
+    assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
+    return email

@@ -185,8 +185,38 @@ def test_chat_inputs(backend: Backend, fuzzer: Session) -> None:
     run()
 
 
-def test_nothing_stored_is_garbage(backend: Backend) -> None:
-    """After the fuzzing above, every stored document is well-formed."""
+def test_nothing_stored_is_garbage(backend: Backend, fuzzer: Session) -> None:
+    """Fuzzed inputs that store something (accounts, titles, chat messages), then every stored document is
+    well-formed. The test stores its own inputs first, so it checks something when it runs alone too."""
+    created: list[str] = []
+    with httpx.Client(base_url=backend.url, timeout=60) as http:
+
+        def post(query: str, variables: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+            check_body(response)
+            return response.json()
+
+        @FUZZ
+        @given(email=texts, password=texts, name=maybe(texts), title=maybe(texts), rename=texts)
+        def store(email: str, password: str, name: str | None, title: str | None, rename: str) -> None:
+            post(MUTATIONS["register"][0], {"a": email, "b": password, "c": name})
+            made = post(MUTATIONS["createConversation"][0], {"a": title}, fuzzer.access_token)
+            if made.get("data"):
+                conversation_id = made["data"]["createConversation"]["id"]
+                created.append(conversation_id)
+                post(
+                    MUTATIONS["renameConversation"][0],
+                    {"a": conversation_id, "b": rename},
+                    fuzzer.access_token,
+                )
+
+        store()
+    for content in (" padded ", "\x00nul", "a" * 40_000, "<|end|> injected", "\u202e rtl"):
+        chat_over_websocket(
+            backend.ws_url, fuzzer.authorization, {"input": {"content": content, "maxTokens": 1}}
+        )
+    assert created, "no conversation was stored: the check below would check nothing"
     with MongoClient(backend.settings.database_uri) as client:
         db = client[backend.settings.db_name]
         for user in db.users.find():
