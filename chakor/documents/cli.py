@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -62,9 +65,14 @@ def _print_changes(changes: list[Change]) -> None:
 def add(
     path: str = typer.Argument(..., help=f"a folder, a .jsonl/.md/.txt/.rst/.py file, or {BUILTIN_DOCS}"),
     name: str | None = typer.Option(None, help="collection name (default: the absolute path)"),
+    report: Path | None = typer.Option(None, help="also write what changed to this JSON file"),
 ) -> None:
     """Index a folder or file (again: only files that changed are re-read)."""
-    _print_changes([_index().add(path, name)])
+    change = _index().add(path, name)
+    _print_changes([change])
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(asdict(change), indent=2) + "\n", encoding="utf-8")
 
 
 @docs_app.command("list")

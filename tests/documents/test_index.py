@@ -141,7 +141,11 @@ def test_cli_add_list_search_remove(tmp_path: Path, folder: Path) -> None:
             [sys.executable, "-m", "chakor", "docs", *args], cwd=REPO, env=env, capture_output=True, text=True
         )
 
-    assert chakor("add", str(folder), "--name", "notes").returncode == 0
+    report = tmp_path / "added.json"
+    assert chakor("add", str(folder), "--name", "notes", "--report", str(report)).returncode == 0
+    assert json.loads(report.read_text()) == {
+        "name": "notes", "added_files": 3, "updated_files": 0, "removed_files": 0, "unchanged_files": 0, "passages": 3,
+    }  # fmt: skip
     listed = chakor("list")
     assert "notes" in listed.stdout and str(tmp_path / "var" / "docs-index") in listed.stdout.replace(
         "\n", ""
