@@ -1,12 +1,15 @@
-"""Benchmark fixtures: the shared real stack from tests/conftest.py, nginx in front of it, and options."""
+"""Benchmark fixtures: the shared real stack from tests/conftest.py, the latency stack, and options."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from benchmarks import stack
+from benchmarks.stack import InferenceStack
 from tests.conftest import (  # noqa: F401  (fixtures re-exported to the benchmarks)
     Backend,
     backend,
@@ -16,13 +19,18 @@ from tests.conftest import (  # noqa: F401  (fixtures re-exported to the benchma
     mongo_uri,
     tiny_model,
 )
-from tests.support.nginx import running_nginx
+from tests.support.tiny_model import TinyModel
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chakor-bench")
-    group.addoption("--inference-rounds", type=int, default=30, help="interleaved a,b,c rounds")
-    group.addoption("--concurrency", default="1,8,32", help="comma-separated simultaneous chat counts")
+    group.addoption(
+        "--inference-rounds", type=int, default=30, help="rotated direct/GraphQL/nginx rounds, served model"
+    )
+    group.addoption(
+        "--paced-rounds", type=int, default=8, help="rotated rounds with the model paced at 30 tokens/s"
+    )
+    group.addoption("--concurrency", default="1,8,32,64", help="comma-separated simultaneous chat counts")
     group.addoption("--load-streams", type=int, default=64, help="chat streams in the load benchmark")
     group.addoption(
         "--load-queries", type=int, default=200, help="concurrent query loops in the load benchmark"
@@ -38,7 +46,12 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture(scope="session")
-def nginx(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    """deploy/nginx/chakor.conf on a loopback port in front of the session backend; its base URL."""
-    with running_nginx(backend.settings.backend_port, tmp_path_factory.mktemp("bench-nginx")) as url:
-        yield url
+def latency_stack(
+    tiny_model: TinyModel,  # noqa: F811
+    mongo_uri: str,  # noqa: F811
+    logs_dir: Path,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[InferenceStack]:
+    """benchmarks/stack.py's stack (served model behind the capture proxy, own backend, nginx)."""
+    with stack.latency_stack(tiny_model, mongo_uri, logs_dir, tmp_path_factory.mktemp("latency-nginx")) as s:
+        yield s

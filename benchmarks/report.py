@@ -54,32 +54,45 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _verdict(figure: dict[str, Any]) -> str:
+    met = "met" if figure["met"] else "**MISSED**"
+    return f"{figure['value']:.1f} ms (target <= {figure['target']:g} ms: {met})"
+
+
 def inference_section(bench: dict[str, Any]) -> list[str]:
     info = bench["extra_info"]
+    pace = info["pace_seconds_per_token"]
+    speed = f"each token held {pace * 1000:.1f} ms ({1 / pace:.0f} tokens/s)" if pace else "model's own speed"
     lines = [
-        f"### Inference path overhead (tiny model, {info['rounds']} interleaved rounds, n_predict {info['n_predict']}, greedy)",
+        f"### Inference path, {info['scenario']}: {info['model']}; {speed}",
         "",
-        "| path | TTFT p50 (ms) | TTFT p95 (ms) | tokens/s p50 (first to last token) | "
-        "tokens/s p50 (request to last token) | tokens/answer | backend CPU ms/token |",
-        "|---|---|---|---|---|---|---|",
+        f"{info['rounds']} rounds in rotated path order, same prompt ids, greedy, n_predict {info['n_predict']}, "
+        "same text and llama-server token count on every path. Chunking delay: a token leaving llama-server "
+        "(capture proxy) to the client holding it.",
+        "",
+        "| path | TTFT p50 / p99 (ms) | request to last token p50 / p99 (ms) | chunking delay p50 / p99 (ms) | "
+        "chunks / tokens per answer | backend CPU ms/token |",
+        "|---|---|---|---|---|---|",
     ]
     for path, stats in info["paths"].items():
+        ttft, answer, delay = stats["ttft_ms"], stats["answer_ms"], stats["chunk_delay_ms"]
         lines.append(
-            f"| {path} | {_fmt(stats['ttft_ms']['p50'])} | {_fmt(stats['ttft_ms']['p95'])} | "
-            f"{_fmt(stats['tokens_per_second']['p50'])} | "
-            f"{_fmt(stats['end_to_end_tokens_per_second']['p50'])} | {_fmt(stats['tokens_per_answer'])} | "
+            f"| {path} | {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} | {_fmt(answer['p50'])} / {_fmt(answer['p99'])} | "
+            f"{_fmt(delay['p50'])} / {_fmt(delay['p99'])} | "
+            f"{_fmt(stats['chunks_per_answer'])} / {_fmt(stats['tokens_per_answer'])} | "
             f"{_fmt(stats['backend_cpu_ms_per_token'])} |"
         )
-    targets = info["targets"]
+    lines += ["", "Median of per-round paired differences (same prompt, same round):", ""]
+    for path in ("graphql", "nginx"):
+        verdicts = info["verdicts"][path]
+        lines.append(
+            f"- {path} vs direct: added TTFT {_verdict(verdicts['added_ttft_ms'])}; added request-to-last-token "
+            f"{_verdict(verdicts['added_answer_ms'])}; chunking delay p99 {_verdict(verdicts['chunk_delay_p99_ms'])}"
+        )
+    nginx = info["added"]["nginx_vs_graphql"]
     lines += [
-        "",
-        f"- GraphQL tokens/s vs direct: **{info['graphql_tps_ratio']:.1%}** (target >= 98%: "
-        f"{'met' if targets['graphql_tps_met'] else 'MISSED'})",
-        f"- GraphQL added median TTFT: **{info['graphql_ttft_added_ms']:.1f} ms** (target <= 5 ms: "
-        f"{'met' if targets['graphql_ttft_met'] else 'MISSED'})",
-        f"- GraphQL request-to-last-token tokens/s vs direct: {info['graphql_e2e_tps_ratio']:.1%}",
-        f"- via nginx: tokens/s {info['nginx_tps_ratio']:.1%} of direct, added median TTFT "
-        f"{info['nginx_ttft_added_ms']:.1f} ms",
+        f"- nginx in front of GraphQL vs GraphQL alone: added TTFT {nginx['added_ttft_ms']:.1f} ms, added request-to-last-token "
+        f"{nginx['added_answer_ms']:.1f} ms",
         "",
     ]
     return lines
@@ -87,15 +100,18 @@ def inference_section(bench: dict[str, Any]) -> list[str]:
 
 def concurrency_section(benches: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "### Concurrency (simultaneous chat subscriptions, distinct users)",
+        "### Concurrency (simultaneous chat subscriptions, distinct users and questions)",
         "",
-        "| streams | TTFT p50 / p95 / p99 (ms) | inter-token p50 / p95 / p99 (ms) | backend CPU ms/token | "
-        "tokens | tokens lost |",
+        f"Model: {benches[0]['extra_info'].get('model', '?')}. Chunking delay: a token leaving llama-server "
+        "to the client holding it.",
+        "",
+        "| streams | TTFT p50 / p95 / p99 (ms) | chunking delay p50 / p95 / p99 (ms) | backend CPU ms/token | "
+        "tokens generated | tokens lost (client = stored = generated) |",
         "|---|---|---|---|---|---|",
     ]
     for bench in sorted(benches, key=lambda b: b["extra_info"]["streams"]):
         info = bench["extra_info"]
-        ttft, gap = info["ttft_ms"], info["inter_token_ms"]
+        ttft, gap = info["ttft_ms"], info["chunk_delay_ms"]
         lines.append(
             f"| {info['streams']} | {_fmt(ttft['p50'])} / {_fmt(ttft['p95'])} / {_fmt(ttft['p99'])} | "
             f"{_fmt(gap['p50'])} / {_fmt(gap['p95'])} / {_fmt(gap['p99'])} | "
@@ -141,14 +157,20 @@ def other_section(benches: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def plot_inference(bench: dict[str, Any], path: Path) -> None:
-    paths = bench["extra_info"]["paths"]
-    names = list(paths)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.bar(names, [paths[n]["ttft_ms"]["p50"] for n in names], color="tab:blue")
-    left.set_title("median time to first token (ms)")
-    right.bar(names, [paths[n]["tokens_per_second"]["p50"] for n in names], color="tab:green")
-    right.set_title("median tokens/s per answer")
+def plot_inference(benches: list[dict[str, Any]], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(benches), figsize=(4.5 * len(benches), 3.5), squeeze=False)
+    for axis, bench in zip(axes[0], benches, strict=True):
+        info = bench["extra_info"]
+        names = list(info["paths"])
+        for offset, (key, label) in enumerate(
+            (("ttft_ms", "TTFT"), ("chunk_delay_ms", "chunking delay p99"))
+        ):
+            quantile = "p50" if key == "ttft_ms" else "p99"
+            values = [info["paths"][n][key][quantile] for n in names]
+            axis.bar([i + offset * 0.4 for i in range(len(names))], values, width=0.4, label=label)
+        axis.set_xticks([i + 0.2 for i in range(len(names))], names)
+        axis.set_title(f"{info['scenario']} (ms)")
+        axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -159,7 +181,7 @@ def plot_concurrency(benches: list[dict[str, Any]], path: Path) -> None:
     streams = [i["streams"] for i in infos]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for axis, key, title in zip(
-        axes, ("ttft_ms", "inter_token_ms"), ("TTFT (ms)", "inter-token (ms)"), strict=True
+        axes, ("ttft_ms", "chunk_delay_ms"), ("TTFT (ms)", "chunking delay (ms)"), strict=True
     ):
         for q in ("p50", "p95", "p99"):
             axis.plot(streams, [i[key][q] for i in infos], marker="o", label=q)
@@ -195,8 +217,9 @@ def build_report(results_json: Path, out_dir: Path = RESULTS_DIR) -> Path:
     concurrency = _by_name(results, CONCURRENCY)
     load = _by_name(results, LOAD)
     if inference:
-        lines += inference_section(inference[0])
-        plot_inference(inference[0], out_dir / f"{date}-inference.png")
+        for bench in inference:
+            lines += inference_section(bench)
+        plot_inference(inference, out_dir / f"{date}-inference.png")
         lines += [f"![inference paths]({date}-inference.png)", ""]
     if concurrency:
         lines += concurrency_section(concurrency)

@@ -1,5 +1,9 @@
-"""Simultaneous chat subscriptions from distinct users (TTFT, inter-token latency, backend CPU, tokens lost),
-and the full-size load run of tests/reliability (64 streams + 200 query loops for 60 s by default).
+"""Simultaneous chat subscriptions from distinct users (TTFT, per-token chunking delay, backend CPU, tokens
+lost), and the full-size load run of tests/reliability (64 streams + 200 query loops for 60 s by default).
+
+The chats run on benchmarks/stack.py's stack, whose capture proxy records what llama-server generated for
+each request: a token counts as lost unless client text == stored text == llama-server's text. Each user
+asks a question of their own, so its llama-server request is found by its prompt ids.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import httpx
 import psutil
 import pytest
 
+from backend.services.prompt import build_prompt, tokenizer_at
+from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
+from benchmarks.stack import InferenceStack
 from tests.conftest import Backend
 from tests.reliability.client import Stream, chat_socket, conversation, register
 from tests.reliability.load import run_load
+from tests.support.capture_llama import Completion
 
 T = TypeVar("T")
 ROUNDS = 3
@@ -35,62 +43,80 @@ async def _gather(*awaitables: Awaitable[T]) -> list[T]:
     return list(await asyncio.gather(*awaitables))
 
 
-async def _lost(http: httpx.AsyncClient, url: str, token: str, stream: Stream) -> int:
-    """Characters of the answer the client did not receive exactly as stored (0 when identical)."""
+async def _lost_tokens(
+    http: httpx.AsyncClient, url: str, token: str, stream: Stream, completion: Completion
+) -> int:
+    """llama-server's tokens for this answer unless client text == stored text == generated text (else 0)."""
     assert stream.conversation_id is not None and stream.error is None, stream.error
     stored = await conversation(http, url, token, stream.conversation_id)
     answer = next(m for m in (stored or {"messages": []})["messages"] if m["id"] == stream.message_id)
-    if answer["content"] == stream.text and answer["status"] == "COMPLETE":
-        return 0
-    return max(len(answer["content"]), len(stream.text))
+    same = answer["content"] == stream.text == completion.text and answer["status"] == "COMPLETE"
+    return 0 if same else (completion.predicted_n or len(completion.contents))
 
 
 @pytest.mark.benchmark(group="concurrency")
-def test_concurrency(benchmark: Any, runner: asyncio.Runner, backend: Backend, streams: int) -> None:
-    url = backend.graphql_url
-    process = psutil.Process(backend.process.pid)
+def test_concurrency(
+    benchmark: Any, runner: asyncio.Runner, latency_stack: InferenceStack, streams: int
+) -> None:
+    stack = latency_stack
+    url = stack.graphql_url
+    process = psutil.Process(stack.backend_pid)
     http = httpx.AsyncClient(timeout=120)
     emails = [f"bench-c{streams}-{i}@example.com" for i in range(streams)]
     tokens = runner.run(_gather(*(register(http, url, email) for email in emails)))
+    questions = [f"{PROMPTS[i % 3]} (user {i})" for i in range(streams)]
+    ctx_size = httpx.get(f"{stack.llama_url}/props").json()["default_generation_settings"]["n_ctx"]
+    tokenizer = tokenizer_at(stack.tokenizer_dir)
+    prompt_ids = [
+        build_prompt(tokenizer, stack.system_prompt, [], q, ctx_size, ANSWER_TOKENS) for q in questions
+    ]
     connections = AsyncExitStack()
-    sockets = [runner.run(connections.enter_async_context(chat_socket(backend.ws_url, t))) for t in tokens]
-    results: list[tuple[str, Stream]] = []
+    sockets = [runner.run(connections.enter_async_context(chat_socket(stack.ws_url, t))) for t in tokens]
+    results: list[tuple[str, Stream, Completion]] = []
     cpu_seconds = 0.0
 
     async def one_round() -> None:
         nonlocal cpu_seconds
         before = process.cpu_times()
         done = await asyncio.gather(
-            *(s.chat(PROMPTS[i % 3], maxTokens=ANSWER_TOKENS, temperature=0.0) for i, s in enumerate(sockets))
+            *(
+                s.chat(q, maxTokens=ANSWER_TOKENS, temperature=0.0)
+                for q, s in zip(questions, sockets, strict=True)
+            )
         )
         after = process.cpu_times()
         cpu_seconds += (after.user - before.user) + (after.system - before.system)
-        results.extend(zip(tokens, done, strict=True))
+        records = stack.capture.new_records()
+        for user, stream in enumerate(done):
+            [completion] = [c for c in records if c.prompt == prompt_ids[user]]
+            results.append((tokens[user], stream, completion))
 
     try:
         runner.run(one_round())  # warm-up, not recorded
         results.clear()
         cpu_seconds = 0.0
         benchmark.pedantic(lambda: runner.run(one_round()), rounds=ROUNDS, iterations=1)
-        lost = runner.run(_gather(*(_lost(http, url, token, s) for token, s in results)))
+        lost = runner.run(_gather(*(_lost_tokens(http, url, t, s, c) for t, s, c in results)))
     finally:
         runner.run(connections.aclose())
         runner.run(http.aclose())
-    answers = [s for _, s in results]
-    tokens_total = sum(s.tokens_predicted or 0 for s in answers)
+    answers = [s for _, s, _ in results]
+    generated = sum(c.predicted_n or 0 for _, _, c in results)
+    delays = [d * 1000 for _, s, c in results if s.text == c.text for d in chunk_delays(s, c)]
     benchmark.extra_info.update(
         {
             "streams": streams,
             "rounds": ROUNDS,
             "answer_tokens": ANSWER_TOKENS,
+            "model": stack.model,
             "ttft_ms": quantiles([s.ttft * 1000 for s in answers]),
-            "inter_token_ms": quantiles([gap * 1000 for s in answers for gap in s.inter_token]),
-            "backend_cpu_ms_per_token": 1000 * cpu_seconds / tokens_total,
-            "tokens": tokens_total,
+            "chunk_delay_ms": quantiles(delays),
+            "backend_cpu_ms_per_token": 1000 * cpu_seconds / generated,
+            "tokens": generated,
             "tokens_lost": sum(lost),
         }
     )
-    assert sum(lost) == 0, "every answer must be stored exactly as it was streamed"
+    assert sum(lost) == 0, "every answer must reach the client and the database exactly as generated"
 
 
 @pytest.mark.benchmark(group="load")

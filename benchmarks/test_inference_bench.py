@@ -1,16 +1,27 @@
-"""Inference path overhead: llama-server direct (a) vs the GraphQL `chat` subscription (b) vs (b) via nginx (c).
+"""What the API adds to an answer a user waits for: llama-server direct vs the GraphQL `chat` subscription
+vs the subscription through nginx, for the same generated tokens.
 
-Same prompt token ids, n_predict and greedy decoding on every path; rounds interleaved a, b, c, a, b, c.
-Targets (judged in the report, not asserted): (b) keeps >= 98% of (a)'s tokens/s and adds <= 5 ms median TTFT.
+Every path gets the same prompt token ids, greedy decoding and n_predict; each round runs the three paths
+in a rotated order (direct, graphql, nginx / graphql, nginx, direct / ...) so no path always runs first.
+The texts and llama-server's own token counts must match across the paths of a round. All three reach
+llama-server through tests/support/capture_llama.py, which records when each token left llama-server:
+the reference for the chunking delay (token leaves llama-server -> the client holds it).
+
+Two scenarios on the served model (the quickstart's q8_0 GGUF when `runs/quickstart` has one, else the
+tests' random-init stand-in; the report says which): `served` at the model's own speed (thousands of
+tokens/s on a CPU for these tiny models), and `paced-30tps`, each token held 1/30 s like a 7B model on a
+consumer GPU. Judged figures (medians of per-round paired differences; targets judged in the report, not
+asserted): added time to first token <= 5 ms, added request-to-last-token time <= 10 ms, chunking delay
+p99 <= 50 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,127 +29,155 @@ import psutil
 import pytest
 
 from backend.services.prompt import STOP, build_prompt, tokenizer_at
+from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
-from tests.conftest import Backend
+from benchmarks.stack import InferenceStack
 from tests.reliability.client import Stream, chat_socket, register, stream_completion
-from tests.support.tiny_model import TinyModel
+from tests.support.capture_llama import Completion
 
-N_PREDICT = 256
-WARMUP_ROUNDS = 3
 PROMPTS = (
     "What does json.dumps do?",
     "Explain the with statement in one paragraph.",
     "How do I read a file line by line?",
 )
 PATHS = ("direct", "graphql", "nginx")
+PACE = {"served": 0.0, "paced-30tps": 1 / 30}  # seconds each token is held before it leaves llama-server
+N_PREDICT = {"served": 256, "paced-30tps": 64}  # 64 tokens at 30/s: about 2 s per answer
+WARMUP_ROUNDS = {"served": 3, "paced-30tps": 1}
+TARGETS = {"added_ttft_ms": 5.0, "added_answer_ms": 10.0, "chunk_delay_p99_ms": 50.0}
 
 
-async def _cpu_seconds(process: psutil.Process, run: Awaitable[Stream]) -> tuple[Stream, float]:
-    before = process.cpu_times()
-    stream = await run
-    after = process.cpu_times()
-    return stream, (after.user - before.user) + (after.system - before.system)
+@dataclass
+class Sample:
+    """One path of one round."""
+
+    stream: Stream
+    completion: Completion
+    backend_cpu_seconds: float
+
+    @property
+    def ttft_ms(self) -> float:
+        return self.stream.ttft * 1000
+
+    @property
+    def answer_ms(self) -> float:
+        return self.stream.answer_seconds * 1000
 
 
-def _path_stats(streams: list[Stream], cpu_seconds: float) -> dict[str, Any]:
-    tokens = sum(s.tokens for s in streams)
-    return {
-        "ttft_ms": quantiles([s.ttft * 1000 for s in streams]),
-        "tokens_per_second": quantiles([s.tokens_per_second for s in streams]),
-        "end_to_end_tokens_per_second": quantiles([s.end_to_end_tokens_per_second for s in streams]),
-        "tokens_per_answer": statistics.median(s.tokens for s in streams),
-        "backend_cpu_ms_per_token": 1000 * cpu_seconds / tokens if cpu_seconds else 0.0,
-    }
+def _paired_ms(rounds: list[dict[str, Sample]], path: str, base: str, metric: str) -> float:
+    """Median over rounds of (path - base) for `metric`: both ran the same prompt in the same round."""
+    return statistics.median(getattr(r[path], metric) - getattr(r[base], metric) for r in rounds)
 
 
-def _summary(samples: dict[str, list[Stream]], cpu: dict[str, float]) -> dict[str, Any]:
-    paths = {path: _path_stats(samples[path], cpu[path]) for path in PATHS}
-    direct = paths["direct"]
-    info: dict[str, Any] = {"paths": paths, "rounds": len(samples["direct"]), "n_predict": N_PREDICT}
-    for path in ("graphql", "nginx"):
-        ratio = paths[path]["tokens_per_second"]["p50"] / direct["tokens_per_second"]["p50"]
-        added = paths[path]["ttft_ms"]["p50"] - direct["ttft_ms"]["p50"]
-        e2e = paths[path]["end_to_end_tokens_per_second"]["p50"]
-        info[f"{path}_tps_ratio"] = ratio
-        info[f"{path}_e2e_tps_ratio"] = e2e / direct["end_to_end_tokens_per_second"]["p50"]
-        info[f"{path}_ttft_added_ms"] = added
-    info["targets"] = {
-        "graphql_tps_ratio_min": 0.98,
-        "graphql_ttft_added_ms_max": 5.0,
-        "graphql_tps_met": info["graphql_tps_ratio"] >= 0.98,
-        "graphql_ttft_met": info["graphql_ttft_added_ms"] <= 5.0,
-    }
-    return info
-
-
-async def _direct_bodies(
-    llama_url: str, tiny_model: TinyModel, backend: Backend
-) -> dict[str, dict[str, Any]]:
-    """The exact `/completion` bodies the backend sends for each prompt (greedy)."""
-    async with httpx.AsyncClient() as http:
-        props = (await http.get(f"{llama_url}/props")).json()
-    ctx_size = props["default_generation_settings"]["n_ctx"]
-    tokenizer = tokenizer_at(tiny_model.tokenizer_dir)
-    system = backend.settings.chat_system_prompt
-    return {
-        prompt: {
-            "prompt": build_prompt(tokenizer, system, [], prompt, ctx_size, N_PREDICT),
-            "n_predict": N_PREDICT,
-            "stop": STOP,
-            "temperature": 0.0,
+def summarize(rounds: list[dict[str, Sample]], scenario: str, model: str) -> dict[str, Any]:
+    """Per-path distributions, paired added times and verdicts against TARGETS."""
+    paths: dict[str, Any] = {}
+    for path in PATHS:
+        samples = [r[path] for r in rounds]
+        tokens = sum(s.completion.predicted_n or 0 for s in samples)
+        delays = [d * 1000 for s in samples for d in chunk_delays(s.stream, s.completion)]
+        paths[path] = {
+            "ttft_ms": quantiles([s.ttft_ms for s in samples]),
+            "answer_ms": quantiles([s.answer_ms for s in samples]),
+            "chunk_delay_ms": quantiles(delays),
+            "chunks_per_answer": statistics.median(len(s.stream.chunks) for s in samples),
+            "tokens_per_answer": statistics.median(s.completion.predicted_n or 0 for s in samples),
+            "backend_cpu_ms_per_token": 1000 * sum(s.backend_cpu_seconds for s in samples) / tokens,
         }
-        for prompt in PROMPTS
+    added = {
+        f"{path}_vs_{base}": {
+            "added_ttft_ms": _paired_ms(rounds, path, base, "ttft_ms"),
+            "added_answer_ms": _paired_ms(rounds, path, base, "answer_ms"),
+        }
+        for path, base in (("graphql", "direct"), ("nginx", "direct"), ("nginx", "graphql"))
+    }
+    verdicts = {}
+    for path in ("graphql", "nginx"):
+        figures = {
+            **added[f"{path}_vs_direct"],
+            "chunk_delay_p99_ms": paths[path]["chunk_delay_ms"]["p99"],
+        }
+        verdicts[path] = {
+            name: {"value": value, "target": TARGETS[name], "met": value <= TARGETS[name]}
+            for name, value in figures.items()
+        }
+    return {
+        "scenario": scenario,
+        "model": model,
+        "pace_seconds_per_token": PACE[scenario],
+        "n_predict": N_PREDICT[scenario],
+        "rounds": len(rounds),
+        "paths": paths,
+        "added": added,
+        "verdicts": verdicts,
     }
 
 
+def _direct_body(stack: InferenceStack, prompt: str, n_predict: int, ctx_size: int) -> dict[str, Any]:
+    """The exact `/completion` body the backend sends for a first question (greedy)."""
+    tokenizer = tokenizer_at(stack.tokenizer_dir)
+    ids = build_prompt(tokenizer, stack.system_prompt, [], prompt, ctx_size, n_predict)
+    return {"prompt": ids, "n_predict": n_predict, "stop": STOP, "temperature": 0.0}
+
+
+@pytest.mark.parametrize("scenario", list(PACE))
 @pytest.mark.benchmark(group="inference-path")
 def test_inference_path_overhead(
     benchmark: Any,
     runner: asyncio.Runner,
     request: pytest.FixtureRequest,
-    backend: Backend,
-    llama_server: str,
-    nginx: str,
-    tiny_model: TinyModel,
+    latency_stack: InferenceStack,
+    scenario: str,
 ) -> None:
-    rounds = int(request.config.getoption("--inference-rounds"))
-    process = psutil.Process(backend.process.pid)
-    samples: dict[str, list[Stream]] = {path: [] for path in PATHS}
-    cpu = dict.fromkeys(PATHS, 0.0)
-    http = httpx.AsyncClient(timeout=60)
-    bodies = runner.run(_direct_bodies(llama_server, tiny_model, backend))
-    token = runner.run(register(http, backend.graphql_url, "bench-inference@example.com"))
+    stack = latency_stack
+    option = "--inference-rounds" if scenario == "served" else "--paced-rounds"
+    rounds_wanted = int(request.config.getoption(option))
+    n_predict = N_PREDICT[scenario]
+    stack.capture.pace(PACE[scenario])
+    process = psutil.Process(stack.backend_pid)
+    http = httpx.AsyncClient(timeout=120)
+    ctx_size = httpx.get(f"{stack.llama_url}/props").json()["default_generation_settings"]["n_ctx"]
+    bodies = {p: _direct_body(stack, p, n_predict, ctx_size) for p in PROMPTS}
+    token = runner.run(register(http, stack.graphql_url, f"bench-inference-{scenario}@example.com"))
     connections = AsyncExitStack()
-    urls = {"graphql": backend.ws_url, "nginx": nginx.replace("http://", "ws://") + "/graphql"}
     sockets = {
         path: runner.run(connections.enter_async_context(chat_socket(url, token)))
-        for path, url in urls.items()
+        for path, url in (("graphql", stack.ws_url), ("nginx", stack.nginx_ws_url))
     }
-
     runs: dict[str, Callable[[str], Awaitable[Stream]]] = {
-        "direct": lambda prompt: stream_completion(http, llama_server, bodies[prompt]),
-        "graphql": lambda prompt: sockets["graphql"].chat(prompt, maxTokens=N_PREDICT, temperature=0.0),
-        "nginx": lambda prompt: sockets["nginx"].chat(prompt, maxTokens=N_PREDICT, temperature=0.0),
+        "direct": lambda prompt: stream_completion(http, stack.llama_url, bodies[prompt]),
+        "graphql": lambda p: sockets["graphql"].chat(p, maxTokens=n_predict, temperature=0.0),
+        "nginx": lambda p: sockets["nginx"].chat(p, maxTokens=n_predict, temperature=0.0),
     }
-    counter = itertools.count()
+    recorded: list[dict[str, Sample]] = []
+    index = iter(range(10**6))
 
     async def one_round(record: bool) -> None:
-        prompt = PROMPTS[next(counter) % len(PROMPTS)]
-        texts = []
-        for path in PATHS:
-            stream, seconds = await _cpu_seconds(process, runs[path](prompt))
+        i = next(index)
+        prompt = PROMPTS[i % len(PROMPTS)]
+        order = PATHS[i % 3 :] + PATHS[: i % 3]
+        samples: dict[str, Sample] = {}
+        for path in order:
+            before = process.cpu_times()
+            stream = await runs[path](prompt)
+            after = process.cpu_times()
             assert stream.error is None, stream.error
-            texts.append(stream.text)
-            if record:
-                samples[path].append(stream)
-                cpu[path] += seconds
-        assert texts[0] == texts[1] == texts[2], "the paths must stream the same tokens"
+            [completion] = [c for c in stack.capture.new_records() if c.prompt == bodies[prompt]["prompt"]]
+            cpu = (after.user - before.user) + (after.system - before.system)
+            samples[path] = Sample(stream, completion, cpu)
+        texts = {path: s.stream.text for path, s in samples.items()}
+        counts = {path: s.completion.predicted_n for path, s in samples.items()}
+        assert len(set(texts.values())) == 1, f"the paths must stream the same tokens: {texts}"
+        assert len(set(counts.values())) == 1, f"llama-server generated different counts: {counts}"
+        if record:
+            recorded.append(samples)
 
     try:
-        for _ in range(WARMUP_ROUNDS):
+        for _ in range(WARMUP_ROUNDS[scenario]):
             runner.run(one_round(record=False))
-        benchmark.pedantic(lambda: runner.run(one_round(record=True)), rounds=rounds, iterations=1)
+        benchmark.pedantic(lambda: runner.run(one_round(record=True)), rounds=rounds_wanted, iterations=1)
     finally:
         runner.run(connections.aclose())
         runner.run(http.aclose())
-    benchmark.extra_info.update(_summary(samples, cpu))
+        stack.capture.pace(0.0)
+    benchmark.extra_info.update(summarize(recorded, scenario, stack.model))

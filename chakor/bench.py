@@ -21,10 +21,9 @@ def register(app: typer.Typer) -> None:
     def bench(
         out: Path = typer.Option(RESULTS_DIR, help="Where <date>.json, <date>.md and the plots go."),
         select: str = typer.Option("", "-k", help="Only benchmarks matching this pytest -k expression."),
-        concurrency: str = typer.Option(
-            "1,8,32", help="Simultaneous chat streams to measure (e.g. 1,8,32,64)."
-        ),
-        inference_rounds: int = typer.Option(30, help="Interleaved direct/GraphQL/nginx rounds."),
+        concurrency: str = typer.Option("1,8,32,64", help="Simultaneous chat streams to measure."),
+        inference_rounds: int = typer.Option(30, help="Rotated direct/GraphQL/nginx rounds, served model."),
+        paced_rounds: int = typer.Option(8, help="The same with the model paced at 30 tokens/s."),
         load_streams: int = typer.Option(64, help="Chat streams in the load benchmark."),
         load_queries: int = typer.Option(200, help="Concurrent query loops in the load benchmark."),
         load_seconds: float = typer.Option(60.0, help="Duration of the load benchmark."),
@@ -41,6 +40,7 @@ def register(app: typer.Typer) -> None:
             f"--benchmark-json={results}",
             f"--concurrency={concurrency}",
             f"--inference-rounds={inference_rounds}",
+            f"--paced-rounds={paced_rounds}",
             f"--load-streams={load_streams}",
             f"--load-queries={load_queries}",
             f"--load-seconds={load_seconds}",

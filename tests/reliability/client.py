@@ -113,19 +113,9 @@ class Stream:
         return self.chunk_times[0] - self.sent_at
 
     @property
-    def tokens_per_second(self) -> float:
-        """Tokens after the first per second until the last (the generation rate the client sees)."""
-        span = self.chunk_times[-1] - self.chunk_times[0]
-        return (self.tokens - 1) / span if span > 0 else float("nan")
-
-    @property
-    def end_to_end_tokens_per_second(self) -> float:
-        """Tokens per second from sending the request to the last chunk (TTFT included)."""
-        return self.tokens / (self.chunk_times[-1] - self.sent_at)
-
-    @property
-    def inter_token(self) -> list[float]:
-        return [b - a for a, b in itertools.pairwise(self.chunk_times)]
+    def answer_seconds(self) -> float:
+        """Seconds from sending the request to the last token (what a user waits for a whole answer)."""
+        return self.chunk_times[-1] - self.sent_at
 
 
 class ChatSocket:

@@ -117,6 +117,7 @@ class FakeTavily:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}"
 
     def __enter__(self) -> FakeTavily:
