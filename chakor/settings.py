@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # Chat (backend): the default answer budget in tokens and the system prompt.
     chat_max_tokens: int = Field(512, ge=1)
     chat_system_prompt: str = SYSTEM_PROMPT
+    # Tokens (prompt + answer) one user may use per UTC day; 0 = unlimited.
+    daily_token_quota: int = Field(0, ge=0)
 
     @field_validator("jwt_secret")
     @classmethod

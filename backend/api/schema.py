@@ -8,8 +8,10 @@ import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from pymongo.errors import ConnectionFailure
 from strawberry.extensions import AddValidationRules, MaskErrors
+from strawberry.tools import merge_types
 
 from backend.api.limits import limit_extensions
+from backend.api.resolvers.chat_features import ChatFeaturesMutation, ChatFeaturesQuery
 from backend.api.resolvers.mutation import Mutation
 from backend.api.resolvers.query import Query
 from backend.api.resolvers.subscription import Subscription
@@ -49,8 +51,8 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
     return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, ChatFeaturesQuery)),
+        mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation)),
         subscription=Subscription,
         extensions=[
             *limit_extensions(),

@@ -1,13 +1,16 @@
 """Beanie documents."""
 
+from backend.models.api_key import ApiKey
 from backend.models.conversation import Conversation, Message, MessageRole, MessageStatus, Source
 from backend.models.search_cache import SearchCacheEntry
+from backend.models.usage import UsageDay
 from backend.models.user import RefreshToken, Role, User
 
-DOCUMENT_MODELS = [User, RefreshToken, Conversation, Message, SearchCacheEntry]
+DOCUMENT_MODELS = [User, RefreshToken, Conversation, Message, SearchCacheEntry, ApiKey, UsageDay]
 
 __all__ = [
     "DOCUMENT_MODELS",
+    "ApiKey",
     "Conversation",
     "Message",
     "MessageRole",
@@ -16,5 +19,6 @@ __all__ = [
     "Role",
     "SearchCacheEntry",
     "Source",
+    "UsageDay",
     "User",
 ]

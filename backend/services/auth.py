@@ -17,6 +17,7 @@ from backend.core.offload import run_cpu
 from backend.core.ratelimit import SlidingWindowLimiter
 from backend.models import RefreshToken, Role, User
 from backend.models.common import utcnow
+from backend.services import api_keys
 from backend.services.validation import (
     MAX_DISPLAY_NAME_CHARS,
     check_password,
@@ -249,6 +250,10 @@ async def resolve_bearer(token: str, settings: Settings) -> User:
 
     The one place a credential becomes a user: other kinds of token (API keys) plug in here.
     """
+    if token.startswith(api_keys.PREFIX):  # an API key: its owner, with user rights only
+        owner = await api_keys.owner(token)
+        check_usable(owner)
+        return owner
     claims = security.decode_access_token(token, settings.jwt_secret)
     user_id = object_id(claims.user_id)
     user = await User.get(user_id) if user_id else None

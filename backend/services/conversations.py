@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from backend.core.errors import NotFoundError
+from beanie import PydanticObjectId
+
+from backend.core.errors import NotFoundError, ValidationError
 from backend.models import Conversation, Message, User
 from backend.models.common import oid, utcnow
 from backend.services.pagination import after_filter, encode_cursor
+from backend.services.tree import MessageTree
 from backend.services.validation import MAX_TITLE_CHARS, clean_text, object_id, page_size, search_regex
 
 DEFAULT_TITLE = "New conversation"
 TITLE_FROM_MESSAGE_CHARS = 60
 MAX_MESSAGES = 1000
+MAX_NODES = 5000  # every version of every message of one conversation (branches included)
+MAX_SYSTEM_PROMPT_CHARS = 8000
+MAX_TEMPERATURE = 2.0
+MAX_ANSWER_TOKENS = 32768  # an upper bound; the chat also caps it at half the model's context
+
+
+@dataclass
+class ConversationChanges:
+    """Fields to change; `None` in a settings field means "use the server's default" (UNSET = keep)."""
+
+    title: str | None = None
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    set_system_prompt: bool = False
+    set_temperature: bool = False
+    set_max_tokens: bool = False
 
 
 async def find_conversation(user: User, conversation_id: str) -> Conversation | None:
@@ -39,11 +60,42 @@ def title_from_message(content: str) -> str:
     return words[: TITLE_FROM_MESSAGE_CHARS - 1].rstrip() + "…"
 
 
-async def create_conversation(user: User, title: str | None) -> Conversation:
-    """A new empty conversation."""
+def _apply(conversation: Conversation, changes: ConversationChanges) -> None:
+    """Validate `changes` and set them on `conversation` (nothing is set when one is bad)."""
+    title = None if changes.title is None else clean_text(changes.title, "title", MAX_TITLE_CHARS)
+    prompt = changes.system_prompt
+    if prompt is not None:
+        prompt = clean_text(prompt, "systemPrompt", MAX_SYSTEM_PROMPT_CHARS, allow_empty=True)
+    if changes.temperature is not None and not 0 <= changes.temperature <= MAX_TEMPERATURE:
+        raise ValidationError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
+    if changes.max_tokens is not None and not 1 <= changes.max_tokens <= MAX_ANSWER_TOKENS:
+        raise ValidationError(f"maxTokens must be between 1 and {MAX_ANSWER_TOKENS}")
+    if title is not None:
+        conversation.title, conversation.title_generated = title, False
+    if changes.set_system_prompt:
+        conversation.system_prompt = prompt
+    if changes.set_temperature:
+        conversation.temperature = changes.temperature
+    if changes.set_max_tokens:
+        conversation.max_tokens = changes.max_tokens
+
+
+async def create_conversation(
+    user: User, title: str | None, changes: ConversationChanges | None = None
+) -> Conversation:
+    """A new empty conversation with optional settings."""
     clean = clean_text(title, "title", MAX_TITLE_CHARS, allow_empty=True) if title is not None else ""
-    conversation = Conversation(user_id=user.id, title=clean or DEFAULT_TITLE)
+    conversation = Conversation(user_id=oid(user), title=clean or DEFAULT_TITLE)
+    _apply(conversation, changes or ConversationChanges())
     await conversation.insert()
+    return conversation
+
+
+async def update_conversation(user: User, conversation_id: str, changes: ConversationChanges) -> Conversation:
+    """Change a conversation's title and settings."""
+    conversation = await get_conversation(user, conversation_id)
+    _apply(conversation, changes)
+    await conversation.save()
     return conversation
 
 
@@ -51,7 +103,7 @@ async def rename_conversation(user: User, conversation_id: str, title: str) -> C
     """Set a conversation's title."""
     clean = clean_text(title, "title", MAX_TITLE_CHARS)
     conversation = await get_conversation(user, conversation_id)
-    conversation.title = clean
+    conversation.title, conversation.title_generated = clean, False
     await conversation.save()
     return conversation
 
@@ -64,12 +116,13 @@ async def delete_conversation(user: User, conversation_id: str) -> bool:
     return True
 
 
-async def touch(conversation: Conversation) -> None:
-    """Move a conversation to the top of its owner's list."""
+async def touch(conversation: Conversation, leaf_id: PydanticObjectId | None = None) -> None:
+    """Move a conversation to the top of its owner's list (and make `leaf_id` its active leaf)."""
     conversation.updated_at = utcnow()
-    await Conversation.get_pymongo_collection().update_one(
-        {"_id": conversation.id}, {"$set": {"updated_at": conversation.updated_at}}
-    )
+    changes: dict[str, Any] = {"updated_at": conversation.updated_at}
+    if leaf_id is not None:
+        conversation.active_leaf_id = changes["active_leaf_id"] = leaf_id
+    await Conversation.get_pymongo_collection().update_one({"_id": conversation.id}, {"$set": changes})
 
 
 async def list_conversations(
@@ -94,12 +147,58 @@ async def list_conversations(
     return found, has_next, cursor
 
 
-async def messages(conversation: Conversation, last: int = MAX_MESSAGES) -> list[Message]:
-    """The newest `last` messages of a conversation, oldest first."""
+async def tree(conversation: Conversation) -> MessageTree:
+    """Every message of a conversation (up to MAX_NODES, the newest) as a tree."""
     newest = (
         await Message.find(Message.conversation_id == conversation.id)
         .sort("-created_at", "-_id")
-        .limit(last)
+        .limit(MAX_NODES)
         .to_list()
     )
-    return newest[::-1]
+    return MessageTree(newest)
+
+
+async def active_branch(conversation: Conversation) -> list[Message]:
+    """The messages of the active branch, root first."""
+    return (await tree(conversation)).branch(conversation.active_leaf_id)
+
+
+async def set_active_leaf(conversation: Conversation, leaf_id: PydanticObjectId) -> None:
+    """Make the branch ending at `leaf_id` the active one."""
+    conversation.active_leaf_id = leaf_id
+    await Conversation.get_pymongo_collection().update_one(
+        {"_id": conversation.id}, {"$set": {"active_leaf_id": leaf_id}}
+    )
+
+
+async def select_branch(user: User, message_id: str) -> Conversation:
+    """Activate the branch through one of the user's messages (down to its newest leaf)."""
+    target = object_id(message_id)
+    message = await Message.find_one({"_id": target, "user_id": user.id}) if target else None
+    if message is None:
+        raise NotFoundError("message not found")
+    conversation = await get_conversation(user, str(message.conversation_id))
+    found = await tree(conversation)
+    await set_active_leaf(conversation, found.leaf_under(oid(message)))
+    return conversation
+
+
+async def link_legacy_conversations() -> int:
+    """Migration: give messages stored before branches existed a parent (the previous message).
+
+    Conversations without the `tree` field are linked in creation order and their newest message
+    becomes the active leaf; returns how many were migrated. Runs at start-up; a second run finds none.
+    """
+    collection = Conversation.get_pymongo_collection()
+    messages = Message.get_pymongo_collection()
+    migrated = 0
+    async for doc in collection.find({"tree": {"$exists": False}}, {"_id": 1}):
+        previous = None
+        async for message in messages.find({"conversation_id": doc["_id"]}, {"_id": 1}).sort(
+            [("created_at", 1), ("_id", 1)]
+        ):
+            await messages.update_one({"_id": message["_id"]}, {"$set": {"parent_id": previous}})
+            previous = message["_id"]
+        await collection.update_one({"_id": doc["_id"]}, {"$set": {"tree": True, "active_leaf_id": previous}})
+        migrated += 1
+    return migrated

@@ -37,5 +37,18 @@ async def test_messages_are_not_embedded_in_conversations(api: Api, db: AsyncDat
     events = await api.chat(user, content="where do you live?", maxTokens=2)
     conversation = await db.conversations.find_one({"_id": ObjectId(events[0]["conversationId"])})
     assert conversation["title"] == "where do you live?"
-    assert set(conversation) == {"_id", "user_id", "title", "created_at", "updated_at"}
+    assert set(conversation) == {
+        "_id",
+        "user_id",
+        "title",
+        "created_at",
+        "updated_at",
+        "active_leaf_id",
+        "tree",
+        "title_generated",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+    }
     assert await db.messages.count_documents({"conversation_id": conversation["_id"]}) == 2
+    assert conversation["active_leaf_id"] == ObjectId(events[0]["assistantMessageId"])

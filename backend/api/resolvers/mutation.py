@@ -7,7 +7,7 @@ from strawberry.permission import BasePermission
 
 from backend.api.context import Info
 from backend.api.permissions import IsAdmin, IsAuthenticated
-from backend.api.types import AuthPayload, Conversation, RegisterPayload, Role, User
+from backend.api.types import AuthPayload, Conversation, ConversationInput, RegisterPayload, Role, User
 from backend.models.common import oid
 from backend.services import auth, conversations, users
 from backend.services.validation import object_id
@@ -64,9 +64,12 @@ class Mutation:
         return True
 
     @strawberry.mutation(description="Start an empty conversation.", permission_classes=SIGNED_IN)
-    async def create_conversation(self, info: Info, title: str | None = None) -> Conversation:
+    async def create_conversation(
+        self, info: Info, title: str | None = None, input: ConversationInput | None = None
+    ) -> Conversation:
         user = await info.context.user()
-        return Conversation.from_model(await conversations.create_conversation(user, title))
+        changes = input.changes() if input else None
+        return Conversation.from_model(await conversations.create_conversation(user, title, changes))
 
     @strawberry.mutation(description="Rename one of your conversations.", permission_classes=SIGNED_IN)
     async def rename_conversation(self, info: Info, id: strawberry.ID, title: str) -> Conversation:

@@ -1,0 +1,128 @@
+"""Queries and mutations for branches, conversation settings, export/import, API keys and usage.
+
+Merged into the root types by `backend.api.schema`; every id a caller sends is checked against
+their own documents (another user's id reads as not found).
+"""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.permission import BasePermission
+
+from backend.api.context import Info
+from backend.api.permissions import IsAdmin, IsAuthenticated
+from backend.api.types import (
+    ApiKey,
+    ApiKeyCreated,
+    Conversation,
+    ConversationInput,
+    ExportFormat,
+    UsageDay,
+    UserUsageDay,
+)
+from backend.models import User
+from backend.services import api_keys, conversations, titles, transfer, usage
+
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+ADMINS: list[type[BasePermission]] = [IsAdmin]
+
+
+@strawberry.type
+class ChatFeaturesQuery:
+    @strawberry.field(
+        description="One of your conversations as JSON (the whole tree) or Markdown (the active branch).",
+        permission_classes=SIGNED_IN,
+    )
+    async def export_conversation(self, info: Info, id: strawberry.ID, format: ExportFormat) -> str:
+        conversation = await conversations.get_conversation(await info.context.user(), id)
+        if format == ExportFormat.MARKDOWN:
+            return await transfer.export_markdown(conversation)
+        return await transfer.export_json(conversation)
+
+    @strawberry.field(
+        description="Your API keys, oldest first (secrets are never shown again).",
+        permission_classes=SIGNED_IN,
+    )
+    async def api_keys(self, info: Info) -> list[ApiKey]:
+        return [ApiKey.from_model(k) for k in await api_keys.list_keys(await info.context.user())]
+
+    @strawberry.field(
+        description="Your tokens and answers per UTC day over the last `days` days (days without use left out).",
+        permission_classes=SIGNED_IN,
+    )
+    async def usage(self, info: Info, days: int = 30) -> list[UsageDay]:
+        user = await info.context.user()
+        return [UsageDay.from_model(row) for row in await usage.user_days(user.id, days)]  # type: ignore[arg-type]
+
+    @strawberry.field(description="Every user's usage per UTC day (admins only).", permission_classes=ADMINS)
+    async def usage_by_user(self, info: Info, days: int = 30) -> list[UserUsageDay]:
+        rows = await usage.all_days(days)
+        owners = await User.find({"_id": {"$in": list({row.user_id for row in rows})}}).to_list()
+        emails = {u.id: u.email for u in owners}
+        return [
+            UserUsageDay(
+                user_id=strawberry.ID(str(row.user_id)),
+                email=emails.get(row.user_id),
+                day=row.day,
+                tokens_in=row.tokens_in,
+                tokens_out=row.tokens_out,
+                answers=row.answers,
+            )
+            for row in rows
+        ]
+
+
+@strawberry.type
+class ChatFeaturesMutation:
+    @strawberry.mutation(
+        description="Change a conversation's title or settings (systemPrompt, temperature, maxTokens).",
+        permission_classes=SIGNED_IN,
+    )
+    async def update_conversation(
+        self, info: Info, id: strawberry.ID, input: ConversationInput
+    ) -> Conversation:
+        user = await info.context.user()
+        return Conversation.from_model(await conversations.update_conversation(user, id, input.changes()))
+
+    @strawberry.mutation(
+        description="Make the branch through one of your messages active (down to its newest answer).",
+        permission_classes=SIGNED_IN,
+    )
+    async def select_branch(self, info: Info, message_id: strawberry.ID) -> Conversation:
+        return Conversation.from_model(
+            await conversations.select_branch(await info.context.user(), message_id)
+        )
+
+    @strawberry.mutation(
+        description="Title a conversation from its first question and answer (the model's words when "
+        "they make a clean title, else the question's first words); a title set by hand is kept.",
+        permission_classes=SIGNED_IN,
+    )
+    async def generate_title(self, info: Info, id: strawberry.ID) -> Conversation:
+        services = info.context.services
+        found = await titles.generate_title(await info.context.user(), id, services.settings, services.pool)
+        return Conversation.from_model(found)
+
+    @strawberry.mutation(
+        description="A new conversation from a JSON export (validated; ids in the file are replaced).",
+        permission_classes=SIGNED_IN,
+    )
+    async def import_conversation(self, info: Info, data: str) -> Conversation:
+        return Conversation.from_model(await transfer.import_json(await info.context.user(), data))
+
+    @strawberry.mutation(
+        description="A new API key (`Authorization: Bearer chk_...`, your rights, never an admin's); "
+        "the secret is returned only now. Not with an API key.",
+        permission_classes=SIGNED_IN,
+    )
+    async def create_api_key(self, info: Info, name: str) -> ApiKeyCreated:
+        user = await info.context.user()
+        api_keys.refuse_api_key(info.context.authorization)
+        key, secret = await api_keys.create(user, name)
+        return ApiKeyCreated(key=ApiKey.from_model(key), secret=secret)
+
+    @strawberry.mutation(description="Revoke one of your API keys at once.", permission_classes=SIGNED_IN)
+    async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
+        user = await info.context.user()
+        api_keys.refuse_api_key(info.context.authorization)
+        return await api_keys.revoke(user, id)

@@ -1,0 +1,23 @@
+"""Tokens and answers per user per UTC day."""
+
+from __future__ import annotations
+
+import pymongo
+from beanie import Document, PydanticObjectId
+
+
+class UsageDay(Document):
+    """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end."""
+
+    user_id: PydanticObjectId
+    day: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    answers: int = 0
+
+    class Settings:
+        name = "usage_days"
+        indexes = [
+            pymongo.IndexModel([("user_id", pymongo.ASCENDING), ("day", pymongo.ASCENDING)], unique=True),
+            pymongo.IndexModel([("day", pymongo.ASCENDING)]),
+        ]
