@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Annotated
 
 import strawberry
@@ -14,7 +13,7 @@ from backend.api.context import Info
 from backend.api.evaluation import ModelEvaluation
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
-from backend.services.tree import MessageTree
+from chakor.documents.render import SearchMode
 
 # The documents' enums, registered with Strawberry under their GraphQL names.
 strawberry.enum(models.Role, name="Role", description="What a user may do.")
@@ -25,6 +24,11 @@ strawberry.enum(
 Role = models.Role
 MessageRole = models.MessageRole
 MessageStatus = models.MessageStatus
+strawberry.enum(
+    SearchMode,
+    name="SearchMode",
+    description="Where a chat turn looks for sources: nowhere, the web (Tavily), or your documents (`chakor docs add`).",
+)
 
 
 @strawberry.type(description="An account.")
@@ -66,7 +70,9 @@ class RegisterPayload:
     user: User
 
 
-@strawberry.type(description="One web search result.")
+@strawberry.type(
+    description="One search result: a web page, or a document passage (`url` is its path or URL, `content` the snippet)."
+)
 class SearchResult:
     title: str
     url: str
@@ -82,12 +88,6 @@ class SearchResult:
 class Message:
     id: strawberry.ID
     conversation_id: strawberry.ID
-    parent_id: strawberry.ID | None = strawberry.field(
-        description="The message answered or followed; null for a first turn."
-    )
-    sibling_ids: list[strawberry.ID] = strawberry.field(
-        description="Versions of this message (edits, regenerated answers), itself included, oldest first."
-    )
     role: MessageRole
     content: str
     status: MessageStatus
@@ -100,13 +100,10 @@ class Message:
     error: str | None
 
     @classmethod
-    def from_model(cls, message: models.Message, tree: MessageTree) -> Message:
-        parent = message.parent_id if message.parent_id in tree.by_id else None
+    def from_model(cls, message: models.Message) -> Message:
         return cls(
             id=strawberry.ID(str(message.id)),
             conversation_id=strawberry.ID(str(message.conversation_id)),
-            parent_id=None if parent is None else strawberry.ID(str(parent)),
-            sibling_ids=[strawberry.ID(str(i)) for i in tree.sibling_ids(message)],
             role=message.role,
             content=message.content,
             status=message.status,
@@ -122,7 +119,7 @@ class Message:
         )
 
 
-@strawberry.type(description="A conversation: a tree of messages, one branch of it active.")
+@strawberry.type(description="A conversation; its messages are stored in their own collection.")
 class Conversation:
     id: strawberry.ID
     title: str
@@ -130,38 +127,10 @@ class Conversation:
     updated_at: datetime
     model: strawberry.Private[models.Conversation]
 
-    @strawberry.field(
-        description="The active branch (first turn to current leaf), its newest `last` messages."
-    )
+    @strawberry.field(description="The newest `last` messages, oldest first.")
     async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
         count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
-        tree = await conversation_service.tree(self.model)
-        return [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
-
-    @strawberry.field(description="Every message of every branch, oldest first.")
-    async def all_messages(self, info: Info) -> list[Message]:
-        tree = await conversation_service.tree(self.model)
-        return [Message.from_model(m, tree) for m in tree.nodes]
-
-    @strawberry.field(description="The system prompt answers are made with (the server's unless set).")
-    def system_prompt(self, info: Info) -> str:
-        own = self.model.system_prompt
-        return info.context.services.settings.chat_system_prompt if own is None else own
-
-    @strawberry.field(description="Sampling temperature; null: the model server's default.")
-    def temperature(self) -> float | None:
-        return self.model.temperature
-
-    @strawberry.field(
-        description="Longest answer in tokens (the server's CHAKOR_CHAT_MAX_TOKENS unless set)."
-    )
-    def max_tokens(self, info: Info) -> int:
-        return self.model.max_tokens or info.context.services.settings.chat_max_tokens
-
-    @strawberry.field(description="Whether the system prompt, temperature or maxTokens are the server's.")
-    def uses_defaults(self) -> bool:
-        m = self.model
-        return m.system_prompt is None and m.temperature is None and m.max_tokens is None
+        return [Message.from_model(m) for m in await conversation_service.messages(self.model, count)]
 
     @classmethod
     def from_model(cls, conversation: models.Conversation) -> Conversation:
@@ -172,83 +141,6 @@ class Conversation:
             updated_at=conversation.updated_at,
             model=conversation,
         )
-
-
-@strawberry.input(
-    description="Conversation changes; an omitted field stays, null restores the server default."
-)
-class ConversationInput:
-    title: str | None = strawberry.UNSET
-    system_prompt: str | None = strawberry.UNSET
-    temperature: float | None = strawberry.UNSET
-    max_tokens: int | None = strawberry.UNSET
-
-    def changes(self) -> conversation_service.ConversationChanges:
-        def given(value: object) -> bool:
-            return value is not strawberry.UNSET
-
-        return conversation_service.ConversationChanges(
-            title=self.title if given(self.title) else None,
-            system_prompt=self.system_prompt if given(self.system_prompt) else None,
-            temperature=self.temperature if given(self.temperature) else None,
-            max_tokens=self.max_tokens if given(self.max_tokens) else None,
-            set_system_prompt=given(self.system_prompt),
-            set_temperature=given(self.temperature),
-            set_max_tokens=given(self.max_tokens),
-        )
-
-
-@strawberry.enum(description="What exportConversation writes.")
-class ExportFormat(Enum):
-    JSON = "json"
-    MARKDOWN = "markdown"
-
-
-@strawberry.type(description="An API key (its secret is shown only once, when created).")
-class ApiKey:
-    id: strawberry.ID
-    name: str
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
-
-    @classmethod
-    def from_model(cls, key: models.ApiKey) -> ApiKey:
-        return cls(
-            id=strawberry.ID(str(key.id)),
-            name=key.name,
-            prefix=key.prefix,
-            created_at=key.created_at,
-            last_used_at=key.last_used_at,
-        )
-
-
-@strawberry.type(description="A new API key and its secret: store it now, it is not shown again.")
-class ApiKeyCreated:
-    key: ApiKey
-    secret: str
-
-
-@strawberry.type(description="Tokens and answers on one UTC day.")
-class UsageDay:
-    day: str = strawberry.field(description="YYYY-MM-DD (UTC).")
-    tokens_in: int
-    tokens_out: int
-    answers: int
-
-    @classmethod
-    def from_model(cls, row: models.UsageDay) -> UsageDay:
-        return cls(day=row.day, tokens_in=row.tokens_in, tokens_out=row.tokens_out, answers=row.answers)
-
-
-@strawberry.type(description="One user's usage on one UTC day (admin view).")
-class UserUsageDay:
-    user_id: strawberry.ID
-    email: str | None
-    day: str
-    tokens_in: int
-    tokens_out: int
-    answers: int
 
 
 @strawberry.type(description="Where a page ends.")
@@ -376,16 +268,13 @@ class ServerStatus:
 class ChatInput:
     content: str
     conversation_id: strawberry.ID | None = None
-    web_search: bool | None = False
-    regenerate: bool | None = strawberry.field(
-        default=False, description="Answer the active branch's last user message again, as a new version."
+    search: SearchMode | None = strawberry.field(
+        default=None, description="Search before answering: OFF (the default), WEB or DOCUMENTS."
     )
+    web_search: bool | None = strawberry.field(default=False, deprecation_reason="Use `search: WEB`.")
+    regenerate: bool | None = False
     temperature: float | None = None
     max_tokens: int | None = None
-    edit_of: strawberry.ID | None = strawberry.field(
-        default=None,
-        description="A user message to edit: `content` becomes a new version of it and is answered.",
-    )
 
 
 @strawberry.type(description="The turn is stored; the answer starts streaming.")
@@ -395,11 +284,20 @@ class ChatStarted:
     assistant_message_id: strawberry.ID
 
 
-@strawberry.type(description="Web results the answer cites as [1], [2], ... (sent before the first token).")
+@strawberry.type(
+    description="Web or document results the answer cites as [1], [2], ... (sent before the first token)."
+)
 class ChatSources:
     results: list[SearchResult]
     available: bool
     error: str | None
+
+
+@strawberry.type(description="A search mode and whether this server can search that way now.")
+class SearchModeStatus:
+    mode: SearchMode
+    available: bool
+    reason: str | None = strawberry.field(description="Why not, when unavailable.")
 
 
 @strawberry.type(description="A piece of the answer.")

@@ -11,7 +11,7 @@ from backend.core.config import Settings
 from backend.core.proxies import Network, trusted_networks
 from backend.services.auth import LoginLimits, ensure_admin
 from backend.services.chat import ChatDeps
-from backend.services.conversations import link_legacy_conversations
+from backend.services.document_search import DocumentSearch
 from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
 from backend.services.status import StatusReporter
@@ -26,6 +26,7 @@ class AppServices:
     client: AsyncMongoClient
     pool: LlamaPool
     search: WebSearch
+    documents: DocumentSearch
     streams: StreamRegistry
     login_limits: LoginLimits
     status: StatusReporter
@@ -34,13 +35,12 @@ class AppServices:
     @property
     def chat_deps(self) -> ChatDeps:
         """What the chat service needs."""
-        return ChatDeps(self.settings, self.pool, self.search, self.streams)
+        return ChatDeps(self.settings, self.pool, self.search, self.streams, self.documents)
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
         """Connect to the database and build the services."""
         client = await db.connect(settings)
-        await link_legacy_conversations()
         await ensure_admin(settings)
         pool = LlamaPool(settings.llama_urls)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user)
@@ -49,6 +49,7 @@ class AppServices:
             client=client,
             pool=pool,
             search=WebSearch(settings),
+            documents=DocumentSearch(settings),
             streams=streams,
             login_limits=LoginLimits.from_settings(settings),
             status=StatusReporter(pool, client, streams),

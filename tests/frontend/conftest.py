@@ -101,6 +101,7 @@ def stack(
         slow_llama.url,
         tiny_model,
         db_name="chakor_frontend_test",
+        var_dir=tmp_path_factory.mktemp("var"),  # its own (empty) document index
         tavily_api_key=TAVILY_KEY,
         tavily_base_url=fake_tavily,
     )

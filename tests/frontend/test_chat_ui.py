@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -148,7 +152,7 @@ def test_web_search_shows_source_cards(page: Page, stack: Stack, admin: str) -> 
     email = unique_email("erin")
     stack.register(email)
     log_in(page, email)
-    page.get_by_role("switch", name="Search the web").click()
+    page.get_by_role("radio", name="Web", exact=True).click()
     send(page, "otter habitats")
     sources = page.get_by_label("Sources")
     expect(sources.get_by_role("link")).to_have_count(5)
@@ -160,6 +164,40 @@ def test_web_search_shows_source_cards(page: Page, stack: Stack, admin: str) -> 
         1
     ]
     assert len(stored["sources"]) == 5
+
+
+def test_document_search_shows_document_cards(page: Page, stack: Stack, admin: str, tmp_path: Path) -> None:
+    email = unique_email("dora")
+    stack.register(email)
+    log_in(page, email)
+    expect(page.get_by_role("radio", name="Documents (none indexed)")).to_be_visible()
+    expect(page.get_by_role("radio", name="Web", exact=True)).to_be_visible()  # Tavily is configured here
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "engine.md").write_text("# Zorblax engine\n\nThe Zorblax engine runs on quark fuel.\n")
+    env = {**os.environ, "CHAKOR_VAR_DIR": str(stack.backend.var_dir)}
+    added = subprocess.run(
+        [sys.executable, "-m", "chakor", "docs", "add", str(notes)], env=env, capture_output=True, text=True
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    page.reload()
+    page.get_by_role("radio", name="Documents", exact=True).click()
+    send(page, "What does the Zorblax engine run on?")
+    sources = page.get_by_label("Sources")
+    expect(sources.locator(".source-card")).to_have_count(1)
+    expect(sources.first).to_contain_text("Zorblax engine")
+    expect(sources.first).to_contain_text(str(notes / "engine.md"))
+    expect(sources.get_by_role("link")).to_have_count(0)  # a local path is not a web link
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    query = "query($id: ID!) { conversation(id: $id) { messages { sources { title url content } } } }"
+    stored = stack.gql(query, {"id": conversation_id(page)}, stack.token(email))["conversation"]["messages"]
+    assert stored[1]["sources"] == [
+        {
+            "title": "Zorblax engine",
+            "url": str(notes / "engine.md"),
+            "content": "The Zorblax engine runs on quark fuel.",
+        }
+    ]
 
 
 def test_model_server_down_shows_error_then_retry_answers(
@@ -231,7 +269,7 @@ def test_markdown_answer_with_highlighted_code_and_copy(
     log_in(page, email)
     code = "def greet(name):\n    return f'hello {name}'"
     slow_llama.reply = f"Here is **bold** advice from the web [1].\n\n```python\n{code}\n```\n"
-    page.get_by_role("switch", name="Search the web").click()
+    page.get_by_role("radio", name="Web", exact=True).click()
     try:
         send(page, "Show me a Python greeting")
         answer = page.locator('.bubble.assistant[data-status="complete"]')
@@ -245,7 +283,7 @@ def test_markdown_answer_with_highlighted_code_and_copy(
     answer.get_by_role("button", name="Copy code").click()
     assert page.evaluate("navigator.clipboard.readText()") == code
     expect(page.get_by_label("Sources").get_by_role("link")).to_have_count(5)
-    expect(page.get_by_role("switch", name="Search the web")).to_be_checked()  # stays on for the next turn
+    expect(page.get_by_role("radio", name="Web", exact=True)).to_be_checked()  # stays on for the next turn
     screenshot(page, "chat")
 
 

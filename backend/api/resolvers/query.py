@@ -15,6 +15,7 @@ from backend.api.types import (
     ConversationEdge,
     ModelInfo,
     PageInfo,
+    SearchModeStatus,
     SearchResult,
     ServerStatus,
     User,
@@ -23,7 +24,9 @@ from backend.api.types import (
 )
 from backend.models.common import oid
 from backend.services import conversations, model_info, users
+from backend.services.document_search import search_availability
 from backend.services.pagination import encode_cursor
+from chakor.documents.render import DOCUMENT_RESULTS
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
 ADMINS: list[type[BasePermission]] = [IsAdmin]
@@ -64,6 +67,25 @@ class Query:
         count = 5 if max_results is None else max_results
         results = await info.context.services.search.search(query, count)
         return [SearchResult.from_model(r) for r in results]
+
+    @strawberry.field(
+        description="Search your documents (the offline index of `chakor docs add`).",
+        permission_classes=SIGNED_IN,
+    )
+    async def document_search(
+        self, info: Info, query: str, max_results: int | None = DOCUMENT_RESULTS
+    ) -> list[SearchResult]:
+        count = DOCUMENT_RESULTS if max_results is None else max_results
+        results = await info.context.services.documents.search(query, count)
+        return [SearchResult.from_model(r) for r in results]
+
+    @strawberry.field(description="Which search modes a chat turn can use now.", permission_classes=SIGNED_IN)
+    def search_modes(self, info: Info) -> list[SearchModeStatus]:
+        services = info.context.services
+        return [
+            SearchModeStatus(mode=mode, available=reason is None, reason=reason)
+            for mode, reason in search_availability(services.search, services.documents).items()
+        ]
 
     @strawberry.field(
         description="The served model: GGUF metadata, quantization, context, lineage, verify report.",

@@ -23,6 +23,7 @@ from backend.api.types import (
 )
 from backend.core.errors import ValidationError
 from backend.services import chat as chat_service
+from backend.services.document_search import chat_search_mode
 
 MIN_INTERVAL_MS, MAX_INTERVAL_MS = 250, 60_000
 
@@ -58,14 +59,18 @@ class Subscription:
     )
     async def chat(self, info: Info, input: ChatInput) -> AsyncGenerator[ChatEvent, None]:
         user = await info.context.user()
+        try:
+            mode = chat_search_mode(input.search, input.web_search)
+        except ValidationError as exc:
+            yield ChatError(code=exc.code, message=exc.message)
+            return
         request = chat_service.ChatRequest(
             content=input.content,
             conversation_id=input.conversation_id,
-            web_search=bool(input.web_search),
+            search=mode,
             regenerate=bool(input.regenerate),
             temperature=input.temperature,
             max_tokens=input.max_tokens,
-            edit_of=input.edit_of,
         )
         async for event in chat_service.chat(user, request, info.context.services.chat_deps):
             yield _event(event)

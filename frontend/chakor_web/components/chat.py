@@ -155,16 +155,15 @@ def sidebar() -> rx.Component:
 
 
 def _source_card(source: Source) -> rx.Component:
-    return rx.link(
-        rx.card(
-            rx.text(source.title, weight="medium", size="2", truncate=True),
-            rx.text(source.domain, size="1", color_scheme="gray"),
-            width="14em",
-        ),
-        href=source.url,
-        is_external=True,
-        underline="none",
-        class_name="source-card",
+    card = rx.card(
+        rx.text(source.title, weight="medium", size="2", truncate=True),
+        rx.text(source.domain, size="1", color_scheme="gray", truncate=True),
+        width="14em",
+    )
+    return rx.cond(
+        source.link,
+        rx.link(card, href=source.url, is_external=True, underline="none", class_name="source-card"),
+        rx.box(card, class_name="source-card", title=source.url),
     )
 
 
@@ -308,12 +307,17 @@ def _composer() -> rx.Component:
             width="100%",
         ),
         rx.hstack(
-            rx.el.label(
-                rx.hstack(
-                    rx.switch(checked=ChatState.web_search, on_change=ChatState.set_web_search),
-                    rx.text("Search the web", size="2"),
-                    align="center",
+            rx.hstack(
+                rx.text("Search", size="2", id="search-mode-label"),
+                rx.radio(
+                    ChatState.search_labels,
+                    value=ChatState.search_label,
+                    on_change=ChatState.set_search_label,
+                    direction="row",
+                    size="1",
+                    aria_labelledby="search-mode-label",
                 ),
+                align="center",
             ),
             rx.spacer(),
             send_or_stop,

@@ -30,6 +30,10 @@ OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSA
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
+SEARCH_MODES = "{ searchModes { mode available } }"
+# The composer's search choice: label -> the ChatInput.search value, and what an unavailable mode adds.
+SEARCH_LABELS = {"Off": "OFF", "Web": "WEB", "Documents": "DOCUMENTS"}
+UNAVAILABLE_NOTES = {"WEB": "not configured", "DOCUMENTS": "none indexed"}
 CHAT = """subscription($input: ChatInput!) {
   chat(input: $input) {
     __typename
@@ -50,11 +54,12 @@ ERROR_HINTS = {
 
 @dataclass
 class Source:
-    """A web search result cited by an answer."""
+    """A search result cited by an answer: a web page (`link`: opens it) or a document passage."""
 
     title: str = ""
     url: str = ""
     domain: str = ""
+    link: bool = False
 
 
 @dataclass
@@ -78,8 +83,16 @@ class ConversationItem:
     title: str = ""
 
 
+def _source(result: dict[str, Any]) -> Source:
+    """Web pages show their domain and link to it; documents show their path (the browser cannot open it)."""
+    url = result["url"]
+    parts = urlsplit(url)
+    web = parts.scheme in ("http", "https")
+    return Source(result["title"] or url, url, parts.netloc if web else url, web)
+
+
 def _sources(results: list[dict[str, Any]] | None) -> list[Source]:
-    return [Source(r["title"] or r["url"], r["url"], urlsplit(r["url"]).netloc) for r in results or []]
+    return [_source(r) for r in results or []]
 
 
 def _speed(tokens_per_second: float | None) -> str:
@@ -113,7 +126,8 @@ class ChatState(AuthState):
     conversation_id: str = ""
     title: str = ""
     messages: rx.Field[list[ChatMessage]] = rx.field([])
-    web_search: bool = False
+    search_mode: str = "OFF"
+    unavailable_modes: list[str] = []
     streaming: bool = False
     live_id: str = ""
     live_text: str = ""
@@ -179,6 +193,7 @@ class ChatState(AuthState):
         self.failed_turn = False
         try:
             await self._load_list()
+            await self._load_search_modes()
             if wanted:
                 data = await self._gql(OPEN, {"id": wanted})
                 if data["conversation"] is None:
@@ -251,9 +266,25 @@ class ChatState(AuthState):
 
     # Composer
 
+    @rx.var
+    def search_labels(self) -> list[str]:
+        """Off / Web / Documents, each saying so when this server cannot search that way."""
+        return [
+            f"{label} ({UNAVAILABLE_NOTES[mode]})" if mode in self.unavailable_modes else label
+            for label, mode in SEARCH_LABELS.items()
+        ]
+
+    @rx.var
+    def search_label(self) -> str:
+        return self.search_labels[list(SEARCH_LABELS.values()).index(self.search_mode)]
+
     @rx.event
-    def set_web_search(self, value: bool) -> None:
-        self.web_search = value
+    def set_search_label(self, label: str) -> None:
+        self.search_mode = SEARCH_LABELS.get(label.split(" (")[0], "OFF")
+
+    async def _load_search_modes(self) -> None:
+        modes = (await self._gql(SEARCH_MODES))["searchModes"]
+        self.unavailable_modes = [m["mode"] for m in modes if not m["available"]]
 
     @rx.event
     def start_edit(self, message_id: str, text: str) -> None:
@@ -325,7 +356,7 @@ class ChatState(AuthState):
         chat_input: dict[str, Any] = {
             "content": content,
             "regenerate": regenerate,
-            "webSearch": self.web_search,
+            "search": self.search_mode,
         }
         if self.conversation_id:
             chat_input["conversationId"] = self.conversation_id
@@ -344,7 +375,7 @@ class ChatState(AuthState):
         elif kind == "ChatSources":
             self.live_sources = _sources(event["results"])
             if not event["available"]:
-                self.live_note = event.get("error") or "Web search is unavailable."
+                self.live_note = event.get("error") or "Search is unavailable."
         elif kind == "ChatDone":
             if event["finishReason"] == "length":
                 self.live_note = LENGTH_NOTE

@@ -1,0 +1,65 @@
+"""DOCUMENTS search for the backend: the offline index (`chakor docs add`) as chat sources.
+
+The index is read in a worker thread (tantivy reads segment files); every search reloads it, so a
+collection added by `chakor docs add` while the backend runs is found by the next chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from backend.core.config import Settings
+from backend.core.errors import ValidationError
+from backend.models import Source
+from backend.services.search import MAX_QUERY_CHARS, MAX_RESULTS, SearchUnavailable, WebSearch
+from backend.services.validation import clean_text
+from chakor.documents.index import DocumentIndex, DocumentIndexError, Hit
+from chakor.documents.render import SearchMode
+
+
+def source_of(hit: Hit) -> Source:
+    """A stored chat source for an index hit: `url` is the document's path or URL, `content` the snippet."""
+    return Source(title=hit.title, url=hit.url, content=hit.snippet, score=hit.score)
+
+
+class DocumentSearch:
+    """Searches the document index at `settings.docs_index_dir`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.index = DocumentIndex(settings.docs_index_dir)
+
+    @property
+    def configured(self) -> bool:
+        """Whether `chakor docs add` has created the index."""
+        return self.index.exists
+
+    async def search(self, query: str, max_results: int = 3) -> list[Source]:
+        """The best passages for `query`; SearchUnavailable when there is no index or it cannot be read."""
+        query = clean_text(query, "query", MAX_QUERY_CHARS)
+        if not 1 <= max_results <= MAX_RESULTS:
+            raise ValidationError(f"maxResults must be between 1 and {MAX_RESULTS}")
+        try:
+            hits = await asyncio.to_thread(self.index.search, query, max_results)
+        except (DocumentIndexError, OSError, ValueError) as exc:
+            raise SearchUnavailable(f"document search unavailable: {exc}") from exc
+        return [source_of(hit) for hit in hits]
+
+
+def chat_search_mode(search: SearchMode | None, web_search: bool | None) -> SearchMode:
+    """The mode a chat turn asked for: `search`, else the deprecated `webSearch: true` as WEB."""
+    if search is None:
+        return SearchMode.WEB if web_search else SearchMode.OFF
+    if web_search and search is not SearchMode.WEB:
+        raise ValidationError(f"webSearch: true contradicts search: {search.value} (webSearch is deprecated)")
+    return search
+
+
+def search_availability(web: WebSearch, documents: DocumentSearch) -> dict[SearchMode, str | None]:
+    """Each search mode and why it cannot be used now (None: it can)."""
+    no_web = "web search is not configured (set CHAKOR_TAVILY_API_KEY)"
+    no_documents = "no documents are indexed (add them with `chakor docs add PATH`)"
+    return {
+        SearchMode.OFF: None,
+        SearchMode.WEB: None if web.configured else no_web,
+        SearchMode.DOCUMENTS: None if documents.configured else no_documents,
+    }
