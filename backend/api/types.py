@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Annotated
 
 import strawberry
@@ -13,6 +14,7 @@ from backend.api.context import Info
 from backend.api.evaluation import ModelEvaluation
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
+from backend.services.tree import MessageTree
 from chakor.documents.render import SearchMode
 
 # The documents' enums, registered with Strawberry under their GraphQL names.
@@ -88,6 +90,12 @@ class SearchResult:
 class Message:
     id: strawberry.ID
     conversation_id: strawberry.ID
+    parent_id: strawberry.ID | None = strawberry.field(
+        description="The message answered or followed; null for a first turn."
+    )
+    sibling_ids: list[strawberry.ID] = strawberry.field(
+        description="Versions of this message (edits, regenerated answers), itself included, oldest first."
+    )
     role: MessageRole
     content: str
     status: MessageStatus
@@ -100,10 +108,13 @@ class Message:
     error: str | None
 
     @classmethod
-    def from_model(cls, message: models.Message) -> Message:
+    def from_model(cls, message: models.Message, tree: MessageTree) -> Message:
+        parent = message.parent_id if message.parent_id in tree.by_id else None
         return cls(
             id=strawberry.ID(str(message.id)),
             conversation_id=strawberry.ID(str(message.conversation_id)),
+            parent_id=None if parent is None else strawberry.ID(str(parent)),
+            sibling_ids=[strawberry.ID(str(i)) for i in tree.sibling_ids(message)],
             role=message.role,
             content=message.content,
             status=message.status,
@@ -119,7 +130,7 @@ class Message:
         )
 
 
-@strawberry.type(description="A conversation; its messages are stored in their own collection.")
+@strawberry.type(description="A conversation: a tree of messages, one branch of it active.")
 class Conversation:
     id: strawberry.ID
     title: str
@@ -127,10 +138,38 @@ class Conversation:
     updated_at: datetime
     model: strawberry.Private[models.Conversation]
 
-    @strawberry.field(description="The newest `last` messages, oldest first.")
+    @strawberry.field(
+        description="The active branch (first turn to current leaf), its newest `last` messages."
+    )
     async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
         count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
-        return [Message.from_model(m) for m in await conversation_service.messages(self.model, count)]
+        tree = await conversation_service.tree(self.model)
+        return [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
+
+    @strawberry.field(description="Every message of every branch, oldest first.")
+    async def all_messages(self, info: Info) -> list[Message]:
+        tree = await conversation_service.tree(self.model)
+        return [Message.from_model(m, tree) for m in tree.nodes]
+
+    @strawberry.field(description="The system prompt answers are made with (the server's unless set).")
+    def system_prompt(self, info: Info) -> str:
+        own = self.model.system_prompt
+        return info.context.services.settings.chat_system_prompt if own is None else own
+
+    @strawberry.field(description="Sampling temperature; null: the model server's default.")
+    def temperature(self) -> float | None:
+        return self.model.temperature
+
+    @strawberry.field(
+        description="Longest answer in tokens (the server's CHAKOR_CHAT_MAX_TOKENS unless set)."
+    )
+    def max_tokens(self, info: Info) -> int:
+        return self.model.max_tokens or info.context.services.settings.chat_max_tokens
+
+    @strawberry.field(description="Whether the system prompt, temperature or maxTokens are the server's.")
+    def uses_defaults(self) -> bool:
+        m = self.model
+        return m.system_prompt is None and m.temperature is None and m.max_tokens is None
 
     @classmethod
     def from_model(cls, conversation: models.Conversation) -> Conversation:
@@ -141,6 +180,83 @@ class Conversation:
             updated_at=conversation.updated_at,
             model=conversation,
         )
+
+
+@strawberry.input(
+    description="Conversation changes; an omitted field stays, null restores the server default."
+)
+class ConversationInput:
+    title: str | None = strawberry.UNSET
+    system_prompt: str | None = strawberry.UNSET
+    temperature: float | None = strawberry.UNSET
+    max_tokens: int | None = strawberry.UNSET
+
+    def changes(self) -> conversation_service.ConversationChanges:
+        def given(value: object) -> bool:
+            return value is not strawberry.UNSET
+
+        return conversation_service.ConversationChanges(
+            title=self.title if given(self.title) else None,
+            system_prompt=self.system_prompt if given(self.system_prompt) else None,
+            temperature=self.temperature if given(self.temperature) else None,
+            max_tokens=self.max_tokens if given(self.max_tokens) else None,
+            set_system_prompt=given(self.system_prompt),
+            set_temperature=given(self.temperature),
+            set_max_tokens=given(self.max_tokens),
+        )
+
+
+@strawberry.enum(description="What exportConversation writes.")
+class ExportFormat(Enum):
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+@strawberry.type(description="An API key (its secret is shown only once, when created).")
+class ApiKey:
+    id: strawberry.ID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_model(cls, key: models.ApiKey) -> ApiKey:
+        return cls(
+            id=strawberry.ID(str(key.id)),
+            name=key.name,
+            prefix=key.prefix,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+        )
+
+
+@strawberry.type(description="A new API key and its secret: store it now, it is not shown again.")
+class ApiKeyCreated:
+    key: ApiKey
+    secret: str
+
+
+@strawberry.type(description="Tokens and answers on one UTC day.")
+class UsageDay:
+    day: str = strawberry.field(description="YYYY-MM-DD (UTC).")
+    tokens_in: int
+    tokens_out: int
+    answers: int
+
+    @classmethod
+    def from_model(cls, row: models.UsageDay) -> UsageDay:
+        return cls(day=row.day, tokens_in=row.tokens_in, tokens_out=row.tokens_out, answers=row.answers)
+
+
+@strawberry.type(description="One user's usage on one UTC day (admin view).")
+class UserUsageDay:
+    user_id: strawberry.ID
+    email: str | None
+    day: str
+    tokens_in: int
+    tokens_out: int
+    answers: int
 
 
 @strawberry.type(description="Where a page ends.")
@@ -272,9 +388,15 @@ class ChatInput:
         default=None, description="Search before answering: OFF (the default), WEB or DOCUMENTS."
     )
     web_search: bool | None = strawberry.field(default=False, deprecation_reason="Use `search: WEB`.")
-    regenerate: bool | None = False
+    regenerate: bool | None = strawberry.field(
+        default=False, description="Answer the active branch's last user message again, as a new version."
+    )
     temperature: float | None = None
     max_tokens: int | None = None
+    edit_of: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="A user message to edit: `content` becomes a new version of it and is answered.",
+    )
 
 
 @strawberry.type(description="The turn is stored; the answer starts streaming.")

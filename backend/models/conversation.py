@@ -13,12 +13,23 @@ from backend.models.common import utcnow
 
 
 class Conversation(Document):
-    """A user's conversation; `updated_at` moves with every new message."""
+    """A user's conversation; `updated_at` moves with every new message.
+
+    Its messages form a tree (`Message.parent_id`); `active_leaf_id` ends the branch shown and
+    prompted with. `tree` is False only for conversations stored before messages had parents,
+    until the start-up migration links them. Settings left None use the server's defaults.
+    """
 
     user_id: PydanticObjectId
     title: str
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    active_leaf_id: PydanticObjectId | None = None
+    tree: bool = True
+    title_generated: bool = False
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
 
     class Settings:
         name = "conversations"
@@ -54,10 +65,11 @@ class Source(BaseModel):
 
 
 class Message(Document):
-    """One message of a conversation."""
+    """One message of a conversation: a node of its tree (`parent_id` None for a first turn)."""
 
     conversation_id: PydanticObjectId
     user_id: PydanticObjectId
+    parent_id: PydanticObjectId | None = None
     role: MessageRole
     content: str
     status: MessageStatus = MessageStatus.COMPLETE

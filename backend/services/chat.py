@@ -16,12 +16,14 @@ from backend.core.config import Settings
 from backend.core.errors import NotFoundError, UserError, ValidationError
 from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
 from backend.models.common import oid
-from backend.services import conversations
+from backend.services import conversations, usage
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
 from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry
+from backend.services.tree import MessageTree
+from backend.services.validation import object_id
 from chakor.documents.render import DOCUMENT_RESULTS, SearchMode
 
 FLUSH_SECONDS = 1.0  # the partial answer is stored at most this often while it streams
@@ -39,6 +41,7 @@ class ChatRequest:
     regenerate: bool = False
     temperature: float | None = None
     max_tokens: int | None = None
+    edit_of: str | None = None
 
 
 @dataclass
@@ -90,16 +93,26 @@ class ChatDeps:
 
 @dataclass
 class _Plan:
+    """What to store and prompt with: the new user turn hangs under `parent_id` (regenerate reuses
+    `user_message`); `history` is the active branch above it."""
+
     conversation: Conversation | None
     history: list[dict[str, str]]
     user_text: str
     user_message: Message | None
-    stale: list[Message]
+    parent_id: PydanticObjectId | None
     max_tokens: int
     ctx_size: int
+    system_prompt: str
+    temperature: float | None
+    prompt_tokens: int = 0
 
 
-def _check_request(request: ChatRequest, settings: Settings, ctx_size: int) -> int:
+def _check_request(
+    request: ChatRequest, settings: Settings, ctx_size: int, conversation: Conversation | None
+) -> int:
+    if request.regenerate and request.edit_of is not None:
+        raise ValidationError("regenerate and editOf cannot be combined")
     if not request.regenerate:
         if len(request.content) > settings.max_message_chars:
             raise ValidationError(f"message is longer than {settings.max_message_chars} characters")
@@ -110,7 +123,10 @@ def _check_request(request: ChatRequest, settings: Settings, ctx_size: int) -> i
     if request.temperature is not None and not 0 <= request.temperature <= MAX_TEMPERATURE:
         raise ValidationError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
     ceiling = ctx_size // 2
-    max_tokens = min(settings.chat_max_tokens, ceiling) if request.max_tokens is None else request.max_tokens
+    default = (
+        conversation.max_tokens if conversation and conversation.max_tokens else settings.chat_max_tokens
+    )
+    max_tokens = min(default, ceiling) if request.max_tokens is None else request.max_tokens
     if not 1 <= max_tokens <= ceiling:
         raise ValidationError(f"maxTokens must be between 1 and {ceiling}")
     return max_tokens
@@ -125,29 +141,49 @@ def _turns(messages: list[Message]) -> list[dict[str, str]]:
     ]
 
 
+async def _edited(user: User, request: ChatRequest) -> tuple[Conversation, Message]:
+    """The conversation and the user message that `request.edit_of` names (the caller's own)."""
+    target = object_id(request.edit_of or "")
+    original = await Message.find_one({"_id": target, "user_id": user.id}) if target else None
+    if original is None:
+        raise NotFoundError("message to edit not found")
+    if original.role != MessageRole.USER:
+        raise ValidationError("editOf must name a user message")
+    conversation = await conversations.get_conversation(user, str(original.conversation_id))
+    if request.conversation_id is not None and request.conversation_id != str(conversation.id):
+        raise ValidationError("editOf names a message of another conversation")
+    return conversation, original
+
+
 async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: int) -> _Plan:
-    max_tokens = _check_request(request, settings, ctx_size)
-    conversation = None
-    if request.conversation_id is not None:
+    """Where the new turn goes in the tree, and the active branch it is prompted with."""
+    conversation, original = None, None
+    if request.edit_of is not None:
+        conversation, original = await _edited(user, request)
+    elif request.conversation_id is not None:
         conversation = await conversations.get_conversation(user, request.conversation_id)
-    earlier = await conversations.messages(conversation) if conversation else []
+    max_tokens = _check_request(request, settings, ctx_size, conversation)
+    found = await conversations.tree(conversation) if conversation else MessageTree([])
+    branch = found.branch(conversation.active_leaf_id) if conversation else []
+    system = settings.chat_system_prompt
+    temperature = request.temperature
+    if conversation is not None:
+        system = (
+            settings.chat_system_prompt if conversation.system_prompt is None else conversation.system_prompt
+        )
+        temperature = conversation.temperature if temperature is None else temperature
+    rest = (max_tokens, ctx_size, system, temperature)
+    if original is not None:  # a sibling of the edited message, answered on the branch above it
+        above = found.branch(original.parent_id) if original.parent_id in found.by_id else []
+        return _Plan(conversation, _turns(above), request.content, None, original.parent_id, *rest)
     if not request.regenerate:
-        return _Plan(conversation, _turns(earlier), request.content, None, [], max_tokens, ctx_size)
-    last_user = next(
-        (i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role == MessageRole.USER), None
-    )
+        parent = branch[-1].id if branch else None
+        return _Plan(conversation, _turns(branch), request.content, None, parent, *rest)
+    last_user = next((i for i in range(len(branch) - 1, -1, -1) if branch[i].role == MessageRole.USER), None)
     if conversation is None or last_user is None:
         raise NotFoundError("nothing to regenerate: the conversation has no user message")
-    prompt = earlier[last_user]
-    return _Plan(
-        conversation,
-        _turns(earlier[:last_user]),
-        prompt.content,
-        prompt,
-        earlier[last_user + 1 :],
-        max_tokens,
-        ctx_size,
-    )
+    prompt = branch[last_user]  # the new answer becomes a sibling of the ones already there
+    return _Plan(conversation, _turns(branch[:last_user]), prompt.content, prompt, prompt.parent_id, *rest)
 
 
 async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message]:
@@ -156,13 +192,12 @@ async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message]:
     if conversation is None:
         conversation = Conversation(user_id=oid(user), title=conversations.title_from_message(plan.user_text))
         await conversation.insert()
-    for message in plan.stale:
-        await message.delete()
     user_message = plan.user_message
     if user_message is None:
         user_message = Message(
             conversation_id=oid(conversation),
             user_id=oid(user),
+            parent_id=plan.parent_id,
             role=MessageRole.USER,
             content=plan.user_text,
         )
@@ -170,10 +205,12 @@ async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message]:
     return conversation, user_message
 
 
-def _streaming_answer(user: User, conversation: Conversation) -> Message:
+def _streaming_answer(user: User, conversation: Conversation, user_message: Message) -> Message:
     return Message(
+        id=PydanticObjectId(),  # known before the insert, so the active leaf is set concurrently
         conversation_id=oid(conversation),
         user_id=oid(user),
+        parent_id=oid(user_message),
         role=MessageRole.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
@@ -182,8 +219,8 @@ def _streaming_answer(user: User, conversation: Conversation) -> Message:
 
 def _body(plan: _Plan, request: ChatRequest, prompt: list[int]) -> dict[str, object]:
     body: dict[str, object] = {"prompt": prompt, "n_predict": plan.max_tokens, "stop": STOP}
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
+    if plan.temperature is not None:
+        body["temperature"] = plan.temperature
     return body
 
 
@@ -243,9 +280,7 @@ async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_P
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    build_prompt(
-        tokenizer, settings.chat_system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
-    )
+    build_prompt(tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens)
     return plan, tokenizer
 
 
@@ -258,15 +293,16 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerat
         return
     try:
         try:
+            await usage.check_quota(oid(user), deps.settings.daily_token_quota)
             plan, tokenizer = await _prepare(user, request, deps)
         except UserError as exc:
             yield Failed(exc.code, exc.message)
             return
         conversation, user_message = await _open(user, plan)
-        answer = _streaming_answer(user, conversation)
+        answer = _streaming_answer(user, conversation, user_message)
         early = _start_early(plan, request, answer, tokenizer, deps)
         try:  # llama-server works on the prompt while the answer is stored
-            await asyncio.gather(answer.insert(), conversations.touch(conversation))
+            await asyncio.gather(answer.insert(), conversations.touch(conversation, oid(answer)))
             started = Started(oid(conversation), oid(user_message), oid(answer))
             generate = _generate(started, user, plan, answer, tokenizer, request, deps, early)
             async with aclosing(generate) as events:
@@ -308,7 +344,7 @@ def _prompt(
     args = (plan.history, plan.user_text, plan.ctx_size, plan.max_tokens)
     for count in range(len(sources), 0, -1):
         try:
-            context = with_sources(settings.chat_system_prompt, sources[:count], mode)
+            context = with_sources(plan.system_prompt, sources[:count], mode)
             ids = build_prompt(tokenizer, context, *args)
         except PromptTooLong:
             continue
@@ -317,10 +353,13 @@ def _prompt(
             answer.sources_error = (
                 f"only the first {count} of {len(sources)} search results fit the model's context"
             )
+        plan.prompt_tokens = len(ids)
         return ids
     if sources:
         answer.sources_error = "the search results did not fit the model's context"
-    return build_prompt(tokenizer, settings.chat_system_prompt, *args)
+    ids = build_prompt(tokenizer, plan.system_prompt, *args)
+    plan.prompt_tokens = len(ids)
+    return ids
 
 
 async def _generate(
@@ -345,6 +384,7 @@ async def _generate(
     tokens = 0
     writer = _PartialWriter(answer)
     finished = False
+    spent: list[int] = []  # tokens in and out, once llama-server has answered anything
     try:
         yield started
         sources: list[Source] = []
@@ -361,6 +401,10 @@ async def _generate(
             async with aclosing(upstream):
                 async for item in upstream:
                     if isinstance(item, Completion):
+                        spent[:] = [
+                            usage.prompt_tokens(item.timings, plan.prompt_tokens),
+                            item.tokens_predicted,
+                        ]
                         answer.tokens_predicted = item.tokens_predicted
                         answer.tokens_per_second = item.tokens_per_second
                         answer.finish_reason = item.finish_reason
@@ -371,6 +415,7 @@ async def _generate(
                         break
                     parts.append(item.text)
                     tokens += item.tokens
+                    spent[:] = [plan.prompt_tokens, tokens]
                     yield Token(item.text)
                     if stream.stop.is_set():
                         answer.finish_reason = "stopped"
@@ -396,3 +441,5 @@ async def _generate(
         raise
     finally:
         deps.streams.remove(oid(answer))
+        if spent:
+            await asyncio.shield(usage.record(oid(user), spent[0], spent[1]))

@@ -11,6 +11,7 @@ from backend.core.config import Settings
 from backend.core.proxies import Network, trusted_networks
 from backend.services.auth import LoginLimits, ensure_admin
 from backend.services.chat import ChatDeps
+from backend.services.conversations import link_legacy_conversations
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
@@ -41,6 +42,7 @@ class AppServices:
     async def start(cls, settings: Settings) -> AppServices:
         """Connect to the database and build the services."""
         client = await db.connect(settings)
+        await link_legacy_conversations()
         await ensure_admin(settings)
         pool = LlamaPool(settings.llama_urls)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user)

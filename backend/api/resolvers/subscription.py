@@ -71,6 +71,7 @@ class Subscription:
             regenerate=bool(input.regenerate),
             temperature=input.temperature,
             max_tokens=input.max_tokens,
+            edit_of=input.edit_of,
         )
         async for event in chat_service.chat(user, request, info.context.services.chat_deps):
             yield _event(event)
