@@ -1,21 +1,30 @@
-"""Data pipeline throughput, as ratios against `tokenizers`' own `encode_batch` on the same text.
+"""Data pipeline throughput and memory.
 
 Run: `.venv/bin/pytest benchmarks/test_data_bench.py --benchmark-enable -s`
-- prepare + tokenize (read, clean, Gopher filters, MinHash dedup, shards) on the built-in corpus
-  (1 MB per source; MB/s counts the bytes read),
-- tokenize alone (prepared docs -> shards + manifest),
-each reported in MB/s of input text and as `ratio_vs_encode_batch` (pipeline MB/s / encode_batch MB/s,
-measured in the same run on the same documents with the same tokenizer).
+- prepare + tokenize (read, clean, Gopher filters, exact + MinHash dedup, shards) on the built-in corpus
+  (1 MB per source; MB/s counts the bytes read), and tokenize alone, in MB/s and as
+  `ratio_vs_encode_batch` (pipeline MB/s / `tokenizers`' own encode_batch MB/s, same run, same text);
+- scaling: `chakor data prepare --workers 2` and `chakor data tokenize --workers 2` as separate processes
+  on generated JSONL corpora of 1x and 4x (SCALE_MB and 4 * SCALE_MB): peak RSS of the whole process
+  tree (the command and every worker it starts, summed, sampled every 50 ms) and MB/s of input.
+  Targets: RSS(4x) / RSS(1x) <= 1.2 (memory does not grow with the corpus), prepare >= 1 MB/s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import random
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from trainer.data.prepare import PrepareConfig, iter_documents, load_report, prepare
@@ -24,6 +33,8 @@ from trainer.tokenizer import load_tokenizer, plain_text_tokenizer, train_tokeni
 
 SOURCES = ["local:python-docs", "local:python-code"]
 MAX_BYTES = 1_000_000  # per source
+SCALE_MB = 10
+CHAKOR = str(Path(sys.executable).parent / "chakor")
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +116,143 @@ def test_tokenize_throughput(benchmark: Any, workdir: Path) -> None:
     texts = [doc["text"] for doc in iter_documents(workdir / "data")]
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     report(benchmark, "tokenize", megabytes, seconds, encode_batch_mb_per_s(texts, workdir / "tok"))
+
+
+def generated_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
+    """JSONL prose that passes the quality filters: random sentences over 4,000 made-up words, with 2%
+    exact and 2% near duplicates (one word changed); returns the bytes of text written."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 9))) for _ in range(4000)]
+    stop = ["the", "of", "and", "to", "with", "that", "have", "be"]
+    written, docs = 0, list[str]()
+    with path.open("w", encoding="utf-8") as handle:
+        while written < megabytes * 1e6:
+            roll = rng.random()
+            if docs and roll < 0.02:
+                text = rng.choice(docs)
+            elif docs and roll < 0.04:
+                words = rng.choice(docs).split()
+                words[rng.randrange(len(words))] = "zeppelin"
+                text = " ".join(words)
+            else:
+                sentences = []
+                for _ in range(rng.randint(8, 16)):
+                    words = [rng.choice(vocab) for _ in range(rng.randint(6, 14))]
+                    words[rng.randrange(len(words))] = rng.choice(stop)
+                    sentences.append(" ".join(words).capitalize() + ".")
+                text = " ".join(sentences)
+                docs = [*docs[-200:], text]
+            handle.write(json.dumps({"text": text}) + "\n")
+            written += len(text.encode())
+    return written
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """RSS of `process` and all its descendants, summed (0 for those that just exited)."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += member.memory_info().rss
+    return total
+
+
+def run_measured(command: list[str], cwd: Path) -> tuple[float, int, float]:
+    """Run `command`: (wall seconds, peak RSS of its process tree in bytes, CPU seconds of the tree).
+
+    CPU seconds count every waited-for descendant (getrusage RUSAGE_CHILDREN): on a shared machine
+    wall-clock MB/s depends on what else runs, MB per CPU second much less."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, tree_rss(watched))
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    output = process.stdout.read().decode() if process.stdout else ""
+    if process.wait() != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{output[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, peak, cpu
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Generated corpora of 1x and 4x, each prepared with 2 workers (measured), and one tokenizer."""
+    root = tmp_path_factory.mktemp("scale")
+    result: dict[str, Any] = {"root": root}
+    for factor in (1, 4):
+        corpus = root / f"corpus{factor}x.jsonl"
+        megabytes = generated_corpus(corpus, SCALE_MB * factor) / 1e6
+        command = [
+            CHAKOR,
+            "data",
+            "prepare",
+            "--source",
+            str(corpus),
+            "--out",
+            f"data{factor}x",
+            "--workers",
+            "2",
+        ]
+        seconds, peak, cpu = run_measured(command, root)
+        result[f"prepare{factor}x"] = {"mb": megabytes, "seconds": seconds, "peak_rss": peak, "cpu": cpu}
+    sample = [doc["text"] for _, doc in zip(range(2000), iter_documents(root / "data1x"), strict=False)]
+    train_tokenizer(sample, vocab_size=4096, out_dir=root / "tok")
+    return result
+
+
+def scale_info(runs: dict[str, dict[str, float]], prefix: str) -> dict[str, Any]:
+    one, four = runs[f"{prefix}1x"], runs[f"{prefix}4x"]
+    info = {
+        "input_mb_1x": one["mb"],
+        "input_mb_4x": four["mb"],
+        "peak_rss_mb_1x": one["peak_rss"] / 1e6,
+        "peak_rss_mb_4x": four["peak_rss"] / 1e6,
+        "rss_ratio_4x_vs_1x": four["peak_rss"] / one["peak_rss"],
+        "mb_per_s_1x": one["mb"] / one["seconds"],
+        "mb_per_s_4x": four["mb"] / four["seconds"],
+        "mb_per_cpu_s_1x": one["mb"] / one["cpu"],
+        "mb_per_cpu_s_4x": four["mb"] / four["cpu"],
+    }
+    info["rss_target_met"] = info["rss_ratio_4x_vs_1x"] <= 1.2
+    print(
+        f"\n{prefix}: "
+        + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+    )
+    return info
+
+
+def test_prepare_memory_does_not_grow_with_the_corpus(benchmark: Any, scaled: dict[str, Any]) -> None:
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    info = scale_info(scaled, "prepare")
+    info["throughput_target_met"] = info["mb_per_s_4x"] >= 1.0
+    benchmark.extra_info.update(info)
+
+
+def test_tokenize_memory_does_not_grow_with_the_corpus(benchmark: Any, scaled: dict[str, Any]) -> None:
+    root: Path = scaled["root"]
+    runs: dict[str, dict[str, float]] = {}
+    for factor in (1, 4):
+        data = root / f"data{factor}x"
+        mb = load_report(data)["bytes"] / 1e6
+        command = [
+            CHAKOR,
+            "data",
+            "tokenize",
+            "--data",
+            str(data),
+            "--tokenizer",
+            "tok",
+            "--out",
+            f"shards{factor}x",
+        ]
+        seconds, peak, cpu = run_measured([*command, "--workers", "2"], root)
+        runs[f"tokenize{factor}x"] = {"mb": mb, "seconds": seconds, "peak_rss": peak, "cpu": cpu}
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update(scale_info(runs, "tokenize"))

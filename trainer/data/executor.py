@@ -74,15 +74,27 @@ class ExecutorConfig:
             raise ValueError("--executor slurm needs --partition")
 
 
+_silenced = False
+
+
 @contextlib.contextmanager
 def _console_log_silenced() -> Iterator[None]:
-    """datatrove logs every task to the console; keep only errors there (the task logs keep everything)."""
+    """datatrove logs every task to the console; keep only errors there (the task logs keep everything).
+
+    Re-entrant: adding a loguru handler is slow (it inspects sysconfig paths), so nested uses add none.
+    """
+    global _silenced
+    if _silenced:
+        yield
+        return
     with contextlib.redirect_stderr(io.StringIO()):
         logger.remove()
         logger.add(sys.stderr, level="ERROR")
+        _silenced = True
         try:
             yield
         finally:
+            _silenced = False
             logger.remove()
     logger.add(sys.stderr, level="WARNING")
 
