@@ -93,3 +93,18 @@ def test_clear_errors_and_exit_status_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "count-tokens", str(tmp_path)])
     assert result.exit_code == 2 and "run `chakor data tokenize` first" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_executor_options_are_checked_before_any_work(tmp_path: Path, corpus_sources: list[str]) -> None:
+    app = chakor()
+    base = ["data", "prepare", "--source", corpus_sources[0], "--out", str(tmp_path / "o")]
+    cases = {
+        ("--executor", "spark"): "--executor must be one of local, ray, slurm, got 'spark'",
+        ("--executor", "slurm"): "--executor slurm needs --partition",
+        ("--perplexity-model", str(tmp_path)): "--perplexity-model and --max-perplexity go together",
+    }
+    for extra, message in cases.items():
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []
