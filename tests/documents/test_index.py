@@ -155,3 +155,20 @@ def test_cli_add_list_search_remove(tmp_path: Path, folder: Path) -> None:
     said = "".join(bad.stdout.split())  # rich wraps long paths
     assert (bad.returncode, said) == (2, f"error:{tmp_path / 'nothing-here'}doesnotexist")
     assert chakor("remove", "notes").stdout.strip() == "removed notes (3 passages)"
+
+
+def test_indexing_and_searching_need_no_network(
+    tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    index = DocumentIndex(tmp_path / "index")
+    index.add("local:python-docs")
+    index.add(str(folder))
+    assert index.search("What does json.dumps do?", 1)[0].title == "json.dumps"
+    assert index.search("quark fuel", 1)[0].title == "Starship"
