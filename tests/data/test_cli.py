@@ -101,7 +101,11 @@ def test_executor_options_are_checked_before_any_work(tmp_path: Path, corpus_sou
     cases = {
         ("--executor", "spark"): "--executor must be one of local, ray, slurm, got 'spark'",
         ("--executor", "slurm"): "--executor slurm needs --partition",
-        ("--perplexity-model", str(tmp_path)): "--perplexity-model and --max-perplexity go together",
+        (
+            "--perplexity-model",
+            str(tmp_path),
+        ): "--perplexity-model goes with one of --max-perplexity or --drop-worst",
+        ("--drop-worst", "5"): "--perplexity-model goes with one of --max-perplexity or --drop-worst",
     }
     for extra, message in cases.items():
         result = runner.invoke(app, [*base, *extra])

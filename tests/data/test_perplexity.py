@@ -96,6 +96,20 @@ def test_gibberish_and_boilerplate_are_removed_prose_is_kept(reference_model: Pa
     assert report["filters"]["perplexity_model"] == str(reference_model.resolve())
 
 
+def test_drop_worst_percent_removes_the_same_documents(reference_model: Path, tmp_path: Path) -> None:
+    prose = [good_doc(seed) for seed in range(500, 506)]
+    junk = [gibberish(seed) for seed in range(3)] + [boilerplate(seed) for seed in range(3)]
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, text in enumerate(prose + junk):
+        (src / f"{i:02d}.txt").write_text(text)
+    filters = FilterConfig(perplexity_model=reference_model, drop_worst=50.0)  # half the documents are junk
+    report = prepare(PrepareConfig(sources=[str(src)], out_dir=tmp_path / "out", filters=filters, tasks=2))
+    assert report["removed"]["perplexity"] == {"perplexity_above_max": len(junk)}
+    assert sorted(doc["text"] for doc in iter_documents(tmp_path / "out")) == sorted(prose)
+    assert report["filters"]["drop_worst"] == 50.0
+
+
 def test_a_missing_reference_model_is_refused_before_any_work(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text(good_doc(1))

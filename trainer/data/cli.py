@@ -143,6 +143,9 @@ def prepare_command(
         "--max-perplexity",
         help="Perplexity above which a document is removed (needs --perplexity-model).",
     ),
+    drop_worst: float | None = typer.Option(
+        None, "--drop-worst", help="Instead of --max-perplexity: remove the worst PCT percent of documents."
+    ),
     partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
     time: str = typer.Option("04:00:00", "--time", help=TIME_HELP),
     cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help=CPUS_HELP),
@@ -153,9 +156,15 @@ def prepare_command(
     from trainer.data.filters import FilterConfig
     from trainer.data.prepare import PrepareConfig, prepare, submit_prepare
 
-    if (perplexity_model is None) != (max_perplexity is None):
-        raise ValueError("--perplexity-model and --max-perplexity go together")
-    filters = FilterConfig(perplexity_model=perplexity_model, max_perplexity=max_perplexity or float("inf"))
+    if (perplexity_model is None) != (max_perplexity is None and drop_worst is None) or (
+        max_perplexity is not None and drop_worst is not None
+    ):
+        raise ValueError("--perplexity-model goes with one of --max-perplexity or --drop-worst")
+    filters = FilterConfig(
+        perplexity_model=perplexity_model,
+        max_perplexity=max_perplexity or float("inf"),
+        drop_worst=drop_worst,
+    )
     config = PrepareConfig(
         sources=source,
         out_dir=out,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import regex
@@ -43,6 +43,7 @@ class FilterConfig:
     code_min_lines: int = 3
     perplexity_model: Path | None = None
     max_perplexity: float = float("inf")
+    drop_worst: float | None = None  # percent; instead of max_perplexity (two passes, perplexity.py)
     perplexity_batch: int = 16
 
 
@@ -148,8 +149,9 @@ class CodeQualityFilter(BaseFilter):
         return True
 
 
-def filter_steps(config: FilterConfig) -> list[PipelineStep]:
-    """The cleaning + filtering chain, in order."""
+def filter_steps(config: FilterConfig, perplexity_scores: Path | None = None) -> list[PipelineStep]:
+    """The cleaning + filtering chain, in order; with `drop_worst`, the perplexity filter reads the scores
+    `perplexity_scoring_steps` wrote to `perplexity_scores`."""
     words = WhitespaceWordTokenizer()
     steps: list[PipelineStep] = [
         CleanText(),
@@ -165,9 +167,25 @@ def filter_steps(config: FilterConfig) -> list[PipelineStep]:
         ProseRepetitionFilter(language=words),  # type: ignore[arg-type]
         CodeQualityFilter(config.code_max_line_chars, config.code_min_alnum_fraction, config.code_min_lines),
     ]
-    if config.perplexity_model is not None:
-        from trainer.data.perplexity import PerplexityFilter, PerplexityScorer
+    if config.perplexity_model is None:
+        return steps
+    from trainer.data.perplexity import PerplexityFilter, PerplexityScorer, StoredPerplexityFilter
 
-        scorer = PerplexityScorer(config.perplexity_model)
-        steps.append(PerplexityFilter(scorer, config.max_perplexity, config.perplexity_batch))
-    return steps
+    if config.drop_worst is not None:
+        if perplexity_scores is None:
+            raise ValueError("drop_worst needs the folder of the scoring pass")
+        return [*steps, StoredPerplexityFilter(perplexity_scores, config.drop_worst)]
+    scorer = PerplexityScorer(config.perplexity_model)
+    return [*steps, PerplexityFilter(scorer, config.max_perplexity, config.perplexity_batch)]
+
+
+def perplexity_scoring_steps(config: FilterConfig, folder: Path) -> list[PipelineStep]:
+    """The drop-worst scoring pass: the same chain as `filter_steps`, ending in the scorer."""
+    from trainer.data.perplexity import PerplexityScorer, ScorePerplexity
+
+    assert config.perplexity_model is not None
+    quality = filter_steps(replace(config, perplexity_model=None))
+    return [
+        *quality,
+        ScorePerplexity(PerplexityScorer(config.perplexity_model), folder, config.perplexity_batch),
+    ]

@@ -5,6 +5,7 @@ One streaming pipeline of datatrove stages (executor.py runs them locally, on Ra
 | stage           | tasks            | steps                                                                   |
 |-----------------|------------------|-------------------------------------------------------------------------|
 | read            | one per source   | read the source (sources.py) -> raw JSONL, 4 MB files                   |
+| [perplexity-scores] | `tasks`      | with `--drop-worst`: the filters, then score what passes (perplexity.py) |
 | filter          | `tasks`          | clean, Gopher quality/repetition, code filter, [perplexity] -> exact-dedup signatures |
 | exact-find      | 1                | merge the sorted hash files                                             |
 | exact-filter    | `tasks`          | drop exact copies -> MinHash signatures                                 |
@@ -41,7 +42,7 @@ from datatrove.utils.stats import PipelineStats
 
 from trainer.data import dedup
 from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
-from trainer.data.filters import FilterConfig, filter_steps
+from trainer.data.filters import FilterConfig, filter_steps, perplexity_scoring_steps
 from trainer.data.sources import ReadStats, Source, SourceError, parse_source
 from trainer.data.steps import (
     RAW_FILE_BYTES,
@@ -102,6 +103,9 @@ def check_config(config: PrepareConfig) -> list[Source]:
     if config.filters.perplexity_model is not None:
         from trainer.data.perplexity import check_export
 
+        worst = config.filters.drop_worst
+        if worst is not None and not 0 < worst < 100:
+            raise ValueError(f"--drop-worst must be a percentage between 0 and 100, got {worst}")
         if not config.filters.max_perplexity > 0:
             raise ValueError(f"--max-perplexity must be positive, got {config.filters.max_perplexity}")
         config.filters = replace(
@@ -195,7 +199,7 @@ def plan(config: PrepareConfig) -> Plan:
             "filter",
             [
                 raw_reader(work / "raw"),
-                *filter_steps(config.filters),
+                *filter_steps(config.filters, work / "perplexity"),
                 CountBySource("after filters"),
                 raw_writer(work / "filtered"),
                 dedup.exact_signature(folders),
@@ -227,6 +231,9 @@ def plan(config: PrepareConfig) -> Plan:
         ),
         Stage("finish", [finish], 1),
     ]
+    if config.filters.perplexity_model is not None and config.filters.drop_worst is not None:
+        scoring = [raw_reader(work / "raw"), *perplexity_scoring_steps(config.filters, work / "perplexity")]
+        stages.insert(1, Stage("perplexity-scores", scoring, tasks))
     return Plan(work, out_dir, stages)
 
 
