@@ -22,6 +22,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 INFERENCE = "test_inference_path_overhead"
 CONCURRENCY = "test_concurrency"
 LOAD = "test_load"
+VERSUS_LLAMA_CPP = "test_versus_convert_hf_to_gguf"
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
@@ -134,6 +135,23 @@ def load_section(bench: dict[str, Any]) -> list[str]:
     ]
 
 
+def converter_section(benches: list[dict[str, Any]]) -> list[str]:
+    """Our converter vs llama.cpp's convert_hf_to_gguf.py, or why that comparison did not run."""
+    title = "### Converter vs llama.cpp's convert_hf_to_gguf.py (f16, same model)"
+    if not benches:
+        return [title, "", "**Not run**: no such entry in this results file.", ""]
+    info = benches[0]["extra_info"]
+    if "not_run" in info:
+        return [title, "", f"**Not run**: {info['not_run']}", ""]
+    return [
+        title,
+        "",
+        f"Ours {info['ours_s']} s, theirs {info['theirs_s']} s (best of {benches[0]['stats']['rounds']}): "
+        f"time ratio {info['time_ratio_ours_over_theirs']}; identical f16 tensors {info['identical_tensors']}.",
+        "",
+    ]
+
+
 def other_section(benches: list[dict[str, Any]]) -> list[str]:
     """Every other benchmark (data, training, converter): timing stats and scalar extra_info."""
     if not benches:
@@ -227,7 +245,9 @@ def build_report(results_json: Path, out_dir: Path = RESULTS_DIR) -> Path:
         lines += [f"![concurrency]({date}-concurrency.png)", ""]
     if load:
         lines += load_section(load[0])
-    mine = {id(b) for b in inference + concurrency + load}
+    versus = _by_name(results, VERSUS_LLAMA_CPP)
+    lines += converter_section(versus)
+    mine = {id(b) for b in inference + concurrency + load + versus}
     lines += other_section([b for b in results["benchmarks"] if id(b) not in mine])
     markdown = out_dir / f"{date}.md"
     markdown.write_text("\n".join(lines))

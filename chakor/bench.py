@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,8 +11,18 @@ from pathlib import Path
 import typer
 
 from chakor import REPO_ROOT
+from chakor.bench_tools import ToolsUnavailable, llama_cpp_converter
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+
+
+def converter_env() -> dict[str, str]:
+    """CHAKOR_LLAMA_CPP_DIR for the converter comparison, or CHAKOR_LLAMA_CPP_UNAVAILABLE saying why not."""
+    try:
+        return {"CHAKOR_LLAMA_CPP_DIR": str(llama_cpp_converter(REPO_ROOT / ".tools"))}
+    except ToolsUnavailable as exc:
+        typer.echo(f"llama.cpp's convert_hf_to_gguf.py is not available, the comparison will not run: {exc}")
+        return {"CHAKOR_LLAMA_CPP_UNAVAILABLE": str(exc)}
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +57,7 @@ def register(app: typer.Typer) -> None:
             f"--load-seconds={load_seconds}",
             *(["-k", select] if select else []),
         ]
-        code = subprocess.run(argv, cwd=REPO_ROOT).returncode
+        code = subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, **converter_env()}).returncode
         if results.exists():  # a report of what ran, even when some benchmark failed
             report = [sys.executable, "-m", "benchmarks.report", str(results), str(out)]
             code = subprocess.run(report, cwd=REPO_ROOT).returncode or code
