@@ -137,7 +137,11 @@ def sft(
     except (*_USER_ERRORS, TrainingError) as exc:
         _error(exc)
         raise typer.Exit(1) from None
-    console.print(f"[green]fine-tuned[/] {run_dir}")
+    packing = json.loads((run_dir / "run.json").read_text())["packing"]
+    console.print(
+        f"[green]fine-tuned[/] {run_dir} ({packing['rows']} packed rows, {packing['fill']:.1%} full; "
+        f"{packing['dropped_too_long']} conversations longer than a row dropped)"
+    )
 
 
 def export(

@@ -181,8 +181,13 @@ class Transformer(nn.Module):
             cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
-            mask = document_mask(positions)
         x = self.tok_embeddings(tokens)
+        if positions is not None:
+            # Additive (0 / -inf) in the activations' dtype, built once: SDPA would convert a bool mask per layer.
+            allowed = document_mask(positions)
+            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(
+                ~allowed, float("-inf")
+            )
         for block in self.layers.values():
             x = block(x, cos, sin, mask)
         x = self.norm(x)

@@ -141,6 +141,7 @@ def plan_recipe(
         cfg, train.seq_len, train.local_batch_size, dp, tp, train.activation_checkpointing
     )
     params = cfg.num_params()
+    changed = sorted(k for k in overrides if k != "tensor_parallel")  # parallelism, not recipe
     return Plan(
         config=name,
         params=params,
@@ -156,7 +157,7 @@ def plan_recipe(
         nproc=nproc,
         tensor_parallel=tp,
         activation_checkpointing=train.activation_checkpointing,
-        recipe=source if not overrides else f"{source} + overrides ({', '.join(sorted(overrides))})",
+        recipe=f"{source} + overrides ({', '.join(changed)})" if changed else source,
         memory_per_gpu_gib=memory.to_gib(),
         fits_80gb=memory.fits(),
         train=train,

@@ -160,14 +160,22 @@ def _follow(proc: subprocess.Popen, run_dir: Path, steps: int, start: int, title
 
 
 def launch(
-    run_dir: Path, config: str, nproc: int, extra_args: tuple[str, ...] = (), quiet: bool = False
+    run_dir: Path,
+    config: str,
+    nproc: int,
+    extra_args: tuple[str, ...] = (),
+    quiet: bool = False,
+    module: str = "trainer.titan",
 ) -> None:
-    """Run `torchrun --standalone` on trainer.titan.run with the run folder's recipe; raise on failure."""
+    """Run `torchrun --standalone` on trainer.titan.run with the run folder's recipe; raise on failure.
+
+    `config` names a function of torchtitan config registry `module` (trainer.titan.config_registry).
+    """
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "trainer.titan.run", "--module", "trainer.titan", "--config", config, *extra_args,
+        "-m", "trainer.titan.run", "--module", module, "--config", config, *extra_args,
     ]  # fmt: skip
     threads = max(1, (os.cpu_count() or 1) // nproc)
     env = {**os.environ, "CHAKOR_RUN_DIR": str(run_dir), "OMP_NUM_THREADS": str(threads)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> P
     return write_shards(tmp_path_factory.mktemp("data"), tokenizer_dir)
 
 
-RECIPE = dict(
+RECIPE: dict[str, Any] = dict(
     steps=6, seq_len=64, local_batch_size=4, lr=1e-2, warmup_steps=2,
     eval_every=3, eval_batches=2, checkpoint_every=3, sample_tokens=8,
 )  # fmt: skip
