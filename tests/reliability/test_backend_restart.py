@@ -68,7 +68,9 @@ async def test_backend_restart_keeps_everything_and_clients_reconnect(
             ]
             bob = await login(http, url, "bob@restart.example.com")
             refreshed = await execute(http, url, REFRESH, {"token": sessions["alice"]["refreshToken"]})
-            assert refreshed["refreshToken"]["accessToken"]
+            renewed = refreshed["refreshToken"]["accessToken"]
+            me = await execute(http, url, "query { me { email } }", token=renewed)
+            assert me == {"me": {"email": "alice@restart.example.com"}}  # the new token works as alice's
             bob_conversations = (await execute(http, url, CONVERSATION_IDS, token=bob))["conversations"][
                 "edges"
             ]
