@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from chakor.process import free_port, port_in_use
-from chakor.services import llama_process
+from chakor.process import ManagedProcess, free_port, port_in_use
+from chakor.services import db_process, llama_process
 from chakor.settings import load_settings
 from chakor.supervisor import Component, Supervisor
 from tests.support.tiny_model import TinyModel
@@ -165,3 +167,113 @@ def test_up_reports_a_malformed_gguf_with_llama_servers_own_words(
     assert "failed to load model" in output
     assert not (Path(stack_env["CHAKOR_VAR_DIR"]) / "run" / "state.json").exists()
     assert not port_in_use("127.0.0.1", int(stack_env["CHAKOR_DB_PORT"]))  # the database it started is gone
+
+
+def test_logs_prints_a_components_last_lines(stack_env: dict[str, str]) -> None:
+    logs = Path(stack_env["CHAKOR_VAR_DIR"]) / "logs"
+    logs.mkdir(parents=True)
+    (logs / "backend.log").write_text("first\nsecond\nthird\n")
+    result = chakor("logs", "backend", "--lines", "2", env=stack_env)
+    assert (result.returncode, result.stdout) == (0, "second\nthird\n")
+    missing = chakor("logs", "frontend", env=stack_env)
+    assert missing.returncode == 1
+    assert f"no log for 'frontend' in {logs}" in " ".join(missing.stdout.split())
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.2)
+
+
+def test_supervisor_restarts_a_killed_database(tmp_path: Path) -> None:
+    settings = load_settings(db_port=free_port(), db_storage="memory", var_dir=tmp_path)
+    component = Component(
+        "database", lambda: db_process(settings, tmp_path), settings.db_host, settings.db_port
+    )
+    supervisor = Supervisor([component], tmp_path / "state.json")
+    supervisor.start_all()
+    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.2})
+    watcher.start()
+    try:
+        assert component.process is not None
+        first_pid = component.process.pid
+        component.process.kill()
+        wait_for(lambda: component.restarts == 1)
+        assert component.process.pid != first_pid
+        assert port_in_use(settings.db_host, settings.db_port)
+        assert component.backoff == 1.0  # reset after a successful restart
+    finally:
+        supervisor.stop_event.set()
+        watcher.join()
+        supervisor.stop_all()
+
+
+def test_restart_backoff_doubles_while_a_component_keeps_failing(tmp_path: Path) -> None:
+    """Healthy at first; after it dies, every restart exits at once: waits of 1 s, 2 s, 4 s ..."""
+    port = free_port()
+    attempts: list[int] = []
+
+    def make() -> ManagedProcess:
+        attempts.append(len(attempts))
+        code = f"import http.server as h; h.HTTPServer(('127.0.0.1', {port}), h.BaseHTTPRequestHandler).serve_forever()"
+        if len(attempts) > 1:
+            code = "raise SystemExit(3)"
+        return ManagedProcess(
+            "flaky", [sys.executable, "-c", code], tmp_path / "flaky.log", health_port=("127.0.0.1", port)
+        )
+
+    component = Component("flaky", make, "127.0.0.1", port, start_timeout=10)
+    supervisor = Supervisor([component], tmp_path / "state.json")
+    supervisor.start_all()
+    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.1})
+    watcher.start()
+    backoffs = [component.backoff]
+    try:
+        assert component.process is not None
+        component.process.kill()
+        wait_for(lambda: len(attempts) == 3, seconds=30)  # the first start, then restarts after 1 s and 2 s
+        backoffs.append(component.backoff)
+    finally:
+        supervisor.stop_event.set()
+        watcher.join()
+        supervisor.stop_all()
+    assert backoffs == [1.0, 4.0]
+    assert component.restarts == 0
+
+
+def test_up_with_a_mongodb_uri_starts_no_sidecar_and_restarts_a_killed_backend(
+    stack_env: dict[str, str], tiny_model: TinyModel, mongo_uri: str
+) -> None:
+    env = {**stack_env, "CHAKOR_MONGODB_URI": mongo_uri, "CHAKOR_DB_NAME": "chakor_up_external"}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "chakor", "up", "--no-frontend", "--model", str(tiny_model.gguf_path)],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state_file = Path(stack_env["CHAKOR_VAR_DIR"]) / "run" / "state.json"
+    backend_url = f"http://127.0.0.1:{stack_env['CHAKOR_BACKEND_PORT']}"
+    try:
+        wait_for(lambda: state_file.exists() or up.poll() is not None, seconds=180)
+        assert state_file.exists(), up.stdout.read() if up.stdout else ""
+        components = json.loads(state_file.read_text())["components"]
+        assert list(components) == ["llama-server", "backend"]  # no database sidecar
+        assert not port_in_use("127.0.0.1", int(stack_env["CHAKOR_DB_PORT"]))
+        first_pid = components["backend"]["pid"]
+        os.kill(first_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            backend = json.loads(state_file.read_text())["components"]["backend"]
+            return bool(backend["restarts"] == 1 and backend["pid"] != first_pid)
+
+        wait_for(restarted, seconds=120)
+        assert httpx.get(f"{backend_url}/healthz").status_code == 200
+        assert chakor("down", env=env).returncode == 0
+        assert up.wait(timeout=30) == 0
+    finally:
+        if up.poll() is None:
+            up.terminate()
+            up.wait(timeout=60)
