@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
 
-from chakor.process import free_port
+from chakor.process import ManagedProcess, free_port, release_port
 from chakor.settings import Settings
 from tests.conftest import backend_settings, start_backend, start_slow_llama
 from tests.support.graphql import CHAT, Api
@@ -78,3 +84,45 @@ async def test_chat_tokens_arrive_incrementally_through_nginx(nginx: str, slow_b
     streamed = "".join(e["text"] for e in events if e["__typename"] == "ChatToken")
     assert events[-1]["tokensPredicted"] == 200, events[-1]  # seeded sampling: no early stop on this prompt
     assert streamed
+
+
+async def test_everything_but_the_api_goes_to_the_frontend(tmp_path: Path) -> None:
+    """`location /` reaches the frontend's port: its page over HTTP and Reflex's /_event WebSocket (upgraded).
+
+    A small websockets server stands in for the Reflex app on the frontend port: what is under test is
+    the shipped nginx config's routing, the same for any app there.
+    """
+    seen_paths: list[str] = []
+
+    def page(connection: ServerConnection, request: WsRequest) -> WsResponse | None:
+        seen_paths.append(request.path)
+        if request.path == "/_event":
+            return None  # go on with the WebSocket handshake
+        return connection.respond(HTTPStatus.OK, f"frontend page {request.path}\n")
+
+    async def echo(connection: ServerConnection) -> None:
+        async for message in connection:
+            await connection.send(f"echo {message!s}" if isinstance(message, str) else message)
+
+    frontend_port = free_port()
+    async with serve(echo, "127.0.0.1", frontend_port, process_request=page):
+        release_port(frontend_port)
+        listen = free_port()
+        config = render_config(free_port(), frontend_port, listen, tmp_path)
+        nginx = ManagedProcess("nginx", [NGINX, "-c", str(config)], tmp_path / "nginx.out")
+        nginx.start()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                for _ in range(100):  # until nginx listens
+                    try:
+                        response = await http.get(f"http://127.0.0.1:{listen}/chat/abc?x=1")
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.1)
+            assert (response.status_code, response.text) == (200, "frontend page /chat/abc?x=1\n")
+            async with connect(f"ws://127.0.0.1:{listen}/_event") as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "echo hello"
+        finally:
+            nginx.stop()
+    assert seen_paths == ["/chat/abc?x=1", "/_event"]
