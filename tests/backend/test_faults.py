@@ -185,3 +185,28 @@ def private_admin(stack: PrivateStack) -> str:
     result = create_user_cli(stack.settings, email, "--admin")
     assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
     return email
+
+
+async def test_a_partial_answer_is_stored_while_it_streams(
+    private_stack: PrivateStack, private_db: AsyncDatabase
+) -> None:
+    """The timed partial flush: the database holds a prefix of the answer before the answer ends."""
+    api = private_stack.api
+    user = await api.register()
+    stop = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
+    events: list[dict] = []
+    partial: str | None = None
+    async for result in api.subscribe(CHAT, {"input": LONG}, user.authorization):
+        event = result["chat"]
+        events.append(event)
+        if event["__typename"] == "ChatToken" and partial is None:
+            stored = await private_db.messages.find_one({"_id": ObjectId(events[0]["assistantMessageId"])})
+            if stored["status"] == "streaming" and stored["content"]:
+                partial = stored["content"]
+                await api.data(stop, {"id": events[0]["assistantMessageId"]}, user.access_token)
+    streamed = "".join(e["text"] for e in events if e["__typename"] == "ChatToken")
+    assert partial is not None, "nothing was stored before the answer ended"
+    assert streamed.startswith(partial) and len(partial) < len(streamed)
+    assert events[-1]["__typename"] == "ChatDone" and events[-1]["finishReason"] == "stopped"
+    final = await settled(private_db, events[0]["assistantMessageId"])
+    assert (final["status"], final["content"]) == ("stopped", streamed)
