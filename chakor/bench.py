@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         load_streams: int = typer.Option(64, help="Chat streams in the load benchmark."),
         load_queries: int = typer.Option(200, help="Concurrent query loops in the load benchmark."),
         load_seconds: float = typer.Option(60.0, help="Duration of the load benchmark."),
+        compare_llama_cpp: bool = typer.Option(
+            True, help="Set up llama.cpp's convert_hf_to_gguf.py (downloads once) to compare the converter."
+        ),
     ) -> None:
         """Run benchmarks/ and write results, a markdown summary and PNG plots."""
         out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,12 @@ def register(app: typer.Typer) -> None:
             f"--load-seconds={load_seconds}",
             *(["-k", select] if select else []),
         ]
-        code = subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, **converter_env()}).returncode
+        tools = (
+            converter_env()
+            if compare_llama_cpp
+            else {"CHAKOR_LLAMA_CPP_UNAVAILABLE": "--no-compare-llama-cpp"}
+        )
+        code = subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, **tools}).returncode
         if results.exists():  # a report of what ran, even when some benchmark failed
             report = [sys.executable, "-m", "benchmarks.report", str(results), str(out)]
             code = subprocess.run(report, cwd=REPO_ROOT).returncode or code
