@@ -11,6 +11,7 @@ from typing import Any
 import dill
 import pytest
 
+from trainer.data.dedup import DedupConfig
 from trainer.data.executor import ExecutorConfig
 from trainer.data.prepare import PrepareConfig, prepare, submit_prepare
 
@@ -53,15 +54,21 @@ def ray_cluster() -> Iterator[None]:
 
 
 def test_ray_executor_gives_the_local_documents(
-    ray_cluster: None, local_output: Path, corpus_sources: list[str], tmp_path: Path
+    ray_cluster: None, corpus_sources: list[str], tmp_path: Path
 ) -> None:
+    # 4 LSH bands of 4 hashes instead of 14 x 8: fewer Ray actors to start, the planted near
+    # duplicates (one word changed, Jaccard > 0.9) are still found with probability > 0.99
+    dedup = DedupConfig(num_buckets=4, hashes_per_bucket=4)
+    local = tmp_path / "local"
+    prepare(PrepareConfig(sources=corpus_sources, out_dir=local, seed=7, tasks=2, dedup=dedup))
     out = tmp_path / "data"
     executor = ExecutorConfig(kind="ray", mem_per_cpu_gb=0.25)
-    report = prepare(
-        PrepareConfig(sources=corpus_sources, out_dir=out, seed=7, tasks=2, workers=2, executor=executor)
+    config = PrepareConfig(
+        sources=corpus_sources, out_dir=out, seed=7, tasks=2, workers=2, dedup=dedup, executor=executor
     )
+    report = prepare(config)
     assert report["executor"] == "ray" and report["documents"] == 10
-    ray_files, local_files = files(out), files(local_output)
+    ray_files, local_files = files(out), files(local)
     assert ray_files.keys() == local_files.keys() == {"docs-00000.jsonl", "docs-00001.jsonl", "report.json"}
     for name in ("docs-00000.jsonl", "docs-00001.jsonl"):
         assert ray_files[name] == local_files[name]
