@@ -16,6 +16,7 @@ from backend.api.context import Context
 from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import build_schema
 from backend.core.config import Settings, get_settings
+from backend.core.headers import SecurityHeaders
 from backend.core.limits import BodySizeLimit
 from backend.services.container import AppServices
 
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes(settings))
+    app.add_middleware(SecurityHeaders)
     return app

@@ -126,3 +126,12 @@ async def test_everything_but_the_api_goes_to_the_frontend(tmp_path: Path) -> No
         finally:
             nginx.stop()
     assert seen_paths == ["/chat/abc?x=1", "/_event"]
+
+
+async def test_nginx_adds_security_headers_beside_the_backends_policy(nginx: str) -> None:
+    async with httpx.AsyncClient(base_url=nginx, timeout=30) as http:
+        response = await http.post("/graphql", json={"query": "{ __typename }"})
+    policies = response.headers.get_list("content-security-policy")
+    assert "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'" in policies
+    assert "default-src 'none'; frame-ancestors 'none'" in policies  # the backend's own, for the API
+    assert response.headers["x-content-type-options"] == "nosniff"

@@ -1,47 +1,62 @@
-"""An in-process sliding-window limiter (login attempts per e-mail and per client address)."""
+"""A sliding-window limiter kept in the database, so every backend counts the same login failures."""
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.core.errors import RateLimitedError
+from backend.models.common import utcnow
 
 
-class SlidingWindowLimiter:
-    """Allow at most `max_events` recorded events per key within `window_seconds`."""
+class WindowLimiter:
+    """Allow at most `max_events` recorded events per key within `window_seconds`.
+
+    Each event is a document `{key, at, expires_at}` (TTL-indexed: the database drops it after the
+    window); `collection` defaults to the `login_failures` documents.
+    """
 
     def __init__(
-        self, max_events: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        prefix: str,
+        max_events: int,
+        window_seconds: float,
+        collection: AsyncCollection[Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self.prefix = prefix
         self.max_events = max_events
-        self.window_seconds = window_seconds
+        self.window = timedelta(seconds=window_seconds)
+        self._collection = collection
         self._clock = clock
-        self._events: dict[str, deque[float]] = defaultdict(deque)
 
-    def _prune(self, key: str) -> deque[float]:
-        events = self._events[key]
-        horizon = self._clock() - self.window_seconds
-        while events and events[0] <= horizon:
-            events.popleft()
-        if not events:
-            del self._events[key]
-            return deque()
-        return events
+    @property
+    def collection(self) -> AsyncCollection[Any]:
+        if self._collection is None:
+            from backend.models import LoginFailure
 
-    def check(self, key: str) -> None:
+            self._collection = LoginFailure.get_pymongo_collection()
+        return self._collection
+
+    async def check(self, key: str) -> None:
         """Raise RateLimitedError when `key` has used up its window."""
-        events = self._prune(key)
-        if len(events) >= self.max_events:
-            retry = max(1, round(events[0] + self.window_seconds - self._clock()))
+        now = self._clock()
+        recent = self.collection.find({"key": self.prefix + key, "at": {"$gt": now - self.window}})
+        times = sorted([event["at"] async for event in recent.sort("at", 1).limit(self.max_events)])
+        if len(times) >= self.max_events:
+            retry = max(1, round((times[0] + self.window - now).total_seconds()))
             raise RateLimitedError(f"too many login attempts; try again in {retry} s")
 
-    def record(self, key: str) -> None:
+    async def record(self, key: str) -> None:
         """Count one event (a failed attempt) against `key`."""
-        self._prune(key)
-        self._events[key].append(self._clock())
+        now = self._clock()
+        await self.collection.insert_one(
+            {"key": self.prefix + key, "at": now, "expires_at": now + self.window}
+        )
 
-    def reset(self, key: str) -> None:
+    async def reset(self, key: str) -> None:
         """Forget `key` (after a successful login)."""
-        self._events.pop(key, None)
+        await self.collection.delete_many({"key": self.prefix + key})

@@ -2,16 +2,28 @@
 
 from backend.models.api_key import ApiKey
 from backend.models.conversation import Conversation, Message, MessageRole, MessageStatus, Source
+from backend.models.leases import LoginFailure, StreamLease
 from backend.models.search_cache import SearchCacheEntry
 from backend.models.usage import UsageDay
 from backend.models.user import RefreshToken, Role, User
 
-DOCUMENT_MODELS = [User, RefreshToken, Conversation, Message, SearchCacheEntry, ApiKey, UsageDay]
+DOCUMENT_MODELS = [
+    User,
+    RefreshToken,
+    Conversation,
+    Message,
+    SearchCacheEntry,
+    ApiKey,
+    UsageDay,
+    StreamLease,
+    LoginFailure,
+]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "ApiKey",
     "Conversation",
+    "LoginFailure",
     "Message",
     "MessageRole",
     "MessageStatus",
@@ -19,6 +31,7 @@ __all__ = [
     "Role",
     "SearchCacheEntry",
     "Source",
+    "StreamLease",
     "UsageDay",
     "User",
 ]

@@ -53,6 +53,7 @@ class MessageStatus(StrEnum):
     COMPLETE = "complete"
     STOPPED = "stopped"
     ERROR = "error"
+    INTERRUPTED = "interrupted"  # its backend died mid-answer; the text up to the last flush is kept
 
 
 class Source(BaseModel):

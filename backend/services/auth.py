@@ -14,7 +14,7 @@ from backend.core import security
 from backend.core.config import Settings
 from backend.core.errors import AuthError, ForbiddenError, ValidationError
 from backend.core.offload import run_cpu
-from backend.core.ratelimit import SlidingWindowLimiter
+from backend.core.ratelimit import WindowLimiter
 from backend.models import RefreshToken, Role, User
 from backend.models.common import utcnow
 from backend.services import api_keys
@@ -138,15 +138,15 @@ async def ensure_admin(settings: Settings) -> None:
 class LoginLimits:
     """Failed-login limits per e-mail and (more generous) per client address."""
 
-    per_email: SlidingWindowLimiter
-    per_client: SlidingWindowLimiter
+    per_email: WindowLimiter
+    per_client: WindowLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoginLimits:
         window = settings.login_window_seconds
         return cls(
-            SlidingWindowLimiter(settings.login_max_attempts, window),
-            SlidingWindowLimiter(settings.login_max_attempts * CLIENT_ATTEMPTS_FACTOR, window),
+            WindowLimiter("email:", settings.login_max_attempts, window),
+            WindowLimiter("client:", settings.login_max_attempts * CLIENT_ATTEMPTS_FACTOR, window),
         )
 
 
@@ -155,15 +155,15 @@ async def login(
 ) -> AuthResult:
     """Check credentials under the login rate limits."""
     email_key = email.strip().lower()[:320]
-    limits.per_email.check(email_key)
-    limits.per_client.check(client)
+    await limits.per_email.check(email_key)
+    await limits.per_client.check(client)
     user = await User.find_one(User.email == email_key)
     if user is None or not await verify_password(user.password_hash, password):
-        limits.per_email.record(email_key)
-        limits.per_client.record(client)
+        await limits.per_email.record(email_key)
+        await limits.per_client.record(client)
         raise AuthError(BAD_CREDENTIALS)
     check_usable(user)
-    limits.per_email.reset(email_key)
+    await limits.per_email.reset(email_key)
     return await _issue(user, settings)
 
 

@@ -9,6 +9,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from beanie import PydanticObjectId
+from beanie.odm.utils.encoder import Encoder
 from pymongo.results import UpdateResult
 from tokenizers import Tokenizer
 
@@ -18,7 +19,7 @@ from backend.models import Conversation, Message, MessageRole, MessageStatus, So
 from backend.models.common import oid
 from backend.services import conversations, usage
 from backend.services.document_search import DocumentSearch
-from backend.services.llama import Completion, LlamaPool, LlamaUnavailable, TokenStream
+from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
 from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry
@@ -266,10 +267,15 @@ async def _finish(
 
 
 async def _save_after(answer: Message, flush: asyncio.Future[UpdateResult] | None) -> None:
-    """Save `answer` once a partial flush still in flight has landed, so it cannot overwrite the save."""
+    """Save `answer` once a partial flush still in flight has landed, so it cannot overwrite the save.
+
+    An update, never an upsert: an answer whose conversation was deleted meanwhile stays deleted.
+    """
     if flush is not None:
         await asyncio.gather(flush, return_exceptions=True)
-    await answer.save()
+    fields = Encoder().encode(answer)
+    fields.pop("_id", None)
+    await Message.get_pymongo_collection().update_one({"_id": answer.id}, {"$set": fields})
 
 
 async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer]:
@@ -287,7 +293,7 @@ async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_P
 async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
     """Run one chat turn, yielding events; the answer is stored in its final state however it ends."""
     try:
-        deps.streams.reserve(oid(user))
+        lease = await deps.streams.reserve(oid(user))
     except UserError as exc:
         yield Failed(exc.code, exc.message)
         return
@@ -304,7 +310,7 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerat
         try:  # llama-server works on the prompt while the answer is stored
             await asyncio.gather(answer.insert(), conversations.touch(conversation, oid(answer)))
             started = Started(oid(conversation), oid(user_message), oid(answer))
-            generate = _generate(started, user, plan, answer, tokenizer, request, deps, early)
+            generate = _generate(started, user, plan, answer, tokenizer, request, deps, early, lease)
             async with aclosing(generate) as events:
                 async for event in events:
                     yield event
@@ -312,7 +318,7 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerat
             if early is not None:
                 await early.aclose()
     finally:
-        deps.streams.release(oid(user))
+        await deps.streams.release(lease)
 
 
 async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDeps) -> SourcesFound:
@@ -362,6 +368,13 @@ def _prompt(
     return ids
 
 
+async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> None:
+    """End `upstream` as soon as the answer is asked to stop, even while llama-server is still
+    reading the prompt (no token to check the flag at); closing the request aborts its work."""
+    await stream.stop.wait()
+    await upstream.interrupt()
+
+
 async def _generate(
     started: Started,
     user: User,
@@ -371,6 +384,7 @@ async def _generate(
     request: ChatRequest,
     deps: ChatDeps,
     early: TokenStream | None,
+    lease: PydanticObjectId,
 ) -> AsyncGenerator[ChatEvent, None]:
     """Stream the answer into `answer` (from `early` if started already), registered as active so
     stopGeneration can reach it.
@@ -379,7 +393,8 @@ async def _generate(
     the text so far is stored as `stopped`.
     """
     stream = ActiveStream(message_id=oid(answer), user_id=oid(user))
-    deps.streams.add(stream)
+    await deps.streams.add(lease, stream)
+    stopper: asyncio.Future[None] | None = None
     parts: list[str] = []
     tokens = 0
     writer = _PartialWriter(answer)
@@ -396,6 +411,7 @@ async def _generate(
         if upstream is None:
             prompt = _prompt(plan, sources, answer, tokenizer, deps.settings, request.search)
             upstream = deps.pool.complete(_body(plan, request, prompt))
+        stopper = asyncio.ensure_future(_interrupt_on_stop(stream, upstream))
         final: Done | Failed
         try:
             async with aclosing(upstream):
@@ -425,6 +441,10 @@ async def _generate(
                     await writer.maybe_flush(parts)
                 else:
                     raise LlamaUnavailable("llama-server ended the answer without a final event")
+        except Interrupted:  # stopped before a token came (prompt processing), or between two
+            answer.finish_reason = "stopped"
+            await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+            final = Done(oid(answer), tokens, None, "stopped")
         except LlamaUnavailable as exc:
             await _finish(answer, MessageStatus.ERROR, "".join(parts), str(exc))
             final = Failed("LLAMA_UNAVAILABLE", str(exc))
@@ -440,6 +460,8 @@ async def _generate(
             await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error", writer)
         raise
     finally:
+        if stopper is not None:
+            stopper.cancel()
         deps.streams.remove(oid(answer))
         if spent:
             await asyncio.shield(usage.record(oid(user), spent[0], spent[1]))

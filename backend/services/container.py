@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
@@ -17,6 +18,12 @@ from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
 from backend.services.status import StatusReporter
 from backend.services.streams import StreamRegistry
+
+
+def backend_id(settings: Settings) -> str:
+    """This backend among several on one database: host and port (a restart on the same address
+    inherits, and ends, the answers its predecessor left)."""
+    return f"{socket.gethostname()}:{settings.backend_port}"
 
 
 @dataclass
@@ -45,7 +52,8 @@ class AppServices:
         await link_legacy_conversations()
         await ensure_admin(settings)
         pool = LlamaPool(settings.llama_urls)
-        streams = StreamRegistry(settings.max_concurrent_streams_per_user)
+        streams = StreamRegistry(settings.max_concurrent_streams_per_user, backend_id(settings))
+        await streams.recover()  # answers this address's previous process left streaming
         return cls(
             settings=settings,
             client=client,
@@ -60,6 +68,7 @@ class AppServices:
 
     async def close(self) -> None:
         """Release connections."""
+        await self.streams.close()
         await self.pool.close()
         await self.search.close()
         await self.client.close()

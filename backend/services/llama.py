@@ -23,6 +23,10 @@ class LlamaUnavailable(Exception):
     """No llama-server could take the request, or the one serving it failed."""
 
 
+class Interrupted(Exception):
+    """The completion was ended on purpose (`TokenStream.interrupt`: the answer was stopped)."""
+
+
 @dataclass
 class ServerState:
     """What the pool knows about one llama-server."""
@@ -259,3 +263,9 @@ class TokenStream:
         """Stop reading and close the upstream request (closing again does nothing)."""
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def interrupt(self) -> None:
+        """Close the upstream request now and make the reader of this stream get `Interrupted`
+        (after what was read already), whether or not a token has come yet."""
+        await self.aclose()
+        self._queue.put_nowait(Interrupted())

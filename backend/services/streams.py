@@ -1,18 +1,36 @@
-"""The answers being generated right now, so they can be stopped and counted."""
+"""The answers being generated right now, shared by every backend through the database.
+
+Each answer holds a `StreamLease`: the per-user limit counts live leases (on any backend), and
+`stopGeneration` sets the lease's stop flag, which the owning backend notices within WATCH_SECONDS
+(at once when the answer runs on the backend that was asked). A backend renews its leases while it
+lives; one that dies leaves leases that expire after LEASE_SECONDS, and their answers are then marked
+`interrupted` (at once by its successor on the same address, which knows its predecessor died).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from beanie import PydanticObjectId
 
 from backend.core.errors import RateLimitedError
+from backend.models import Message, MessageStatus, StreamLease
+from backend.models.common import utcnow
+
+LEASE_SECONDS = 30.0  # how long a dead backend's answers count against their users
+RENEW_SECONDS = 10.0  # leases are renewed this often, well inside LEASE_SECONDS
+WATCH_SECONDS = 0.25  # how often a backend with answers in progress reads its stop flags
+INTERRUPTED = "the server stopped while this answer was being generated"
+log = logging.getLogger("chakor.backend")
 
 
 @dataclass
 class ActiveStream:
-    """One answer in progress."""
+    """One answer in progress on this backend."""
 
     message_id: PydanticObjectId
     user_id: PydanticObjectId
@@ -20,50 +38,125 @@ class ActiveStream:
 
 
 class StreamRegistry:
-    """Active streams by message id, with a per-user limit."""
+    """Leases of this backend (`backend_id`) and its active streams, with a per-user limit."""
 
-    def __init__(self, max_per_user: int) -> None:
+    def __init__(self, max_per_user: int, backend_id: str) -> None:
         self.max_per_user = max_per_user
+        self.backend_id = backend_id
         self._streams: dict[PydanticObjectId, ActiveStream] = {}
-        self._reserved: dict[PydanticObjectId, int] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._streams)
 
-    def reserve(self, user_id: PydanticObjectId) -> None:
-        """Claim one of the user's stream slots; RateLimitedError when all are taken."""
-        if self._reserved.get(user_id, 0) >= self.max_per_user:
+    def _expiry(self) -> object:
+        return utcnow() + timedelta(seconds=LEASE_SECONDS)
+
+    async def reserve(self, user_id: PydanticObjectId) -> PydanticObjectId:
+        """Claim one of the user's slots; RateLimitedError when all are taken on all backends."""
+        lease = StreamLease(user_id=user_id, backend_id=self.backend_id, expires_at=self._expiry())
+        await lease.insert()
+        assert lease.id is not None
+        live = await StreamLease.find({"user_id": user_id, "expires_at": {"$gt": utcnow()}}).count()
+        if live > self.max_per_user:
+            await self.release(lease.id)
             raise RateLimitedError(
                 f"too many answers in progress (at most {self.max_per_user} per user); wait or stop one"
             )
-        self._reserved[user_id] = self._reserved.get(user_id, 0) + 1
+        return lease.id
 
-    def release(self, user_id: PydanticObjectId) -> None:
-        """Give a slot back."""
-        left = self._reserved.get(user_id, 0) - 1
-        if left > 0:
-            self._reserved[user_id] = left
-        else:
-            self._reserved.pop(user_id, None)
+    async def release(self, lease_id: PydanticObjectId) -> None:
+        """Give a slot back (finishes even while the caller is being cancelled)."""
+        collection = StreamLease.get_pymongo_collection()
+        await asyncio.shield(collection.delete_one({"_id": lease_id}))
 
-    def add(self, stream: ActiveStream) -> None:
-        """Register an answer as streaming."""
+    async def add(self, lease_id: PydanticObjectId, stream: ActiveStream) -> None:
+        """Register an answer as streaming here, under its lease."""
         self._streams[stream.message_id] = stream
+        await StreamLease.get_pymongo_collection().update_one(
+            {"_id": lease_id}, {"$set": {"message_id": stream.message_id}}
+        )
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch())
 
     def remove(self, message_id: PydanticObjectId) -> None:
-        """Forget a finished answer."""
+        """Forget a finished answer (its lease goes with `release`)."""
         self._streams.pop(message_id, None)
 
     async def stop(self, message_id: PydanticObjectId, user_id: PydanticObjectId) -> bool:
-        """Ask the user's own streaming answer to stop; False when there is none."""
-        stream = self._streams.get(message_id)
-        if stream is None or stream.user_id != user_id:
-            return False
-        stream.stop.set()
-        return True
+        """Ask the user's own streaming answer, on whichever backend, to stop; False when there is none."""
+        local = self._streams.get(message_id)
+        if local is not None and local.user_id == user_id:
+            local.stop.set()
+            return True
+        flagged = await StreamLease.get_pymongo_collection().update_one(
+            {"message_id": message_id, "user_id": user_id, "expires_at": {"$gt": utcnow()}},
+            {"$set": {"stop": True}},
+        )
+        return flagged.matched_count == 1
 
     async def stop_user(self, user_id: PydanticObjectId) -> None:
-        """Stop every answer of `user_id` (a disabled account)."""
+        """Stop every answer of `user_id` on every backend (a disabled account)."""
         for stream in self._streams.values():
             if stream.user_id == user_id:
                 stream.stop.set()
+        await StreamLease.get_pymongo_collection().update_many({"user_id": user_id}, {"$set": {"stop": True}})
+
+    async def _watch(self) -> None:
+        """While answers stream here: pass on stop flags, renew leases, sweep dead backends' answers."""
+        renewed = swept = asyncio.get_running_loop().time()
+        collection = StreamLease.get_pymongo_collection()
+        while self._streams:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                flagged = collection.find({"backend_id": self.backend_id, "stop": True}, {"message_id": 1})
+                async for lease in flagged:
+                    stream = self._streams.get(lease.get("message_id"))
+                    if stream is not None:
+                        stream.stop.set()
+                now = asyncio.get_running_loop().time()
+                if now - renewed >= RENEW_SECONDS:
+                    renewed = now
+                    await collection.update_many(
+                        {"backend_id": self.backend_id}, {"$set": {"expires_at": self._expiry()}}
+                    )
+                if now - swept >= LEASE_SECONDS:
+                    swept = now
+                    await self.recover(predecessor=False)
+            except Exception:  # the database is away for a moment: keep streaming, try again
+                log.warning("stream lease upkeep failed", exc_info=True)
+
+    async def recover(self, predecessor: bool = True) -> int:
+        """Mark answers whose backend died as `interrupted` (their text so far stays); how many.
+
+        Dead: leases that expired, and (`predecessor`, at start-up) every lease of this backend id,
+        which only a previous process on this address can hold.
+        """
+        now = utcnow()
+        dead: dict[str, object] = {"expires_at": {"$lte": now}}
+        if predecessor:
+            dead = {"$or": [dead, {"backend_id": self.backend_id}]}
+        collection = StreamLease.get_pymongo_collection()
+        ids = [lease["message_id"] async for lease in collection.find(dead, {"message_id": 1})]
+        await collection.delete_many(dead)
+        live = [lease["message_id"] async for lease in collection.find({}, {"message_id": 1})]
+        orphan = {
+            "status": MessageStatus.STREAMING.value,
+            "created_at": {"$lt": now - timedelta(seconds=LEASE_SECONDS)},
+            "_id": {"$nin": [i for i in live if i is not None]},
+        }
+        stale = {"status": MessageStatus.STREAMING.value, "_id": {"$in": [i for i in ids if i is not None]}}
+        result = await Message.get_pymongo_collection().update_many(
+            {"$or": [stale, orphan]},
+            {"$set": {"status": MessageStatus.INTERRUPTED.value, "error": INTERRUPTED}},
+        )
+        if result.modified_count:
+            log.warning("marked %d answers of stopped backends as interrupted", result.modified_count)
+        return result.modified_count
+
+    async def close(self) -> None:
+        """Stop the upkeep task (the app is shutting down)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher

@@ -109,6 +109,8 @@ async def private_stack(
             stack = PrivateStack(settings, llama, backend, Api(http, ws_url), slow_gguf, private_logs)
             yield stack
     finally:
-        if backend is not None:
+        if stack is not None:
+            stack.backend.stop()  # a test may have replaced it (killed and restarted)
+        elif backend is not None:
             backend.stop()
         (stack.llama if stack else llama).stop()

@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from backend.core.errors import RateLimitedError
-from backend.core.ratelimit import SlidingWindowLimiter
+from backend.core.ratelimit import WindowLimiter
 from tests.conftest import JWT_SECRET
 from tests.support.graphql import AUTH_FIELDS, PASSWORD, Api, Session
 
@@ -83,19 +83,23 @@ async def test_login_rate_limit_has_a_clear_error(api: Api, bob: Session) -> Non
     assert limited["extensions"]["code"] == "RATE_LIMITED"
 
 
-def test_rate_limit_recovers_after_the_window() -> None:
-    now = [1000.0]
-    limiter = SlidingWindowLimiter(2, 60, clock=lambda: now[0])
-    limiter.record("k")
-    limiter.record("k")
+async def test_rate_limit_recovers_after_the_window(db: AsyncDatabase) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    limiter = WindowLimiter("test:", 2, 60, collection=db.login_failures_window_test, clock=lambda: now[0])
+    await limiter.record("k")
+    await limiter.record("k")
     with pytest.raises(RateLimitedError, match="try again in 60 s"):
-        limiter.check("k")
-    now[0] += 30
+        await limiter.check("k")
+    now[0] += timedelta(seconds=30)
     with pytest.raises(RateLimitedError, match="try again in 30 s"):
-        limiter.check("k")
-    now[0] += 30
-    limiter.check("k")  # the window has passed
-    limiter.check("other")
+        await limiter.check("k")
+    now[0] += timedelta(seconds=30)
+    await limiter.check("k")  # the window has passed
+    await limiter.check("other")
+    await limiter.record("k")
+    await limiter.record("k")
+    await limiter.reset("k")
+    await limiter.check("k")
 
 
 @pytest.mark.parametrize(

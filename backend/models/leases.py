@@ -1,0 +1,49 @@
+"""State that several backends share through the database: answers in progress and failed logins.
+
+Both expire by themselves (TTL indexes on `expires_at`), so a backend that dies leaves nothing that
+outlives its lease.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pymongo
+from beanie import Document, PydanticObjectId
+
+
+class StreamLease(Document):
+    """One answer slot in use: who, on which backend, and whether someone asked it to stop.
+
+    `message_id` is set once the answer exists; the owning backend renews `expires_at` while it streams.
+    """
+
+    user_id: PydanticObjectId
+    backend_id: str
+    message_id: PydanticObjectId | None = None
+    stop: bool = False
+    expires_at: datetime
+
+    class Settings:
+        name = "stream_leases"
+        indexes = [
+            pymongo.IndexModel([("user_id", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("message_id", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("backend_id", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0),
+        ]
+
+
+class LoginFailure(Document):
+    """One failed login, counted against its key (`email:...` or `client:...`) within the window."""
+
+    key: str
+    at: datetime
+    expires_at: datetime
+
+    class Settings:
+        name = "login_failures"
+        indexes = [
+            pymongo.IndexModel([("key", pymongo.ASCENDING), ("at", pymongo.ASCENDING)]),
+            pymongo.IndexModel([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0),
+        ]
