@@ -5,10 +5,12 @@ from __future__ import annotations
 import reflex as rx
 
 from chakor_web.components.admin import admin_page
+from chakor_web.components.api_keys import api_keys_page
 from chakor_web.components.auth import login_page, register_page
 from chakor_web.components.chat import chat_page
 from chakor_web.components.settings import settings_page
 from chakor_web.state.admin import AdminState
+from chakor_web.state.api_keys import ApiKeysState
 from chakor_web.state.auth import AuthState
 from chakor_web.state.chat import ChatState
 from chakor_web.state.settings import SettingsState
@@ -20,3 +22,4 @@ app.add_page(login_page, route="/login", title="Log in · Chakor", on_load=AuthS
 app.add_page(register_page, route="/register", title="Register · Chakor", on_load=AuthState.clear_form)
 app.add_page(admin_page, route="/admin", title="Admin · Chakor", on_load=AdminState.open_page)
 app.add_page(settings_page, route="/settings", title="Settings · Chakor", on_load=SettingsState.open_page)
+app.add_page(api_keys_page, route="/keys", title="API keys · Chakor", on_load=ApiKeysState.open_page)

@@ -18,6 +18,8 @@ MODULES = [
     "chakor_web.state.chat",
     "chakor_web.state.admin",
     "chakor_web.state.settings",
+    "chakor_web.state.conversation_tools",
+    "chakor_web.state.api_keys",
 ]
 OPERATIONS = ("query", "mutation", "subscription")
 

@@ -203,8 +203,57 @@ def users_table() -> rx.Component:
                 width="100%",
                 overflow_x="auto",
             ),
+            rx.hstack(
+                rx.button(
+                    "Previous page",
+                    on_click=AdminState.previous_users,
+                    disabled=AdminState.users_before.length() == 0,
+                    variant="soft",
+                    size="1",
+                ),
+                rx.button(
+                    "Next page",
+                    on_click=AdminState.next_users,
+                    disabled=AdminState.users_next == "",
+                    variant="soft",
+                    size="1",
+                ),
+                justify="end",
+                width="100%",
+            ),
             _delete_user_dialog(),
             width="100%",
+        ),
+        width="100%",
+    )
+
+
+def usage_chart() -> rx.Component:
+    """Tokens in and out per day, all users together (the API has them per user: usageByUser)."""
+    return rx.card(
+        rx.vstack(
+            rx.heading("Usage (last 14 days, UTC)", size="4", as_="h2"),
+            rx.cond(
+                AdminState.usage.length() > 0,
+                rx.recharts.bar_chart(
+                    rx.recharts.bar(
+                        data_key="tokens_in", name="tokens in", fill="var(--blue-9)", stack_id="t"
+                    ),
+                    rx.recharts.bar(
+                        data_key="tokens_out", name="tokens out", fill="var(--accent-9)", stack_id="t"
+                    ),
+                    rx.recharts.x_axis(data_key="day"),
+                    rx.recharts.y_axis(width=60),
+                    rx.recharts.graphing_tooltip(),
+                    rx.recharts.legend(),
+                    data=AdminState.usage,
+                    height=200,
+                    width="100%",
+                ),
+                rx.text("No answers in this period.", size="2"),
+            ),
+            width="100%",
+            id="usage-chart",
         ),
         width="100%",
     )
@@ -228,6 +277,7 @@ def admin_page() -> rx.Component:
                     gap="4",
                     width="100%",
                 ),
+                usage_chart(),
                 users_table(),
                 spacing="4",
                 max_width="80em",

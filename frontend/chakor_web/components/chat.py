@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chakor_web.components.conversation_tools import autoscroll, copy_button, header_tools, version_switcher
 from chakor_web.components.layout import frame
 from chakor_web.state.chat import ChatMessage, ChatState, ConversationItem, Source
 
@@ -198,16 +199,25 @@ def _user_message(message: ChatMessage) -> rx.Component:
             width="100%",
         ),
         rx.vstack(
-            rx.box(rx.text(message.content, white_space="pre-wrap"), class_name="bubble user"),
-            rx.cond(
-                ~ChatState.streaming & (message.id != ""),
-                rx.button(
-                    "Edit",
-                    on_click=ChatState.start_edit(message.id, message.content),
-                    variant="ghost",
-                    size="1",
-                    aria_label="Edit this message",
+            rx.box(
+                rx.text(message.content, white_space="pre-wrap"),
+                class_name="bubble user",
+                custom_attrs={"data-message-id": message.id},
+            ),
+            rx.hstack(
+                version_switcher(message),
+                copy_button(message),
+                rx.cond(
+                    ~ChatState.streaming & (message.id != ""),
+                    rx.button(
+                        "Edit",
+                        on_click=ChatState.start_edit(message.id, message.content),
+                        variant="ghost",
+                        size="1",
+                        aria_label="Edit this message",
+                    ),
                 ),
+                align="center",
             ),
             align="end",
             width="100%",
@@ -217,9 +227,16 @@ def _user_message(message: ChatMessage) -> rx.Component:
 
 def _assistant_message(message: ChatMessage, is_last: rx.Var[bool]) -> rx.Component:
     return rx.vstack(
-        rx.box(markdown(message.content), class_name="bubble assistant", data_status=message.status),
+        rx.box(
+            markdown(message.content),
+            class_name="bubble assistant",
+            data_status=message.status,
+            custom_attrs={"data-message-id": message.id},
+        ),
         _sources(message.sources),
         rx.hstack(
+            version_switcher(message),
+            copy_button(message),
             rx.cond(message.speed != "", rx.badge(message.speed, variant="soft")),
             rx.cond(message.note != "", rx.text(message.note, size="1", color_scheme="gray")),
             rx.cond(
@@ -334,7 +351,17 @@ def conversation_pane() -> rx.Component:
     return rx.flex(
         rx.box(
             rx.vstack(
-                rx.heading(rx.cond(ChatState.title != "", ChatState.title, "New chat"), size="4", as_="h1"),
+                rx.hstack(
+                    rx.heading(
+                        rx.cond(ChatState.title != "", ChatState.title, "New chat"),
+                        size="4",
+                        as_="h1",
+                        flex="1",
+                    ),
+                    header_tools(),
+                    align="center",
+                    width="100%",
+                ),
                 rx.foreach(ChatState.messages, _message),
                 _live_answer(),
                 _error(),
@@ -347,8 +374,10 @@ def conversation_pane() -> rx.Component:
             flex="1",
             overflow_y="auto",
             padding="1em",
+            id="message-scroller",
         ),
         _composer(),
+        autoscroll(),
         direction="column",
         flex="1",
         min_width="0",

@@ -36,6 +36,7 @@ def navbar() -> rx.Component:
                     rx.link("Chat", href="/"),
                     rx.cond(AuthState.is_admin, rx.link("Admin", href="/admin")),
                     rx.link("Settings", href="/settings"),
+                    rx.link("API keys", href="/keys"),
                     rx.text(AuthState.user_label, color_scheme="gray", display=["none", "none", "block"]),
                     rx.button("Log out", on_click=AuthState.logout, variant="soft", size="1"),
                     align="center",

@@ -21,9 +21,14 @@ WATCH_SECONDS = 15 * 60  # a dashboard left open stops polling after this; reloa
 MODEL = """query { model {
   name architecture quantization contextLength servedContext parameters fileSizeBytes lineage verifyReport
 } }"""
-USERS = f"""query($search: String) {{
-  users(first: 100, search: $search) {{ edges {{ node {{ {USER_FIELDS} createdAt }} }} }}
+USERS_PER_PAGE = 25
+USERS = f"""query($search: String, $after: String) {{
+  users(first: {USERS_PER_PAGE}, after: $after, search: $search) {{
+    edges {{ node {{ {USER_FIELDS} createdAt }} }} pageInfo {{ hasNextPage endCursor }}
+  }}
 }}"""
+USAGE_DAYS = 14
+USAGE = f"query {{ usageByUser(days: {USAGE_DAYS}) {{ day tokensIn tokensOut answers }} }}"
 SET_ROLE = f"mutation($id: ID!, $role: Role!) {{ setUserRole(userId: $id, role: $role) {{ {USER_FIELDS} }} }}"
 SET_DISABLED = (
     f"mutation($id: ID!, $disabled: Boolean!) {{ setUserDisabled(userId: $id, disabled: $disabled) "
@@ -111,6 +116,18 @@ def _row(user: dict[str, Any]) -> UserRow:
     )
 
 
+def usage_per_day(rows: list[dict[str, Any]]) -> list[dict[str, float | str]]:
+    """Every user's usage summed per day (oldest first), for the usage chart."""
+    days: dict[str, dict[str, float | str]] = {}
+    for row in rows:
+        day = days.setdefault(
+            row["day"], {"day": row["day"][5:], "tokens_in": 0, "tokens_out": 0, "answers": 0}
+        )
+        for key, field in (("tokens_in", "tokensIn"), ("tokens_out", "tokensOut"), ("answers", "answers")):
+            day[key] = float(day[key]) + row[field]
+    return [days[day] for day in sorted(days)]
+
+
 class AdminState(AuthState):
     """The admin dashboard."""
 
@@ -119,6 +136,10 @@ class AdminState(AuthState):
     verification: list[Fact] = []
     users: list[UserRow] = []
     user_search: str = ""
+    users_after: str = ""  # the cursor of the page shown ("" = the first page)
+    users_before: list[str] = []  # cursors of the pages before it, to go back
+    users_next: str = ""  # the cursor of the next page, "" when this is the last
+    usage: rx.Field[list[dict[str, float | str]]] = rx.field([])
     delete_user_id: str = ""
     delete_user_email: str = ""
     admin_error: str = ""
@@ -145,6 +166,7 @@ class AdminState(AuthState):
             self.lineage = _pairs(model["lineage"])
             self.verification = _pairs(model["verifyReport"])
             await self._load_users()
+            self.usage = usage_per_day((await self._gql(USAGE))["usageByUser"])
         except ApiError as exc:
             self.admin_error = exc.message
             return self._expired_redirect()
@@ -152,8 +174,31 @@ class AdminState(AuthState):
         return AdminState.watch_status(self.watch_id)
 
     async def _load_users(self) -> None:
-        data = await self._gql(USERS, {"search": self.user_search.strip() or None})
-        self.users = [_row(edge["node"]) for edge in data["users"]["edges"]]
+        variables = {"search": self.user_search.strip() or None, "after": self.users_after or None}
+        page = (await self._gql(USERS, variables))["users"]
+        self.users = [_row(edge["node"]) for edge in page["edges"]]
+        info = page["pageInfo"]
+        self.users_next = (info["endCursor"] or "") if info["hasNextPage"] else ""
+
+    async def _users_page(self, after: str, before: list[str]) -> EventSpec | None:
+        self.users_after, self.users_before = after, before
+        try:
+            await self._load_users()
+        except ApiError as exc:
+            self.admin_error = exc.message
+        return self._expired_redirect()
+
+    @rx.event
+    async def next_users(self) -> EventSpec | None:
+        if not self.users_next:
+            return None
+        return await self._users_page(self.users_next, [*self.users_before, self.users_after])
+
+    @rx.event
+    async def previous_users(self) -> EventSpec | None:
+        if not self.users_before:
+            return None
+        return await self._users_page(self.users_before[-1], self.users_before[:-1])
 
     async def _change(self, query: str, variables: dict[str, Any]) -> EventSpec | None:
         self.admin_error = ""
@@ -167,6 +212,7 @@ class AdminState(AuthState):
     @rx.event
     async def set_user_search(self, value: str) -> EventSpec | None:
         self.user_search = value
+        self.users_after, self.users_before = "", []
         try:
             await self._load_users()
         except ApiError as exc:

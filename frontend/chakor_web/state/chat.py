@@ -24,12 +24,14 @@ LIST = """query($first: Int, $after: String, $search: String) {
   }
 }"""
 MESSAGE_FIELDS = (
-    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error"
+    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error siblingIds"
 )
 OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSAGE_FIELDS} }} }} }}"
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
+SELECT_BRANCH = "mutation($id: ID!) { selectBranch(messageId: $id) { id } }"
+GENERATE_TITLE = "mutation($id: ID!) { generateTitle(id: $id) { id title } }"
 SEARCH_MODES = "{ searchModes { mode available } }"
 # The composer's search choice: label -> the ChatInput.search value, and what an unavailable mode adds.
 SEARCH_LABELS = {"Off": "OFF", "Web": "WEB", "Documents": "DOCUMENTS"}
@@ -73,6 +75,8 @@ class ChatMessage:
     sources: list[Source] = field(default_factory=list)
     note: str = ""
     speed: str = ""
+    versions: list[str] = field(default_factory=list)  # ids of this message's versions, oldest first
+    version: int = 1  # which of them this is, from 1
 
 
 @dataclass
@@ -114,6 +118,8 @@ def _message(raw: dict[str, Any]) -> ChatMessage:
         sources=_sources(raw.get("sources")),
         note=note,
         speed=_speed(raw.get("tokensPerSecond")),
+        versions=raw.get("siblingIds") or [raw["id"]],
+        version=(raw.get("siblingIds") or [raw["id"]]).index(raw["id"]) + 1,
     )
 
 
@@ -143,6 +149,7 @@ class ChatState(AuthState):
     edit_id: str = ""
     edit_text: str = ""
     _url_only: bool = False  # the next page load only moves a new chat to its /c/ID URL
+    _new_chat: bool = False  # the streaming turn started a conversation (it gets a generated title)
 
     @rx.var
     def can_regenerate(self) -> bool:
@@ -205,6 +212,28 @@ class ChatState(AuthState):
                     self.messages = [_message(m) for m in data["conversation"]["messages"]]
             else:
                 self._reset_conversation()
+        except ApiError as exc:
+            self.error = exc.message
+        return self._expired_redirect()
+
+    async def _reload_messages(self) -> None:
+        """The open conversation's active branch, as stored (versions included)."""
+        data = await self._gql(OPEN, {"id": self.conversation_id})
+        if data["conversation"] is not None:
+            self.title = data["conversation"]["title"]
+            self.messages = [_message(m) for m in data["conversation"]["messages"]]
+
+    @rx.event
+    async def switch_version(self, message_id: str, step: int) -> EventSpec | None:
+        """Show the previous (`step` -1) or next (+1) version of a message, and the branch below it."""
+        if self.streaming:
+            return None
+        message = next((m for m in self.messages if m.id == message_id), None)
+        if message is None or not 1 <= message.version + step <= len(message.versions):
+            return None
+        try:
+            await self._gql(SELECT_BRANCH, {"id": message.versions[message.version + step - 1]})
+            await self._reload_messages()
         except ApiError as exc:
             self.error = exc.message
         return self._expired_redirect()
@@ -298,12 +327,12 @@ class ChatState(AuthState):
     def cancel_edit(self) -> None:
         self.edit_id = ""
 
-    def _start(self, content: str, regenerate: bool) -> EventSpec | None:
+    def _start(self, content: str, regenerate: bool, edit_of: str = "") -> EventSpec | None:
         """Start streaming an answer unless one is already streaming in this tab."""
         if self.streaming:
             return None
         self.streaming = True
-        return ChatState.stream(content, regenerate)
+        return ChatState.stream(content, regenerate, edit_of)
 
     @rx.event
     def send(self, form: dict[str, str]) -> EventSpec | None:
@@ -312,8 +341,8 @@ class ChatState(AuthState):
 
     @rx.event
     def resend_edit(self) -> EventSpec | None:
-        content, self.edit_id = self.edit_text.strip(), ""
-        return self._start(content, False) if content else None
+        content, edited, self.edit_id = self.edit_text.strip(), self.edit_id, ""
+        return self._start(content, False, edited) if content else None
 
     @rx.event
     def regenerate(self) -> EventSpec | None:
@@ -340,7 +369,7 @@ class ChatState(AuthState):
 
     # Streaming
 
-    def _begin(self, content: str, regenerate: bool) -> dict[str, Any]:
+    def _begin(self, content: str, regenerate: bool, edit_of: str = "") -> dict[str, Any]:
         """Show the question and an empty live answer; the subscription's input."""
         self.streaming, self.stop_requested = True, False
         self.error = self.live_text = self.live_note = self.live_id = ""
@@ -351,6 +380,9 @@ class ChatState(AuthState):
         if regenerate:
             while self.messages and self.messages[-1].role == "assistant":
                 self.messages.pop()
+        elif edit_of:  # the edit becomes a new version: the branch below the original goes out of view
+            index = next((i for i, m in enumerate(self.messages) if m.id == edit_of), len(self.messages))
+            self.messages = [*self.messages[:index], ChatMessage(role="user", content=content)]
         else:
             self.messages.append(ChatMessage(role="user", content=content))
         chat_input: dict[str, Any] = {
@@ -360,6 +392,9 @@ class ChatState(AuthState):
         }
         if self.conversation_id:
             chat_input["conversationId"] = self.conversation_id
+        if edit_of:
+            chat_input["editOf"] = edit_of
+        self._new_chat = not self.conversation_id
         return chat_input
 
     def _apply(self, event: dict[str, Any]) -> EventSpec | None:
@@ -401,10 +436,10 @@ class ChatState(AuthState):
         self.live_sources = []
 
     @rx.event(background=True)
-    async def stream(self, content: str, regenerate: bool):
+    async def stream(self, content: str, regenerate: bool, edit_of: str = ""):
         """Subscribe to `chat` and show tokens as they arrive."""
         async with self:
-            chat_input = self._begin(content, regenerate)
+            chat_input = self._begin(content, regenerate, edit_of)
             token = await self._live_token()
         pending, flushed_at = "", time.monotonic()
         try:
@@ -434,6 +469,10 @@ class ChatState(AuthState):
             signed_in = self.logged_in
             if signed_in:
                 with suppress(ApiError):  # else the sidebar refreshes on the next page load
+                    if self._new_chat and self.conversation_id and not self.error:
+                        await self._gql(GENERATE_TITLE, {"id": self.conversation_id})
+                    if self.conversation_id and not self.error:  # a failed turn stays as shown, to retry
+                        await self._reload_messages()
                     await self._load_list()
                     self.title = self.title or next(
                         (c.title for c in self.conversations if c.id == self.conversation_id), ""
