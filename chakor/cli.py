@@ -54,7 +54,7 @@ def state_file(settings: Settings) -> Path:
 
 
 def default_model(settings: Settings) -> Path | None:
-    """CHAKOR_MODEL_PATH, else the quickstart's q8_0 GGUF when it exists."""
+    """CHAKOR_MODEL_PATH, else the quickstart's served GGUF when it exists."""
     if settings.model_path:
         return settings.model_path
     from chakor.quickstart import quickstart_model
@@ -69,6 +69,22 @@ def tokenizer_beside(model: Path) -> Path | None:
             return folder
     console.print(f"[yellow]no tokenizer next to {model}: set CHAKOR_TOKENIZER_PATH or chat will not work[/]")
     return None
+
+
+def warn_unvetted(model: Path) -> None:
+    """Warn when no `chakor eval` report beside `model` says this very file passed its gate."""
+    from chakor.evaluation.report import EVAL_JSON, report_for
+
+    report, row = report_for(model)
+    if row is not None and row.get("passed"):
+        return
+    if report is None:
+        why = f"no {EVAL_JSON} next to it"
+    elif row is None:
+        why = f"{model.parent / EVAL_JSON} does not cover this file (name, size or SHA-256 differ)"
+    else:
+        why = row.get("message") or f"{row['quant']} failed its check"
+    console.print(f"[yellow]warning: {model} has no passing eval report ({why}); run `chakor eval` on it[/]")
 
 
 def build_components(settings: Settings, model: Path | None, frontend: bool) -> list[Component]:
@@ -130,6 +146,7 @@ def up(
     if model is None:
         console.print("[yellow]no model yet: llama-server will not start (run `chakor quickstart` first)[/]")
     else:
+        warn_unvetted(model)
         tokenizer = settings.tokenizer_path or tokenizer_beside(model)
         settings = settings.model_copy(update={"model_path": model, "tokenizer_path": tokenizer})
     try:

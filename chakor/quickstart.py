@@ -1,4 +1,4 @@
-"""`chakor quickstart`: raw text -> tokenizer -> pretrain -> SFT -> export -> GGUF -> verify, each stage cached."""
+"""`chakor quickstart`: raw text -> tokenizer -> pretrain -> SFT -> export -> GGUF -> verify -> eval, each stage cached."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from chakor.settings import Settings
 
 console = Console()
 
-QUANT_TYPES = ("f16", "q8_0")
-SERVED_QUANT = "q8_0"
+# f32 is the KL-divergence base of `chakor eval`; q4_k_m is made only when the model is wide enough for K-quants.
+QUANT_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
+LEGACY_SERVED_QUANT = "q8_0"  # what manifests written before `served` existed serve
 VERDICTS = {True: "ok", False: "FAIL", None: "info"}  # verify's `passed`: None for report-only checks
 
 
@@ -42,11 +43,17 @@ def quickstart_dir(settings: Settings) -> Path:
 
 
 def quickstart_model(settings: Settings) -> Path | None:
-    """The quickstart's served GGUF, when a quickstart has finished."""
-    manifest = quickstart_dir(settings) / "manifest.json"
-    if not manifest.exists():
+    """The quickstart's served GGUF (the smallest that passed its eval gate), when a quickstart has finished."""
+    manifest_path = quickstart_dir(settings) / "manifest.json"
+    if not manifest_path.exists():
         return None
-    return REPO_ROOT / json.loads(manifest.read_text())["gguf"][SERVED_QUANT]
+    manifest = json.loads(manifest_path.read_text())
+    return REPO_ROOT / manifest["gguf"][manifest.get("served") or LEGACY_SERVED_QUANT]
+
+
+def repo_relative(path: Path) -> str:
+    """`path` relative to the repo root when it lies inside it (CHAKOR_RUNS_DIR may point elsewhere)."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def stages(root: Path) -> list[Stage]:
@@ -126,23 +133,41 @@ def stages(root: Path) -> list[Stage]:
         ),
         Stage("export", ("export", str(sft), "--out", str(export)), (sft,), export),
     ]
-    for quant in QUANT_TYPES:
-        gguf = root / f"model-{quant}.gguf"
-        steps.append(
-            Stage(
-                f"convert-{quant}",
-                ("convert", str(export), "--outtype", quant, "--outfile", str(gguf)),
-                (export,),
-                gguf,
-            )
+    return steps
+
+
+def quant_types(root: Path) -> tuple[tuple[str, ...], str | None]:
+    """The GGUF types to make from the export, and why K-quants are left out (None when they are not)."""
+    from chakor.evaluation.gates import K_QUANTS, k_quant_obstacle
+
+    config = read_json(root / "export" / "config.json")
+    obstacle = k_quant_obstacle(config["dim"], config["ffn_hidden_dim"])
+    return tuple(q for q in QUANT_TYPES if obstacle is None or q not in K_QUANTS), obstacle
+
+
+def model_stages(root: Path, quants: tuple[str, ...], documents: Path | None = None) -> list[Stage]:
+    """After the export: one GGUF per quant type, verify them, then `chakor eval` (gates, bpb, QA).
+
+    `documents`: the document index the held-out questions are also asked with (DOCUMENTS search).
+    """
+    export, shards = root / "export", root / "shards"
+    ggufs = [root / f"model-{quant}.gguf" for quant in quants]
+    steps = [
+        Stage(
+            f"convert-{quant}",
+            ("convert", str(export), "--outtype", quant, "--outfile", str(gguf)),
+            (export,),
+            gguf,
         )
+        for quant, gguf in zip(quants, ggufs, strict=True)
+    ]
     report = root / "verify.json"
     steps.append(
         Stage(
             "verify",
             (
                 "verify",
-                *(str(root / f"model-{q}.gguf") for q in QUANT_TYPES),
+                *map(str, ggufs),
                 "--export",
                 str(export),
                 "--data",
@@ -150,9 +175,23 @@ def stages(root: Path) -> list[Stage]:
                 "--report",
                 str(report),
             ),
-            (*(root / f"model-{q}.gguf" for q in QUANT_TYPES), shards),
+            (*ggufs, shards),
             report,
             fatal=False,
+        )
+    )
+    heldout = root / "sft-data" / "heldout.json"  # the held-out questions, when the SFT data stage wrote them
+    qa: tuple[str, ...] = ("--qa", str(heldout)) if heldout.exists() else ()
+    if qa and documents is not None:
+        qa += ("--documents", str(documents))
+    runs = ("--run", str(root / "pretrain"), "--run", str(root / "sft"))
+    steps.append(
+        Stage(
+            "eval",
+            ("eval", str(export), *map(str, ggufs), "--data", str(shards), *qa, *runs, "--out", str(root)),
+            (*ggufs, shards, *([heldout] if qa else [])),
+            root / "eval.json",
+            fatal=False,  # a failed gate is reported; the smallest GGUF that passed is served
         )
     )
     return steps
@@ -199,13 +238,29 @@ def run_stage(stage: Stage, stamps: Path) -> float | None:
     return time.monotonic() - started
 
 
-def write_manifest(root: Path, seconds: dict[str, float | None]) -> dict:
-    """runs/quickstart/manifest.json: where each artefact is (paths relative to the repo root)."""
+def served_quant(root: Path, quants: tuple[str, ...]) -> str:
+    """The smallest GGUF that passed its eval gate; f32 (the exact model) when none did or there is no report."""
+    from chakor.evaluation.report import read_report
+
+    report = read_report(root / "eval.json")
+    if report is None:
+        console.print("[yellow]no eval report: serving the f32 GGUF[/]")
+        return "f32"
+    if report.get("serve") in quants:
+        return str(report["serve"])
+    console.print("[yellow]no quantized GGUF passed its eval gate: serving the f32 GGUF[/]")
+    return "f32"
+
+
+def write_manifest(root: Path, seconds: dict[str, float | None], quants: tuple[str, ...]) -> dict:
+    """runs/quickstart/manifest.json: where each artefact is (paths relative to the repo root when inside it)."""
     manifest = {
-        "tokenizer_json": str((root / "tokenizer" / "tokenizer.json").relative_to(REPO_ROOT)),
-        "export_dir": str((root / "export").relative_to(REPO_ROOT)),
-        "gguf": {q: str((root / f"model-{q}.gguf").relative_to(REPO_ROOT)) for q in QUANT_TYPES},
-        "verify_report": str((root / "verify.json").relative_to(REPO_ROOT)),
+        "tokenizer_json": repo_relative(root / "tokenizer" / "tokenizer.json"),
+        "export_dir": repo_relative(root / "export"),
+        "gguf": {q: repo_relative(root / f"model-{q}.gguf") for q in quants},
+        "verify_report": repo_relative(root / "verify.json"),
+        "eval_report": repo_relative(root / "eval.json"),
+        "served": served_quant(root, quants),
         "stage_seconds": seconds,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -224,7 +279,28 @@ def last_metric(run_dir: Path, key: str) -> float:
     return float(values[-1])
 
 
-def print_summary(root: Path, seconds: dict[str, float | None], settings: Settings) -> None:
+def add_eval_rows(facts: Table, report: dict) -> None:
+    """The eval's numbers in the summary: bits per byte, QA F1, each quant's KLD and verdict."""
+    val = report["validation"]
+    facts.add_row(
+        "val bits per byte",
+        f"{val['bits_per_byte']:.4f} (loss {val['loss']:.3f} over {val['tokens']:,} tokens)",
+    )
+    for mode in report["qa"].get("modes", {}).values():
+        f1 = "-" if mode["mean_f1"] is None else f"{mode['mean_f1']:.3f}"
+        facts.add_row(f"held-out QA F1, search {mode['mode']}", f"{f1} ({mode['asked']} questions)")
+    for row in report["quantization"]["rows"]:
+        if row.get("mean_kld") is not None:
+            facts.add_row(
+                f"eval {row['quant']}",
+                f"{row['verdict']}: mean KLD {row['mean_kld']:.3g} (gate {row['gate']['max_mean_kld']:g}), "
+                f"same top {row['same_top']:.2%}",
+            )
+    if report["quantization"].get("k_quants_skipped"):
+        facts.add_row("K-quants", "not made: " + report["quantization"]["k_quants_skipped"])
+
+
+def print_summary(root: Path, seconds: dict[str, float | None], settings: Settings, served: str) -> None:
     """Stage timings, then the numbers that say what was trained and whether llama.cpp reproduces it."""
     from trainer.configs import ModelConfig
 
@@ -246,26 +322,36 @@ def print_summary(root: Path, seconds: dict[str, float | None], settings: Settin
         for gguf in read_json(report)["reports"]:
             checks = ", ".join(f"{c['name']} {VERDICTS[c['passed']]}" for c in gguf["checks"])
             facts.add_row(f"verify {gguf['file_type']}", checks)
+    evaluation = root / "eval.json"
+    if evaluation.exists():
+        add_eval_rows(facts, read_json(evaluation))
+    facts.add_row("served GGUF", served)
     facts.add_row("chat app", settings.frontend_url)
     facts.add_row("GraphQL API", settings.graphql_url)
     console.print(facts)
 
 
 def quickstart(
-    skip_verify: bool = typer.Option(False, help="Skip the llama.cpp verification stage."),
+    skip_verify: bool = typer.Option(False, help="Skip the llama.cpp verification and eval stages."),
 ) -> None:
-    """Train a tiny model on this machine's Python docs and code, then convert and verify it."""
+    """Train a tiny model on this machine's Python docs and code, then convert, verify and evaluate it."""
     from chakor.cli import settings_or_exit
 
     settings = settings_or_exit()
     root = quickstart_dir(settings)
     seconds: dict[str, float | None] = {}
     for stage in stages(root):
-        if skip_verify and stage.name == "verify":
+        seconds[stage.name] = run_stage(stage, root / ".stamps")
+    quants, k_quant_obstacle = quant_types(root)
+    if k_quant_obstacle:
+        console.print(f"[dim]↷ K-quants: {k_quant_obstacle}[/]")
+    index = settings.docs_index_dir
+    for stage in model_stages(root, quants, index if (index / "collections.json").is_file() else None):
+        if skip_verify and stage.name in ("verify", "eval"):
             continue
         seconds[stage.name] = run_stage(stage, root / ".stamps")
-    write_manifest(root, seconds)
-    print_summary(root, seconds, settings)
+    manifest = write_manifest(root, seconds, quants)
+    print_summary(root, seconds, settings, manifest["served"])
 
 
 def register(app: typer.Typer) -> None:

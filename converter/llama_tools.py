@@ -9,7 +9,12 @@ from chakor.services import llama_tool as find_llama_tool
 from chakor.settings import get_settings
 from converter.errors import ConversionError
 
-__all__ = ["NO_REPACK", "llama_tool"]
+__all__ = ["NO_REPACK", "llama_tool", "tool_threads"]
+
+# Below this many parameters one thread is fastest: the ops are too small to split, and on a busy
+# 2-core machine the second thread mostly spin-waits at ggml's barriers (measured on the quickstart
+# model's f32 GGUF, llama-perplexity over 20 windows: 1.2 s wall with -t 1, 8.9 s with -t 2).
+SINGLE_THREAD_PARAMETERS = 50_000_000
 
 
 def llama_tool(name: str) -> Path:
@@ -18,3 +23,8 @@ def llama_tool(name: str) -> Path:
         return find_llama_tool(get_settings(), name)
     except ComponentError as exc:
         raise ConversionError(f"{name}: {exc}") from None
+
+
+def tool_threads(parameters: int) -> int:
+    """Threads for the verification and eval tools on a model of this size (CHAKOR_LLAMA_THREADS for large ones)."""
+    return 1 if parameters < SINGLE_THREAD_PARAMETERS else get_settings().llama_threads

@@ -24,6 +24,7 @@ from converter.errors import ConversionError
 from converter.export_dir import read_export, sha256_file
 from converter.gguf_info import GGUFInfo, read_ours
 from converter.llama_server import LlamaServer, llama_server
+from converter.llama_tools import tool_threads
 from converter.perplexity import llama_perplexity
 from converter.reference import Reference
 from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
@@ -169,7 +170,7 @@ def check_perplexity(model: Path, ref: Reference, text: str, n_ctx: int, n_chunk
         raise ConversionError(f"validation text too short for perplexity: {len(ids)} tokens")
     n_chunks = min(n_chunks, len(ids) // n_ctx - 1)  # llama_perplexity needs one spare window
     torch_ppl = ref.perplexity(ids, n_ctx, n_chunks)
-    llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks)
+    llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks, tool_threads(ref.config.num_params()))
     rel = abs(llama_ppl / torch_ppl - 1)
     return Check(
         "perplexity",
@@ -237,7 +238,8 @@ def verify(
     file_type = file_type_name(info)
     exact = file_type == "ALL_F32"
     checks = [check_identity(info, Path(export_dir))]
-    with llama_server(Path(gguf_path), ctx_size=ref.config.max_seq_len) as server:
+    threads = tool_threads(ref.config.num_params())
+    with llama_server(Path(gguf_path), ctx_size=ref.config.max_seq_len, threads=threads) as server:
         checks.append(check_tokenizer(server, ref))
         checks.append(check_stop(server, ref, info))
         if exact:

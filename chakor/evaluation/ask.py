@@ -27,22 +27,33 @@ SAMPLE_QUESTIONS = (
 
 @dataclass
 class ChatModel:
-    """Greedy answers from one llama-server (temperature 0: the report is reproducible)."""
+    """Greedy answers from one llama-server (temperature 0: the report is reproducible).
+
+    The answer budget is the backend's default (CHAKOR_CHAT_MAX_TOKENS, at most half the context), and
+    like the backend it keeps as many of the first search results as fit the context.
+    """
 
     server: LlamaServer
     tokenizer: Tokenizer
     system_prompt: str
     ctx_size: int
-    max_tokens: int = 96
-    too_long: int = 0  # questions whose prompt did not fit the context (answered with "")
+    max_tokens: int = 512
+    too_long: int = 0  # questions whose prompt did not fit even without results (answered with "")
+    results_dropped: int = 0  # search results left out so that the prompt fits
 
     def answer(self, question: str, documents: Sequence[Any] = ()) -> str:
         """The greedy answer to `question`, with `documents` (title, url, content) as its search results."""
-        system = with_sources(self.system_prompt, list(documents), SearchMode.DOCUMENTS)
-        budget = min(self.max_tokens, self.ctx_size // 2)  # a short context keeps half for the question
-        try:
-            ids = build_prompt(self.tokenizer, system, [], question, self.ctx_size, budget)
-        except PromptTooLong:
+        budget = min(self.max_tokens, self.ctx_size // 2)
+        ids = None
+        for count in range(len(documents), -1, -1):
+            system = with_sources(self.system_prompt, list(documents[:count]), SearchMode.DOCUMENTS)
+            try:
+                ids = build_prompt(self.tokenizer, system, [], question, self.ctx_size, budget)
+            except PromptTooLong:
+                continue
+            self.results_dropped += len(documents) - count
+            break
+        if ids is None:
             self.too_long += 1
             return ""
         reply = self.server.complete(ids, n_predict=budget, temperature=0.0, top_k=1)

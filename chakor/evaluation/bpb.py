@@ -8,6 +8,7 @@ text. With a byte-level BPE every token stands for a fixed byte string, so the b
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,8 +68,8 @@ def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
     return lengths
 
 
-def val_ids(data_dir: Path, tokenizer_sha256: str, max_tokens: int) -> np.ndarray:
-    """The first `max_tokens` ids of the `val` shards (the manifest's tokenizer must be the export's)."""
+def split_ids(data_dir: Path, split: str, tokenizer_sha256: str, max_tokens: int) -> np.ndarray:
+    """The first `max_tokens` ids of a split's shards (the manifest's tokenizer must be the export's)."""
     manifest_path = Path(data_dir) / "manifest.json"
     try:
         manifest = read_json(manifest_path)
@@ -77,22 +78,38 @@ def val_ids(data_dir: Path, tokenizer_sha256: str, max_tokens: int) -> np.ndarra
     if manifest.get("tokenizer_sha256") != tokenizer_sha256:
         raise EvalError(f"{manifest_path}: data was tokenized with another tokenizer than the export's")
     try:
-        shards, dtype = manifest["splits"]["val"]["shards"], np.dtype(manifest["dtype"]).newbyteorder("<")
+        shards, dtype = manifest["splits"][split]["shards"], np.dtype(manifest["dtype"]).newbyteorder("<")
     except (KeyError, TypeError) as exc:
-        raise EvalError(f"{manifest_path}: no val split ({exc})") from None
-    parts, count = [], 0
+        raise EvalError(f"{manifest_path}: no {split} split ({exc})") from None
+    parts, count = [np.zeros(0, dtype=np.int64)], 0
     for name in shards:
         if count >= max_tokens:
             break
         path = Path(data_dir) / name
         if not path.is_file():
-            raise EvalError(f"{path}: validation shard not found")
+            raise EvalError(f"{path}: {split} shard not found")
         part = np.fromfile(path, dtype=dtype, count=max_tokens - count).astype(np.int64)
         parts.append(part)
         count += len(part)
-    if count < 2:
-        raise EvalError(f"{data_dir}: the val split has {count} tokens, too few to score")
     return np.concatenate(parts)
+
+
+def val_ids(data_dir: Path, tokenizer_sha256: str, max_tokens: int) -> np.ndarray:
+    """The first `max_tokens` ids of the val split; EvalError when it has fewer than two."""
+    ids = split_ids(data_dir, "val", tokenizer_sha256, max_tokens)
+    if len(ids) < 2:
+        raise EvalError(f"{data_dir}: the val split has {len(ids)} tokens, too few to score")
+    return ids
+
+
+def documents_text(ids: np.ndarray, tokenizer: Tokenizer) -> str:
+    """Shard ids back to text: documents split at <|bos|>, decoded, joined by newlines."""
+    bos = tokenizer.token_to_id("<|bos|>")
+    starts = [0, *(np.flatnonzero(ids == bos).tolist()), len(ids)]
+    docs = (ids[a:b][ids[a:b] != bos].tolist() for a, b in itertools.pairwise(starts))
+    return "\n".join(
+        text for doc in docs if doc and (text := tokenizer.decode(doc, skip_special_tokens=False))
+    )
 
 
 def windows(ids: np.ndarray, window: int) -> Iterator[np.ndarray]:

@@ -49,6 +49,9 @@ def eval_command(
         None, "--qa", help="question set: JSONL of {question, reference, documents?}"
     ),
     qa_mode: list[str] = typer.Option(["off", "documents"], "--qa-mode", help="off and/or documents"),
+    documents: Path = typer.Option(
+        None, "--documents", help="document index (chakor docs) searched in the documents QA mode"
+    ),
     run: list[Path] = typer.Option([], "--run", help="training run folder(s) whose loss curves to draw"),
     out: Path = typer.Option(
         None, "--out", help="where eval.json, eval.md, PNGs go (default: the first GGUF's folder)"
@@ -60,6 +63,14 @@ def eval_command(
     """Validation bits per byte, held-out QA F1, samples, KL-divergence gates per quant, serving speed."""
     from chakor.evaluation.run import EvalOptions, evaluate
 
+    provider = None
+    if documents is not None:
+        from chakor.documents.index import DocumentIndex
+
+        provider = DocumentIndex(documents)
+        if not provider.exists:
+            console.print(f"[red]error:[/red] no document index at {escape(str(documents))}")
+            raise typer.Exit(2)
     options = EvalOptions(
         export_dir=export,
         ggufs=ggufs,
@@ -67,6 +78,7 @@ def eval_command(
         out_dir=out or ggufs[0].parent,
         qa_path=qa_path,
         qa_modes=qa_mode,
+        provider=provider,
         runs=run,
         min_kld_tokens=min_kld_tokens,
         max_val_tokens=max_val_tokens,

@@ -21,7 +21,10 @@ from chakor.evaluation.errors import EvalError
 from converter.errors import ConversionError
 from converter.llama_tools import NO_REPACK, llama_tool
 
-ATTEMPTS = 3  # llama.cpp's logger thread can drop its last lines at exit; a run missing them is repeated
+# llama.cpp's logger thread drops the lines still queued when the tool exits, more often the busier the
+# machine (measured: 3 to 6 of 10 KL-divergence runs lost their final statistics at a load of 14 on 2
+# cores); a run missing them is repeated. The base run does not need its last lines (see write_base).
+ATTEMPTS = 8
 _FLOAT = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)"
 _FIELDS = {
     "mean_kld": rf"Mean\s+KLD:\s*{_FLOAT}",
@@ -37,7 +40,7 @@ _FIELDS = {
     "ppl_ratio_error": rf"Mean PPL\(Q\)/PPL\(base\)\s*:\s*\S+\s*±\s*{_FLOAT}",
 }
 _CHUNKS = re.compile(r"(?:computing|calculating perplexity) over (\d+) chunks, n_ctx=(\d+)")
-_BASE_PPL = re.compile(rf"Final estimate: PPL = {_FLOAT}")
+_CUMULATIVE_PPL = re.compile(rf"\[(\d+)\]{_FLOAT},")
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,13 @@ def _perplexity_argv(model: Path, n_ctx: int, threads: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Base:
-    """The base log-probs file and what it covers."""
+    """The base log-probs file and what it covers; `ppl` is over its first `ppl_chunks` windows."""
 
     path: Path
     chunks: int
     n_ctx: int
     ppl: float
+    ppl_chunks: int
 
     @property
     def scored_tokens(self) -> int:
@@ -145,16 +149,23 @@ class Base:
 
 
 def write_base(model: Path, text_file: Path, out: Path, n_ctx: int, chunks: int, threads: int = 2) -> Base:
-    """Run the f32 `model` over the first `chunks` windows of `text_file`, saving its log-probs to `out`."""
+    """Run the f32 `model` over the first `chunks` windows of `text_file`, saving its log-probs to `out`.
+
+    The perplexity reported is the running value printed after the second-to-last window: the tool
+    prints it while it computes the last one, so it is never among the lines lost at exit.
+    """
     argv = [*_perplexity_argv(model, n_ctx, threads), "-f", str(text_file), "--chunks", str(chunks)]
     argv += ["--kl-divergence-base", str(out)]
     output = ""
     for _ in range(ATTEMPTS):
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         output = done.stdout + done.stderr
-        found, ppl = _CHUNKS.search(output), _BASE_PPL.search(output)
-        if done.returncode == 0 and found and ppl and out.is_file() and out.stat().st_size > 0:
-            return Base(out, int(found.group(1)), int(found.group(2)), float(ppl.group(1)))
+        found = _CHUNKS.search(output)
+        running = {int(k): float(v) for k, v in _CUMULATIVE_PPL.findall(output)}
+        if done.returncode == 0 and found and out.is_file() and out.stat().st_size > 0:
+            used = int(found.group(1))
+            if used >= 2 and used - 1 in running:
+                return Base(out, used, int(found.group(2)), running[used - 1], used - 1)
     raise EvalError(
         f"{model}: llama-perplexity could not write the KL-divergence base ({done.returncode}):\n{_tail(output)}"
     )

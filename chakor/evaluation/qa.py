@@ -1,12 +1,13 @@
 """Held-out questions, asked the way the backend asks, scored by token-F1 against reference answers.
 
 The question set (docs/interfaces.md, "QA set") is a JSONL file of
-`{"question", "reference", "id"?, "documents"?: [{"title", "url", "snippet"}]}`, or a JSON file
+`{"question", "reference", "id"?, "echo"?, "documents"?: [{"title", "url", "snippet"}]}`, or a JSON file
 holding such a list (under `"qa"` or as the whole file). Each question is asked in one or more modes:
 `off` (the question alone under the backend's system prompt) and `documents` (the system prompt with
 search results, rendered by the backend's own prompt code). Results come from a document-search
 provider (`chakor.documents.provider.DocumentProvider`) when one is given, else from the record's
-`documents`.
+`documents`. `echo` is a prefix the answer may start with (the title a grounded answer repeats before
+copying its source, "json.dumps: ..."); it is dropped before scoring.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class QAItem:
     reference: str
     id: str | None = None
     documents: tuple[Document, ...] | None = None
+    echo: str | None = None
 
 
 Answerer = Callable[[str, Sequence[Any]], str]  # (question, search results) -> the model's answer
@@ -80,8 +82,10 @@ def _item(record: Any, where: str) -> QAItem:
             )
         except KeyError as exc:
             raise EvalError(f"{where}: a document lacks {exc}") from None
-    item_id = record.get("id")
-    return QAItem(question, reference, None if item_id is None else str(item_id), docs)
+    item_id, echo = record.get("id"), record.get("echo")
+    if echo is not None and not isinstance(echo, str):
+        raise EvalError(f"{where}: echo must be a string")
+    return QAItem(question, reference, None if item_id is None else str(item_id), docs, echo or None)
 
 
 def read_qa(path: Path) -> list[QAItem]:
@@ -177,10 +181,11 @@ def score_qa(
                     continue
                 documents = found
             reply = answer(item.question, documents)
-            f1 = token_f1(reply, item.reference)
+            scored = reply.removeprefix(item.echo).strip() if item.echo else reply
+            f1 = token_f1(scored, item.reference)
             score.asked += 1
             score.f1_sum += f1
-            score.exact += normalize(reply) == normalize(item.reference)
+            score.exact += normalize(scored) == normalize(item.reference)
             if len(score.examples) < MAX_EXAMPLES:
                 score.examples.append(
                     {

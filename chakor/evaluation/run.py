@@ -41,9 +41,22 @@ class EvalOptions:
     min_kld_tokens: int = 16384
     max_val_tokens: int = 65536
     kld_ctx: int = 256
-    threads: int = 2
+    threads: int | None = None  # llama.cpp threads; None: converter.llama_tools.tool_threads for the model
     bench: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch on `threads` threads for the block (a tiny model on a busy 2-core machine: 1, see tool_threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -73,23 +86,25 @@ def quant_of(path: Path, export_dir: Path) -> str:
 
 
 def _quant_rows(
-    options: EvalOptions, quants: dict[str, Path], ref: Any, text: str, tmp: Path
+    options: EvalOptions, quants: dict[str, Path], ref: Any, text: str, tmp: Path, threads: int, context: int
 ) -> dict[str, Any]:
     """KL divergence of every quant against the f32 GGUF, gated; plus f32 vs PyTorch on the same windows."""
     text_file = tmp / "val.txt"
     text_file.write_text(text, encoding="utf-8")
-    n_ctx = min(options.kld_ctx, ref.config.max_seq_len)
-    chunks = kld.chunks_for(options.min_kld_tokens, n_ctx)
-    base = kld.write_base(quants["f32"], text_file, tmp / "base.kld", n_ctx, chunks, options.threads)
+    n_ctx = min(options.kld_ctx, context)
+    chunks = kld.chunks_for(options.min_kld_tokens, n_ctx) + 1  # + 1: see kld.write_base
+    base = kld.write_base(quants["f32"], text_file, tmp / "base.kld", n_ctx, chunks, threads)
     ids = [ref.bos_id, *ref.encode(text)]
-    torch_ppl = ref.perplexity(ids, n_ctx, base.chunks)
+    torch_ppl = ref.perplexity(ids, n_ctx, base.ppl_chunks)
     relative = abs(base.ppl / torch_ppl - 1)
     f32_check = {
         "passed": relative < F32_PPL_RTOL,
         "llama_ppl": base.ppl,
         "pytorch_ppl": torch_ppl,
         "relative_delta": relative,
-        "message": f"perplexity {base.ppl:.4f} vs PyTorch {torch_ppl:.4f} ({relative:.1e} relative, limit {F32_PPL_RTOL:g})",
+        "windows": base.ppl_chunks,
+        "message": f"perplexity {base.ppl:.4f} vs PyTorch {torch_ppl:.4f} over {base.ppl_chunks} windows "
+        f"({relative:.1e} relative, limit {F32_PPL_RTOL:g})",
     }
     rows = [_row("f32", quants["f32"], None, None)]
     rows[0]["verdict"] = "base" if f32_check["passed"] else "FAIL"
@@ -97,7 +112,7 @@ def _quant_rows(
     for quant, path in quants.items():
         if quant == "f32":
             continue
-        stats = kld.kl_divergence(path, base, options.threads)
+        stats = kld.kl_divergence(path, base, threads)
         verdict = gates.apply_gate(quant, stats.mean_kld, stats.same_top)
         rows.append(_row(quant, path, stats, verdict))
     return {
@@ -131,6 +146,30 @@ def _row(
     return row
 
 
+def kld_text(options: EvalOptions, ref: Any, tokenizer_hash: str, context: int) -> tuple[str, dict[str, int]]:
+    """Text for the KL divergence: the val split, then the train split when val is too short.
+
+    A quant's drift from f32 is a property of its weights on in-distribution text, so train text
+    measures it as well as held-out text does; the report says how much of each was used.
+    """
+    n_ctx = min(options.kld_ctx, context)
+    needed = (kld.chunks_for(options.min_kld_tokens, n_ctx) + 2) * n_ctx  # the spare window and some slack
+    val = bpb.split_ids(options.data_dir, "val", tokenizer_hash, needed)
+    train = (
+        bpb.split_ids(options.data_dir, "train", tokenizer_hash, needed - len(val))
+        if len(val) < needed
+        else val[:0]
+    )
+    if len(val) + len(train) < 2 * n_ctx:
+        raise EvalError(
+            f"{options.data_dir}: {len(val) + len(train)} tokens, too few for KL divergence windows of {n_ctx}"
+        )
+    text = "\n".join(
+        t for t in (bpb.documents_text(val, ref.tokenizer), bpb.documents_text(train, ref.tokenizer)) if t
+    )
+    return text, {"val": len(val), "train": len(train)}
+
+
 def evaluate(options: EvalOptions) -> dict[str, Any]:
     """Run every part of the evaluation; write eval.json, eval.md and the PNGs into out_dir."""
     from chakor.documents.render import DOCUMENT_RESULTS
@@ -139,11 +178,12 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     from converter.export_dir import read_export, sha256_file
     from converter.llama_server import llama_server
     from converter.reference import Reference
-    from converter.valdata import validation_text
 
     started = time.monotonic()
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from converter.llama_tools import tool_threads
+
     with _timed(options, "load"):
         quants: dict[str, Path] = {}
         for path in options.ggufs:
@@ -158,35 +198,40 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
         export = read_export(Path(options.export_dir))
         ref = Reference(Path(options.export_dir))
         tokenizer_hash = sha256_file(export.tokenizer_file)
+        context = export.context_length  # the trained context, as the GGUF and llama-server have it
         items = qa.read_qa(options.qa_path) if options.qa_path is not None else None
-    with _timed(options, "validation"):
+        threads = options.threads or tool_threads(ref.config.num_params())
+        serving_threads = get_settings().llama_threads  # speed as `chakor up` serves (CHAKOR_LLAMA_THREADS)
+    with _timed(options, "validation"), _torch_threads(threads):
         ids = bpb.val_ids(options.data_dir, tokenizer_hash, options.max_val_tokens)
-        val = bpb.validation_loss(
-            ref.model, ids, bpb.token_byte_lengths(ref.tokenizer), ref.config.max_seq_len
-        )
-    with _timed(options, "kl_divergence"), tempfile.TemporaryDirectory(prefix="chakor-eval-") as tmp:
-        from converter.errors import ConversionError
-
-        n_ctx = min(options.kld_ctx, ref.config.max_seq_len)
-        try:
-            text = validation_text(
-                options.data_dir,
-                ref.tokenizer,
-                tokenizer_hash,
-                kld.chunks_for(options.min_kld_tokens, n_ctx) * n_ctx + n_ctx,
-            )
-        except ConversionError as exc:
-            raise EvalError(str(exc)) from None
-        quantization = _quant_rows(options, quants, ref, text, Path(tmp))
+        val = bpb.validation_loss(ref.model, ids, bpb.token_byte_lengths(ref.tokenizer), context)
+    with (
+        _timed(options, "kl_divergence"),
+        _torch_threads(threads),
+        tempfile.TemporaryDirectory(prefix="chakor-eval-") as tmp,
+    ):
+        text, sources = kld_text(options, ref, tokenizer_hash, context)
+        quantization = {
+            **_quant_rows(options, quants, ref, text, Path(tmp), threads, context),
+            "text_tokens": sources,
+            "threads": threads,
+        }
     quantization["k_quants_skipped"] = gates.k_quant_obstacle(export.shape.dim, export.shape.ffn_hidden_dim)
     passed = {row["quant"]: bool(row["passed"]) for row in quantization["rows"] if row["quant"] != "f32"}
     serve = gates.smallest_passing(passed)
     asked = quants[serve] if serve else quants["f32"]
     with (
         _timed(options, "qa_and_samples"),
-        llama_server(asked, ctx_size=ref.config.max_seq_len, threads=options.threads) as server,
+        llama_server(asked, ctx_size=context, threads=threads) as server,
     ):
-        chat = ChatModel(server, ref.tokenizer, get_settings().chat_system_prompt, ref.config.max_seq_len)
+        settings = get_settings()
+        chat = ChatModel(
+            server,
+            ref.tokenizer,
+            settings.chat_system_prompt,
+            context,
+            settings.chat_max_tokens,
+        )
         qa_part: dict[str, Any] = {"gguf": serve or "f32"}
         if items is not None:
             scores = qa.score_qa(items, chat.answer, options.qa_modes, options.provider, DOCUMENT_RESULTS)
@@ -195,16 +240,21 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
                 items=len(items),
                 modes={mode: score.to_dict() for mode, score in scores.items()},
                 prompts_too_long=chat.too_long,
+                results_dropped_to_fit=chat.results_dropped,
             )
         else:
             qa_part.update(set=None, items=0, modes={}, note="no question set given (--qa)")
         samples = chat.samples()
     if options.bench:
         with _timed(options, "speed"):
-            speeds = speed.bench(list(quants.values()), options.threads)
+            speeds = speed.bench(list(quants.values()), serving_threads)
         for row in quantization["rows"]:
             found = speeds[str(quants[row["quant"]])]
-            row["speed"] = {"prompt_tps": found.prompt_tps, "gen_tps": found.gen_tps}
+            row["speed"] = {
+                "prompt_tps": found.prompt_tps,
+                "gen_tps": found.gen_tps,
+                "threads": serving_threads,
+            }
     with _timed(options, "plots"):
         drawn = {
             "loss": plots.loss_curves(options.runs, out_dir / plots.LOSS_PNG),

@@ -11,7 +11,6 @@ import torch
 
 from chakor.evaluation.bpb import bits_per_byte, token_byte_lengths, validation_loss, windows
 from chakor.evaluation.errors import EvalError
-from tests.converter.conftest import tokenizer_dir  # noqa: F401  (session fixture)
 from trainer.tokenizer.chat import load_tokenizer
 
 TEXT = "Café, naïve 東京 🙂 def add(a, b):\n\treturn a + b"
@@ -35,7 +34,7 @@ def test_formula_on_round_numbers() -> None:
         bits_per_byte(1.0, 10, 0)
 
 
-def test_token_bytes_add_up_to_the_utf8_text(tokenizer_dir: Path) -> None:  # noqa: F811
+def test_token_bytes_add_up_to_the_utf8_text(tokenizer_dir: Path) -> None:
     tokenizer = load_tokenizer(tokenizer_dir)
     lengths = token_byte_lengths(tokenizer)
     ids = tokenizer.encode(TEXT, add_special_tokens=False).ids
@@ -43,7 +42,7 @@ def test_token_bytes_add_up_to_the_utf8_text(tokenizer_dir: Path) -> None:  # no
     assert lengths[tokenizer.token_to_id("<|bos|>")] == 0 and lengths[tokenizer.token_to_id("<|end|>")] == 0
 
 
-def test_uniform_model_scores_log2_vocab_bits_per_token(tokenizer_dir: Path) -> None:  # noqa: F811
+def test_uniform_model_scores_log2_vocab_bits_per_token(tokenizer_dir: Path) -> None:
     """Loss is ln V per token exactly; bpb = log2 V x tokens / 54 bytes of the targets (BOS first, 0 bytes)."""
     tokenizer = load_tokenizer(tokenizer_dir)
     vocab = tokenizer.get_vocab_size()

@@ -103,3 +103,20 @@ def test_modes_and_skips() -> None:
     ]
     with pytest.raises(EvalError, match="unknown QA mode"):
         score_qa(items, reader, ("web",))
+
+
+def test_the_echoed_title_is_dropped_before_scoring(tmp_path: Path) -> None:
+    """heldout.json's records (trainer.data.grounded) carry the title a grounded answer repeats first."""
+    path = tmp_path / "heldout.json"
+    record = {
+        "id": "json.dumps",
+        "question": "What does json.dumps do?",
+        "reference": "Serialize obj.",
+        "echo": "json.dumps:",
+    }
+    path.write_text(json.dumps({"names": ["json.dumps"], "qa": [record]}))
+    (item,) = read_qa(path)
+    assert item.echo == "json.dumps:"
+    scores = score_qa([item], lambda question, documents: "json.dumps: Serialize obj.", ("off",))
+    assert scores["off"].to_dict()["mean_f1"] == 1.0 and scores["off"].exact == 1
+    assert scores["off"].examples[0]["answer"] == "json.dumps: Serialize obj."  # the raw answer is kept

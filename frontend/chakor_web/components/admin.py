@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chakor_web.components.layout import frame
-from chakor_web.state.admin import AdminState, Fact, LlamaRow, UserRow
+from chakor_web.state.admin import AdminState, Fact, LlamaRow, Plot, QuantRow, UserRow
 
 
 def _fact(fact: Fact) -> rx.Component:
@@ -26,11 +26,62 @@ def _facts(title: str, facts: list[Fact]) -> rx.Component:
     )
 
 
+def _quant_row(row: QuantRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row.quant),
+        rx.table.cell(row.size),
+        rx.table.cell(row.kld),
+        rx.table.cell(row.p99),
+        rx.table.cell(row.same_top),
+        rx.table.cell(row.gate),
+        rx.table.cell(rx.badge(row.verdict, color_scheme=rx.cond(row.passed, "green", "red"))),
+        rx.table.cell(row.speed),
+    )
+
+
+def _plot(plot: Plot) -> rx.Component:
+    return rx.image(src=plot.src, alt=plot.name, width="100%", max_width="36em")
+
+
+def evaluation() -> rx.Component:
+    """`chakor eval`'s model card: headline numbers, the KL-divergence table, loss and KLD plots."""
+    headers = ("Quant", "Size", "Mean KLD", "99% KLD", "Same top", "Gate", "Verdict", "Gen tok/s")
+    return rx.vstack(
+        rx.heading("Evaluation", size="3", as_="h3"),
+        rx.cond(
+            AdminState.eval_facts,
+            rx.vstack(
+                rx.data_list.root(rx.foreach(AdminState.eval_facts, _fact), size="1"),
+                rx.box(
+                    rx.table.root(
+                        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers])),
+                        rx.table.body(rx.foreach(AdminState.quant_rows, _quant_row)),
+                        size="1",
+                        id="quant-table",
+                    ),
+                    width="100%",
+                    overflow_x="auto",
+                ),
+                rx.cond(
+                    AdminState.k_quants_note != "",
+                    rx.text("K-quants: ", AdminState.k_quants_note, size="1", color_scheme="gray"),
+                ),
+                rx.foreach(AdminState.plots, _plot),
+                width="100%",
+            ),
+            rx.text("no eval report (run `chakor eval`)", size="2", color_scheme="gray"),
+        ),
+        width="100%",
+        id="model-evaluation",
+    )
+
+
 def model_card() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.heading("Model", size="4", as_="h2"),
             rx.data_list.root(rx.foreach(AdminState.model_facts, _fact)),
+            evaluation(),
             _facts("Lineage", AdminState.lineage),
             _facts("Verification", AdminState.verification),
             width="100%",

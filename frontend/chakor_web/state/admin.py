@@ -20,6 +20,12 @@ WATCH_SECONDS = 15 * 60  # a dashboard left open stops polling after this; reloa
 
 MODEL = """query { model {
   name architecture quantization contextLength servedContext parameters fileSizeBytes lineage verifyReport
+  evaluation {
+    passed bitsPerByte valLoss qaF1 qaF1Documents qaQuestions recommendedQuant servedQuant servedPassed
+    scoredTokens kQuantsSkipped evaluatedAt
+    quants { quant sizeBytes meanKld p99Kld sameTop pplRatio maxMeanKld verdict generationTokensPerSecond }
+    plots { name dataUri }
+  }
 } }"""
 USERS_PER_PAGE = 25
 USERS = f"""query($search: String, $after: String) {{
@@ -62,6 +68,29 @@ class Fact:
 
 
 @dataclass
+class QuantRow:
+    """One GGUF of the eval's quantization table."""
+
+    quant: str = ""
+    size: str = ""
+    kld: str = ""
+    p99: str = ""
+    same_top: str = ""
+    gate: str = ""
+    verdict: str = ""
+    passed: bool = False
+    speed: str = ""
+
+
+@dataclass
+class Plot:
+    """One of the eval's PNGs (a data: URI from the API)."""
+
+    name: str = ""
+    src: str = ""
+
+
+@dataclass
 class LlamaRow:
     """One llama-server in the live status."""
 
@@ -100,6 +129,42 @@ def _facts(model: dict[str, Any]) -> list[Fact]:
     ]
 
 
+def _number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _eval_facts(card: dict[str, Any]) -> list[Fact]:
+    """The model card's headline numbers, formatted as eval.md and the README show them."""
+    served = card["servedQuant"] or "not in the report"
+    if card["servedQuant"] and card["servedPassed"] is False:
+        served += " (FAILED its gate)"
+    return [
+        Fact("Bits per byte (validation)", f"{card['bitsPerByte']:.4f}"),
+        Fact("Validation loss", f"{card['valLoss']:.4f}"),
+        Fact("Held-out QA F1 (no search)", _number(card["qaF1"], ".3f")),
+        Fact("Held-out QA F1 (documents)", _number(card["qaF1Documents"], ".3f")),
+        Fact("Served quant", served),
+        Fact("Smallest passing quant", card["recommendedQuant"] or "none"),
+        Fact("KLD scored tokens", f"{card['scoredTokens']:,}"),
+        Fact("Gates", "all passed" if card["passed"] else "a gate FAILED"),
+        Fact("Evaluated", card["evaluatedAt"] or "unknown"),
+    ]
+
+
+def _quant_row(row: dict[str, Any]) -> QuantRow:
+    return QuantRow(
+        row["quant"],
+        f"{row['sizeBytes'] / 1e6:.2f} MB",
+        _number(row["meanKld"], ".3g"),
+        _number(row["p99Kld"], ".3g"),
+        _number(row["sameTop"], ".2%"),
+        _number(row["maxMeanKld"], "g"),
+        row["verdict"],
+        row["verdict"] in ("pass", "base"),
+        _number(row["generationTokensPerSecond"], ".0f"),
+    )
+
+
 def _pairs(mapping: dict[str, Any] | None) -> list[Fact]:
     return [Fact(key, _text(value)) for key, value in sorted((mapping or {}).items())]
 
@@ -134,6 +199,10 @@ class AdminState(AuthState):
     model_facts: list[Fact] = []
     lineage: list[Fact] = []
     verification: list[Fact] = []
+    eval_facts: list[Fact] = []
+    quant_rows: list[QuantRow] = []
+    plots: list[Plot] = []
+    k_quants_note: str = ""
     users: list[UserRow] = []
     user_search: str = ""
     users_after: str = ""  # the cursor of the page shown ("" = the first page)
@@ -165,6 +234,7 @@ class AdminState(AuthState):
             self.model_facts = _facts(model)
             self.lineage = _pairs(model["lineage"])
             self.verification = _pairs(model["verifyReport"])
+            self._show_evaluation(model["evaluation"])
             await self._load_users()
             self.usage = usage_per_day((await self._gql(USAGE))["usageByUser"])
         except ApiError as exc:
@@ -172,6 +242,12 @@ class AdminState(AuthState):
             return self._expired_redirect()
         self.watch_id += 1
         return AdminState.watch_status(self.watch_id)
+
+    def _show_evaluation(self, card: dict[str, Any] | None) -> None:
+        self.eval_facts = _eval_facts(card) if card else []
+        self.quant_rows = [_quant_row(row) for row in card["quants"]] if card else []
+        self.plots = [Plot(p["name"], p["dataUri"]) for p in card["plots"]] if card else []
+        self.k_quants_note = (card or {}).get("kQuantsSkipped") or ""
 
     async def _load_users(self) -> None:
         variables = {"search": self.user_search.strip() or None, "after": self.users_after or None}
