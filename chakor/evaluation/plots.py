@@ -62,10 +62,13 @@ def kld_bars(rows: Sequence[dict[str, Any]], png: Path) -> Path | None:
     ax.scatter(
         names, [r["gate"]["max_mean_kld"] for r in rows], marker="_", s=900, color="black", label="gate"
     )
+    for name, row, value in zip(names, rows, values, strict=True):
+        label = f"{row['mean_kld']:.2g}" if row["mean_kld"] > 0 else "< 5e-7"  # llama.cpp prints 6 decimals
+        ax.annotate(label, (name, value), ha="center", va="bottom", fontsize=9)
     ax.set_yscale("log")
     ax.set_ylabel("mean KL divergence vs f32")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend()
+    ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(png, dpi=90)
     plt.close(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from typer.testing import CliRunner
 from chakor.evaluation.cli import register
 from chakor.evaluation.report import report_for
 from converter.convert import convert
-from tests.converter.conftest import CORPUS, requires_llama
+from tests.converter.conftest import CORPUS, make_export, requires_llama
 from tests.converter.test_valdata import write_data
+from trainer.configs import ModelConfig
 from trainer.tokenizer.train import tokenizer_sha256
 
 pytestmark = requires_llama
@@ -145,3 +147,21 @@ def test_bad_inputs_are_clear_errors(
     assert code == 2 and "the KL-divergence base is missing: pass an f32 GGUF" in output
     code, output = run_cli("eval", str(export_dir), str(ggufs["f32"]), "--data", str(tmp_path / "none"))
     assert code == 2 and f"{tmp_path / 'none' / 'manifest.json'}: cannot read JSON" in output
+
+
+def test_k_quant_of_a_wide_model_is_gated(
+    tmp_path: Path, micro_cfg: ModelConfig, tokenizer_dir: Path, data: Path
+) -> None:
+    """At width 256 the quickstart's q4_k_m is a real K-quant, held to its own row of the table."""
+    cfg = replace(micro_cfg, dim=256, ffn_hidden_dim=512, n_heads=4, n_kv_heads=4)
+    export = make_export(tmp_path / "wide", cfg, tokenizer_dir, steps=0)
+    paths = [convert(export, tmp_path / f"model-{t}.gguf", t) for t in ("f32", "q4_k_m")]
+    code, output = run_cli(
+        "eval", str(export), *map(str, paths), "--data", str(data), "--min-kld-tokens", MIN_TOKENS,
+        "--no-bench", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, output
+    report = json.loads((tmp_path / "eval.json").read_text())
+    (row,) = [r for r in report["quantization"]["rows"] if r["quant"] == "q4_k_m"]
+    assert row["gate"]["max_mean_kld"] == 5e-2 and row["passed"] and report["serve"] == "q4_k_m"
+    assert report["quantization"]["k_quants_skipped"] is None
