@@ -42,18 +42,31 @@ def _auth(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _headers(token: str | None, forwarded: str | None) -> dict[str, str]:
+    """Authorization plus X-Forwarded-For: the browser's address, so the backend rate-limits the
+    person and not this app (it believes the header only from its CHAKOR_TRUSTED_PROXIES)."""
+    return {**_auth(token), **({"X-Forwarded-For": forwarded} if forwarded else {})}
+
+
 def _raise_errors(errors: list[dict[str, Any]]) -> None:
     first = errors[0]
     code = (first.get("extensions") or {}).get("code", "BAD_REQUEST")
     raise ApiError(first.get("message", "request failed"), code)
 
 
-async def execute(query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+async def execute(
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str | None = None,
+    forwarded: str | None = None,
+) -> Any:
     """Run a query or mutation and return its `data`; raise ApiError on any GraphQL or network error."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.post(
-                graphql_url(), json={"query": query, "variables": variables or {}}, headers=_auth(token)
+                graphql_url(),
+                json={"query": query, "variables": variables or {}},
+                headers=_headers(token, forwarded),
             )
     except httpx.HTTPError as exc:
         raise ApiError(f"the server cannot be reached ({type(exc).__name__})", "UNAVAILABLE") from None

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.el.elements.base import BaseHTML
 
 from chakor_web.components.layout import frame, labeled_input, notice
+from chakor_web.server import LOGIN_PATH
 from chakor_web.state.auth import AuthState
+
+
+class PlainForm(BaseHTML):
+    """A <form> the browser submits itself (Reflex's own form always prevents that)."""
+
+    tag = "form"
+    action: rx.Var[str]
+    method: rx.Var[str]
 
 
 def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
@@ -35,16 +45,18 @@ def _card(title: str, form: rx.Component, footer: rx.Component) -> rx.Component:
 
 
 def login_page() -> rx.Component:
-    form = rx.form(
+    """A plain HTML form POST: the answer sets the HttpOnly session cookie (`chakor_web.server`)."""
+    form = PlainForm.create(
         rx.vstack(
             labeled_input("Email", "email", type="email", auto_complete="username", required=True),
             labeled_input(
                 "Password", "password", type="password", auto_complete="current-password", required=True
             ),
-            rx.button("Log in", type="submit", loading=AuthState.busy, width="100%"),
+            rx.button("Log in", type="submit", width="100%"),
             spacing="3",
         ),
-        on_submit=AuthState.login,
+        action=LOGIN_PATH,
+        method="post",
     )
     footer = rx.text("No account yet? ", rx.link("Register", href="/register"), size="2")
     return _card("Log in", form, footer)

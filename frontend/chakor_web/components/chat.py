@@ -26,8 +26,12 @@ def _code_block(value: rx.Var[str], **props: object) -> rx.Component:
 
 
 def markdown(text: str) -> rx.Component:
-    """Markdown with syntax-highlighted code blocks that have a copy button."""
-    return rx.markdown(text, component_map={"pre": _code_block}, class_name="answer")
+    """Markdown with syntax-highlighted code blocks that have a copy button.
+
+    No raw HTML (no rehype-raw): tags in the text show as text; react-markdown blanks `javascript:`
+    and other unsafe link targets.
+    """
+    return rx.markdown(text, component_map={"pre": _code_block}, class_name="answer", use_raw=False)
 
 
 # Sidebar

@@ -1,22 +1,30 @@
-"""Session state: tokens live here, server-side, never in the browser; refreshed transparently."""
+"""Session state: the signed-in user, and a reference to their server-side session (never a token).
+
+Tokens live in `chakor_web.sessions` (found by the HttpOnly session cookie); this state only holds
+backend-only vars (leading underscore), which Reflex never sends to the browser. Logging in is a form
+POST to `chakor_web.server` (it sets the cookie); every page's on_load first runs `restore_session`,
+so a reload or a new tab finds the session again.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import reflex as rx
 from reflex.event import EventSpec
 
 from chakor_web.api import ApiError, execute
+from chakor_web.sessions import Session, session_id_from, store
 
 USER_FIELDS = "id email displayName role disabled"
 AUTH_FIELDS = f"accessToken refreshToken user {{ {USER_FIELDS} }}"
-LOGIN = f"mutation($email: String!, $password: String!) {{ login(email: $email, password: $password) {{ {AUTH_FIELDS} }} }}"
 REGISTER = (
     "mutation($email: String!, $password: String!, $displayName: String) "
     "{ register(email: $email, password: $password, displayName: $displayName) { user { approved } } }"
@@ -26,6 +34,7 @@ REFRESH = f"mutation($token: String!) {{ refreshToken(refreshToken: $token) {{ {
 LOGOUT = "mutation($token: String!) { logout(refreshToken: $token) }"
 SESSION_EXPIRED = "Your session has expired. Please log in again."
 REFRESH_MARGIN_SECONDS = 60
+_refresh_locks: dict[str, asyncio.Lock] = {}  # one refresh per session at a time, across its tabs
 
 
 def _expires_at(token: str) -> float:
@@ -38,10 +47,9 @@ def _expires_at(token: str) -> float:
 
 
 class AuthState(rx.State):
-    """The signed-in user and their tokens; every page state derives from it."""
+    """The signed-in user; every page state derives from it."""
 
-    access_token: str = ""
-    refresh_token: str = ""
+    _session_id: str = ""  # backend-only: the session cookie's value
     user_id: str = ""
     email: str = ""
     display_name: str = ""
@@ -52,7 +60,7 @@ class AuthState(rx.State):
 
     @rx.var
     def logged_in(self) -> bool:
-        return bool(self.access_token)
+        return bool(self.user_id)
 
     @rx.var
     def is_admin(self) -> bool:
@@ -62,71 +70,91 @@ class AuthState(rx.State):
     def user_label(self) -> str:
         return self.display_name or self.email
 
-    def _sign_in(self, payload: dict[str, Any]) -> None:
-        user = payload["user"]
-        self.access_token = payload["accessToken"]
-        self.refresh_token = payload["refreshToken"]
+    def _show_user(self, user: dict[str, Any]) -> None:
         self.user_id, self.email = user["id"], user["email"]
         self.display_name = user.get("displayName") or ""
         self.role = user["role"]
 
     def _sign_out(self, notice: str = "") -> None:
-        self.access_token = self.refresh_token = ""
+        if self._session_id:
+            store().delete(self._session_id)
+        self._session_id = ""
         self.user_id = self.email = self.display_name = self.role = ""
         self.notice = notice
 
-    async def _refresh(self) -> bool:
-        """Swap the refresh token for new tokens; False (and signed out) when it no longer works."""
-        if not self.refresh_token:
-            return False
-        try:
-            data = await execute(REFRESH, {"token": self.refresh_token})
-        except ApiError:
-            self._sign_out(SESSION_EXPIRED)
-            return False
-        self._sign_in(data["refreshToken"])
-        return True
+    def _forwarded(self) -> str:
+        """The browser's address for the backend's rate limits."""
+        return self.router.session.client_ip
+
+    def _session(self) -> Session | None:
+        return store().get(self._session_id)
+
+    async def _refresh(self, stale: str) -> bool:
+        """Swap the session's refresh token for new tokens, unless another tab did already since
+        `stale` was read; False (and signed out) when it no longer works."""
+        lock = _refresh_locks.setdefault(self._session_id, asyncio.Lock())
+        async with lock:
+            session = self._session()
+            if session is None:
+                self._sign_out(SESSION_EXPIRED)
+                return False
+            if session.access_token != stale:
+                return True
+            try:
+                data = await execute(REFRESH, {"token": session.refresh_token}, forwarded=self._forwarded())
+            except ApiError:
+                self._sign_out(SESSION_EXPIRED)
+                return False
+            payload = data["refreshToken"]
+            store().update(self._session_id, payload["accessToken"], payload["refreshToken"], payload["user"])
+            self._show_user(payload["user"])
+            return True
 
     async def _live_token(self) -> str:
         """An access token that is valid for a while (refreshed first when about to expire); '' if none."""
-        if self.access_token and _expires_at(self.access_token) - time.time() < REFRESH_MARGIN_SECONDS:
-            await self._refresh()
-        return self.access_token
+        session = self._session()
+        if session is None:
+            return ""
+        if _expires_at(session.access_token) - time.time() < REFRESH_MARGIN_SECONDS:
+            if not await self._refresh(session.access_token):
+                return ""
+            session = self._session()
+        return session.access_token if session else ""
 
     async def _gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         """Run an authenticated operation, refreshing the access token once when it has expired.
 
         Raises ApiError; `self.logged_in` is False afterwards when the session could not be renewed.
         """
+        session = self._session()
+        if session is None:
+            self._sign_out(SESSION_EXPIRED)
+            raise ApiError(SESSION_EXPIRED, "UNAUTHENTICATED")
         try:
-            return await execute(query, variables, self.access_token)
+            return await execute(query, variables, session.access_token, self._forwarded())
         except ApiError as exc:
-            if not exc.unauthenticated or not await self._refresh():
+            if not exc.unauthenticated or not await self._refresh(session.access_token):
                 raise
-        return await execute(query, variables, self.access_token)
+        return await execute(query, variables, await self._live_token(), self._forwarded())
 
     def _expired_redirect(self) -> EventSpec | None:
         """A redirect to /login when signed out (never signed in, or the last call ended the session)."""
         return None if self.logged_in else rx.redirect("/login")
 
     @rx.event
-    async def login(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
-        email, password = form.get("email", "").strip(), form.get("password", "")
-        if not email or not password:
-            self.form_error = "Enter your email and password."
+    def restore_session(self) -> None:
+        """First on_load of every page: find the browser's session from its HttpOnly cookie."""
+        session_id = session_id_from(self.router.headers.cookie)
+        if session_id == self._session_id and self.logged_in:
             return
-        self.busy, self.form_error = True, ""
-        yield None  # show the button as busy
-        try:
-            data = await execute(LOGIN, {"email": email, "password": password})
-        except ApiError as exc:
-            self.form_error = exc.message
+        session = store().get(session_id)
+        if session is None:
+            self._session_id = ""
+            self.user_id = self.email = self.display_name = self.role = ""
             return
-        finally:
-            self.busy = False
-        self._sign_in(data["login"])
+        self._session_id = session_id
+        self._show_user(session.user)
         self.notice = ""
-        yield rx.redirect("/")
 
     @rx.event
     async def register(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
@@ -141,7 +169,7 @@ class AuthState(rx.State):
         self.busy, self.form_error = True, ""
         yield None
         try:
-            made = (await execute(REGISTER, variables))["register"]
+            made = (await execute(REGISTER, variables, forwarded=self._forwarded()))["register"]
         except ApiError as exc:
             self.form_error = exc.message
             return
@@ -153,14 +181,19 @@ class AuthState(rx.State):
 
     @rx.event
     async def logout(self) -> EventSpec:
-        if self.refresh_token:
-            with suppress(ApiError):  # the session ends locally either way
-                await execute(LOGOUT, {"token": self.refresh_token}, self.access_token)
+        session = self._session()
+        if session is not None:
+            with suppress(ApiError):  # the session ends here either way
+                await execute(LOGOUT, {"token": session.refresh_token}, session.access_token)
         self._sign_out("You have been logged out.")
         return rx.redirect("/login")
 
     @rx.event
     def clear_form(self) -> None:
-        """on_load of the login/register pages."""
-        self.form_error = ""
+        """on_load of the login/register pages; shows the message of a failed login (`?error=`)."""
+        query = parse_qs(urlsplit(str(self.router.url)).query)
+        flash_id = (query.get("error") or [""])[0]
+        self.form_error = store().take_flash(flash_id) if flash_id else ""
+        if self.form_error:
+            self.notice = ""
         self.busy = False

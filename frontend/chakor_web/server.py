@@ -1,0 +1,155 @@
+"""HTTP pieces around the Reflex app: the login endpoint that sets the session cookie, and the
+security headers (Content-Security-Policy) on every response.
+
+Login is a plain form POST, not a Reflex event, so that the answer can set an HttpOnly cookie and
+the password and tokens never travel over the page's event WebSocket.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chakor.settings import get_settings
+from chakor_web.api import ApiError, execute
+from chakor_web.sessions import COOKIE, store
+
+LOGIN_PATH = "/_chakor/login"
+MAX_FORM_BYTES = 4096
+USER_FIELDS = "id email displayName role disabled"
+LOGIN = (
+    "mutation($email: String!, $password: String!) { login(email: $email, password: $password) "
+    f"{{ accessToken refreshToken user {{ {USER_FIELDS} }} }} }}"
+)
+INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def forwarded_for(request: Request) -> str:
+    """X-Forwarded-For for the backend: what reached us, plus our peer (as any proxy appends it)."""
+    peer = request.client.host if request.client else ""
+    earlier = request.headers.get("x-forwarded-for", "")
+    return ", ".join(hop for hop in (earlier, peer) if hop)
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a form POST comes from our own page (login CSRF: a foreign page signing you in)."""
+    origin = request.headers.get("origin") or request.headers.get("referer") or ""
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def _back_to_login(message: str) -> RedirectResponse:
+    return RedirectResponse(f"/login?error={store().flash(message)}", status_code=303)
+
+
+async def login(request: Request) -> Response:
+    """POST email + password: sign in at the backend, keep the tokens here, set the session cookie."""
+    if not _same_origin(request):
+        return Response("cross-site login refused", status_code=403)
+    body = (await request.body())[:MAX_FORM_BYTES].decode(errors="replace")
+    form = {key: values[0] for key, values in parse_qs(body).items()}
+    email, password = form.get("email", "").strip(), form.get("password", "")
+    if not email or not password:
+        return _back_to_login("Enter your email and password.")
+    try:
+        data = await execute(LOGIN, {"email": email, "password": password}, forwarded=forwarded_for(request))
+    except ApiError as exc:
+        return _back_to_login(exc.message)
+    payload = data["login"]
+    settings = get_settings()
+    session_id = store().create(
+        payload["accessToken"], payload["refreshToken"], payload["user"], settings.refresh_token_days
+    )
+    response = RedirectResponse("/", status_code=303)
+    secure = request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=settings.refresh_token_days * 86400,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    return response
+
+
+def routes() -> Starlette:
+    """The app's own HTTP routes, mounted in front of Reflex (`api_transformer`)."""
+    return Starlette(routes=[Route(LOGIN_PATH, login, methods=["POST"])])
+
+
+def _script_hashes(pages: Iterable[Path]) -> list[str]:
+    found: set[str] = set()
+    for page in pages:
+        for body in INLINE_SCRIPT.findall(page.read_bytes()):
+            found.add("'sha256-" + base64.b64encode(hashlib.sha256(body).digest()).decode() + "'")
+    return sorted(found)
+
+
+@lru_cache(maxsize=1)
+def content_security_policy() -> str:
+    """The policy for every response: scripts only from this origin plus the compiled pages' own
+    inline scripts (by hash, so no injected script runs), no plugins, no framing, no foreign hosts.
+
+    Styles allow inline: Radix and Emotion set style attributes at run time (no script runs from CSS).
+    Scripts allow eval: Reflex runs the code of server-sent events (toasts, `call_script`) with it;
+    markup injected into the page still cannot run a script (no 'unsafe-inline').
+    """
+    from reflex.utils import prerequisites
+    from reflex_base import constants
+
+    static = prerequisites.get_web_dir() / constants.Dirs.STATIC
+    hashes = " ".join(_script_hashes(static.rglob("*.html"))) if static.is_dir() else ""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' 'unsafe-eval' {hashes}".strip(),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "font-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+class SecurityHeaders:
+    """ASGI middleware adding the CSP and related headers to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"content-security-policy"
+                ]
+                headers += [
+                    (b"content-security-policy", content_security_policy().encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
