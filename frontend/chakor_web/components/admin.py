@@ -148,6 +148,7 @@ def server_status() -> rx.Component:
                 rx.table.body(rx.foreach(AdminState.llama, _llama_row)),
                 width="100%",
                 size="1",
+                id="llama-servers",
             ),
             rx.flex(
                 _chart("Tokens/s", "tokens", "var(--accent-9)", ""),
