@@ -16,6 +16,8 @@ from typing import ParamSpec, TypeVar
 
 CPU_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="chakor-cpu")
+# Prompts have a pool of their own: a burst of logins must not queue a chat's tokenization.
+_prompt_pool = ThreadPoolExecutor(max_workers=CPU_WORKERS, thread_name_prefix="chakor-prompt")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -24,3 +26,8 @@ T = TypeVar("T")
 async def run_cpu(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`fn(*args, **kwargs)` on the CPU pool; the caller's task waits without blocking the loop."""
     return await asyncio.get_running_loop().run_in_executor(_pool, partial(fn, *args, **kwargs))
+
+
+async def run_prompt(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`fn(*args, **kwargs)` (prompt rendering and tokenization) on the prompt pool."""
+    return await asyncio.get_running_loop().run_in_executor(_prompt_pool, partial(fn, *args, **kwargs))

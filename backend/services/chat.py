@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from backend.core.config import Settings
 from backend.core.errors import NotFoundError, UserError, ValidationError
+from backend.core.offload import run_prompt
 from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
 from backend.models.common import oid
 from backend.services import conversations, usage
@@ -225,13 +226,14 @@ def _body(plan: _Plan, request: ChatRequest, prompt: list[int]) -> dict[str, obj
     return body
 
 
-def _start_early(
+async def _start_early(
     plan: _Plan, request: ChatRequest, answer: Message, tokenizer: Tokenizer, deps: ChatDeps
 ) -> TokenStream | None:
     """Start generating at once when the prompt is known already (no search)."""
     if request.search is not SearchMode.OFF:
         return None
-    return deps.pool.complete(_body(plan, request, _prompt(plan, [], answer, tokenizer, deps.settings)))
+    prompt = await run_prompt(_prompt, plan, [], answer, tokenizer, deps.settings)
+    return deps.pool.complete(_body(plan, request, prompt))
 
 
 class _PartialWriter:
@@ -286,7 +288,9 @@ async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_P
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    build_prompt(tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens)
+    await run_prompt(
+        build_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
+    )  # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
     return plan, tokenizer
 
 
@@ -306,7 +310,7 @@ async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerat
             return
         conversation, user_message = await _open(user, plan)
         answer = _streaming_answer(user, conversation, user_message)
-        early = _start_early(plan, request, answer, tokenizer, deps)
+        early = await _start_early(plan, request, answer, tokenizer, deps)
         try:  # llama-server works on the prompt while the answer is stored
             await asyncio.gather(answer.insert(), conversations.touch(conversation, oid(answer)))
             started = Started(oid(conversation), oid(user_message), oid(answer))
@@ -409,7 +413,9 @@ async def _generate(
             yield found
         upstream = early
         if upstream is None:
-            prompt = _prompt(plan, sources, answer, tokenizer, deps.settings, request.search)
+            prompt = await run_prompt(
+                _prompt, plan, sources, answer, tokenizer, deps.settings, request.search
+            )
             upstream = deps.pool.complete(_body(plan, request, prompt))
         stopper = asyncio.ensure_future(_interrupt_on_stop(stream, upstream))
         final: Done | Failed
