@@ -125,3 +125,22 @@ async def test_common_passwords_are_refused(api: Api, password: str) -> None:
     error = await api.error(REGISTER, {"e": f"common-{uuid.uuid4().hex[:6]}@example.test", "p": password})
     assert error["message"] == "this password is one of the most common ones; choose another"
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_login_limit_keys_on_the_forwarded_address_from_a_trusted_proxy(api: Api) -> None:
+    """The test client connects from 127.0.0.1, a default CHAKOR_TRUSTED_PROXIES entry (like the web app)."""
+    login = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+
+    async def attempt(address: str) -> dict:
+        variables = {"e": f"nobody-{uuid.uuid4().hex[:8]}@example.test", "p": "wrong password"}
+        response = await api.http.post(
+            "/graphql",
+            json={"query": login, "variables": variables},
+            headers={"X-Forwarded-For": f"198.51.100.1, {address}"},  # the left hop is not believed
+        )
+        return response.json()["errors"][0]
+
+    for _ in range(100):  # the per-client limit: CHAKOR_LOGIN_MAX_ATTEMPTS x 20
+        assert (await attempt("203.0.113.9"))["message"] == "invalid e-mail or password"
+    assert (await attempt("203.0.113.9"))["extensions"]["code"] == "RATE_LIMITED"
+    assert (await attempt("203.0.113.10"))["message"] == "invalid e-mail or password"
