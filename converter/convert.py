@@ -15,9 +15,10 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chakor.hashing import sha256_file
 from converter import __version__
 from converter.errors import ConversionError
-from converter.export_dir import ExportDir, read_export, sha256_file
+from converter.export_dir import ExportDir, read_export
 from converter.quantize import K_QUANTS, llama_quantize
 from converter.tensor_map import TensorSpec, tensor_specs
 from converter.vocab import Vocab, read_vocab

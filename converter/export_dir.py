@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +134,3 @@ def read_export(path: Path) -> ExportDir:
             f"got {seq_len!r}"
         )
     return ExportDir(path=path, shape=shape, tokenizer_config=tokenizer_config, lineage=lineage)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -19,9 +19,10 @@ from typing import Any
 import gguf
 import numpy as np
 
+from chakor.hashing import sha256_file
 from converter.convert import CHAKOR_KEY
 from converter.errors import ConversionError
-from converter.export_dir import read_export, sha256_file
+from converter.export_dir import read_export
 from converter.gguf_info import GGUFInfo, read_ours
 from converter.llama_server import LlamaServer, llama_server
 from converter.llama_tools import tool_threads

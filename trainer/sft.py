@@ -16,6 +16,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from chakor.hashing import sha256_file
 from trainer.configs import ModelConfig, SFTConfig
 from trainer.run_folder import (
     CHECKPOINT_SUBDIR,
@@ -24,7 +25,6 @@ from trainer.run_folder import (
     checkpoint_steps,
     git_commit,
     read_run,
-    sha256_file,
     write_run,
 )
 from trainer.tokenizer.chat import load_tokenizer

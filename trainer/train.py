@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from chakor.hashing import sha256_file
 from trainer.configs import ModelConfig, TrainConfig, get_model_config
 from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.recipe import TOKENS_PER_PARAM, plan_recipe
@@ -28,7 +29,6 @@ from trainer.run_folder import (
     checkpoint_steps,
     git_commit,
     read_run,
-    sha256_file,
     write_run,
 )
 from trainer.tokenizer.chat import load_tokenizer

@@ -32,9 +32,9 @@ from chakor.documents.passages import (
     builtin_fingerprint,
     builtin_passages,
     file_passages,
-    file_sha256,
     source_files,
 )
+from chakor.hashing import sha256_file
 
 REGISTRY = "collections.json"
 WRITER_HEAP_BYTES = 50_000_000  # tantivy's minimum is 15 MB per thread; one thread is enough here
@@ -246,7 +246,7 @@ class DocumentIndex:
         path = Path(spec)
         if not path.exists():
             return {}  # the folder went away: reindex drops its passages
-        return {str(file): file_sha256(file) for file in source_files(path)}
+        return {str(file): sha256_file(file) for file in source_files(path)}
 
     @staticmethod
     def _passages(spec: str, key: str) -> Iterator[Passage]:

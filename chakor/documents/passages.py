@@ -136,14 +136,6 @@ def builtin_fingerprint() -> str:
     return hashlib.sha256(f"{sys.version}\n{builtin.DOC_MODULES}".encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_files(path: Path) -> list[Path]:
     """The files a path stands for (sorted); raises DocumentSourceError for what cannot be indexed."""
     if not path.exists():

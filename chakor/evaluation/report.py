@@ -6,22 +6,15 @@ eval.json's keys are listed in docs/interfaces.md ("Eval report").
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from chakor.hashing import sha256_file
+
 EVAL_JSON = "eval.json"
 EVAL_MD = "eval.md"
 VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

@@ -174,8 +174,9 @@ def evaluate(options: EvalOptions) -> dict[str, Any]:
     """Run every part of the evaluation; write eval.json, eval.md and the PNGs into out_dir."""
     from chakor.documents.render import DOCUMENT_RESULTS
     from chakor.evaluation.ask import ChatModel
+    from chakor.hashing import sha256_file
     from chakor.settings import get_settings
-    from converter.export_dir import read_export, sha256_file
+    from converter.export_dir import read_export
     from converter.llama_server import llama_server
     from converter.reference import Reference
 

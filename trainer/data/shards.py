@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from chakor.hashing import sha256_file
 from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
 from trainer.data.prepare import REPORT_NAME, load_report
 from trainer.tokenizer.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
@@ -274,14 +275,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fingerprint(data_dir: Path, tokenizer_hash: str, config: TokenizeConfig, seed: int) -> str:
     """Hash of the prepared data (its report and document files' names, sizes, mtimes) and the options."""
     digest = hashlib.sha256((data_dir / REPORT_NAME).read_bytes())
@@ -322,7 +315,7 @@ def _mark_verified(layout: Layout, previous: dict[str, list[dict[str, Any]]]) ->
         name = f"{split}-{bucket:05d}.bin"
         record = next((r for r in previous.get(split, []) if r["name"] == name), None)
         path = layout.out_dir / name
-        if record and path.is_file() and _sha256(path) == record["sha256"]:
+        if record and path.is_file() and sha256_file(path) == record["sha256"]:
             completions.mkdir(parents=True, exist_ok=True)
             _write_atomic(layout.record(split, bucket), json.dumps(record).encode())
             (completions / f"{rank:05d}").touch()
