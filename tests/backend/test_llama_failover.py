@@ -52,14 +52,13 @@ async def test_a_busy_server_is_passed_over_for_an_idle_one(
     pool: LlamaPool, two_servers: tuple[ManagedProcess, ManagedProcess]
 ) -> None:
     busy, idle = pool.servers
-    long = {"prompt": [1, 2, 3], "n_predict": 1500, "temperature": 0, "stream": True}
+    long = {"prompt": [1, 2, 3], "n_predict": 1500, "ignore_eos": True, "temperature": 0, "stream": True}
     async with (
         httpx.AsyncClient(timeout=60) as http,
         aconnect_sse(http, "POST", f"{busy.url}/completion", json=long) as source,
     ):
-        async for event in source.aiter_sse():  # the first token: the busy server's slot is taken
-            assert event.data
-            break
+        events = source.aiter_sse()  # kept open: closing it would end the request and free the slot
+        assert (await anext(events)).data  # the first token: the busy server's slot is taken
         for _ in range(2):  # both rotation orders
             await pool.probe_all()
             assert [(s.url, s.slots_idle) for s in await pool.candidates()] == [(idle.url, 1), (busy.url, 0)]
