@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pymongo.errors import ConnectionFailure
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 from strawberry.types.unset import UNSET, UnsetType
@@ -20,13 +21,17 @@ class ChakorGraphQLRouter(GraphQLRouter[Context, None]):
 
         A connection without credentials is accepted (operations that need a user then fail one by
         one with "authentication required"); each operation checks the token again, so one that
-        expires mid-connection ends only the operations started after it.
+        expires mid-connection ends only the operations started after it. While the database is down
+        the token cannot be checked here: the connection is accepted and each operation reports the
+        outage ("database unavailable") as it does over HTTP.
         """
         if context.authorization is not None:
             try:
                 await context.user()
             except UserError as exc:
                 raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
+            except ConnectionFailure:
+                return UNSET
         return UNSET
 
     def decode_json(self, data: str | bytes) -> object:

@@ -144,8 +144,9 @@ class ChatSocket:
             kind = frame.get("type")
             if kind == "ping":
                 await self._ws.send('{"type": "pong"}')
-            elif kind == "error":
+            elif kind == "error":  # graphql-transport-ws: `error` ends the operation, no `complete` follows
                 stream.error = json.dumps(frame.get("payload"))
+                break
             elif kind == "next":
                 _apply(stream, frame["payload"])
             elif kind == "complete":
