@@ -1,8 +1,8 @@
-"""HTTP pieces around the Reflex app: the login endpoint that sets the session cookie, and the
-security headers (Content-Security-Policy) on every response.
+"""HTTP pieces around the Reflex app: the login and registration endpoints that set the session
+cookie, and the security headers (Content-Security-Policy) on every response.
 
-Login is a plain form POST, not a Reflex event, so that the answer can set an HttpOnly cookie and
-the password and tokens never travel over the page's event WebSocket.
+Login and registration are plain form POSTs, not Reflex events, so that the answer can set an
+HttpOnly cookie and the password and tokens never travel over the page's event WebSocket.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
@@ -26,12 +27,19 @@ from chakor_web.api import ApiError, execute
 from chakor_web.sessions import COOKIE, store
 
 LOGIN_PATH = "/_chakor/login"
+REGISTER_PATH = "/_chakor/register"
 MAX_FORM_BYTES = 4096
 USER_FIELDS = "id email displayName role disabled"
 LOGIN = (
     "mutation($email: String!, $password: String!) { login(email: $email, password: $password) "
     f"{{ accessToken refreshToken user {{ {USER_FIELDS} }} }} }}"
 )
+REGISTER = (
+    "mutation($email: String!, $password: String!, $displayName: String) "
+    "{ register(email: $email, password: $password, displayName: $displayName) "
+    f"{{ accessToken refreshToken user {{ {USER_FIELDS} }} }} }}"
+)
+AWAITING_APPROVAL = "Account created. An admin must approve it before you can log in."
 INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 
@@ -48,24 +56,18 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-def _back_to_login(message: str) -> RedirectResponse:
-    return RedirectResponse(f"/login?error={store().flash(message)}", status_code=303)
+def _back_to(page: str, message: str, kind: str = "error") -> RedirectResponse:
+    """To /login or /register, with a one-time message (`?error=` or `?notice=`)."""
+    return RedirectResponse(f"/{page}?{kind}={store().flash(message)}", status_code=303)
 
 
-async def login(request: Request) -> Response:
-    """POST email + password: sign in at the backend, keep the tokens here, set the session cookie."""
-    if not _same_origin(request):
-        return Response("cross-site login refused", status_code=403)
+async def _form(request: Request) -> dict[str, str]:
     body = (await request.body())[:MAX_FORM_BYTES].decode(errors="replace")
-    form = {key: values[0] for key, values in parse_qs(body).items()}
-    email, password = form.get("email", "").strip(), form.get("password", "")
-    if not email or not password:
-        return _back_to_login("Enter your email and password.")
-    try:
-        data = await execute(LOGIN, {"email": email, "password": password}, forwarded=forwarded_for(request))
-    except ApiError as exc:
-        return _back_to_login(exc.message)
-    payload = data["login"]
+    return {key: values[0] for key, values in parse_qs(body).items()}
+
+
+def _signed_in(request: Request, payload: dict[str, Any]) -> Response:
+    """Keep the tokens in a new session, set its cookie, and open the chat."""
     settings = get_settings()
     session_id = store().create(
         payload["accessToken"], payload["refreshToken"], payload["user"], settings.refresh_token_days
@@ -84,9 +86,51 @@ async def login(request: Request) -> Response:
     return response
 
 
+async def login(request: Request) -> Response:
+    """POST email + password: sign in at the backend, keep the tokens here, set the session cookie."""
+    if not _same_origin(request):
+        return Response("cross-site login refused", status_code=403)
+    form = await _form(request)
+    email, password = form.get("email", "").strip(), form.get("password", "")
+    if not email or not password:
+        return _back_to("login", "Enter your email and password.")
+    try:
+        data = await execute(LOGIN, {"email": email, "password": password}, forwarded=forwarded_for(request))
+    except ApiError as exc:
+        return _back_to("login", exc.message)
+    return _signed_in(request, data["login"])
+
+
+async def register(request: Request) -> Response:
+    """POST the registration form: create the account; signed in as by login when the sign-up policy
+    approves it at once, otherwise to /login with a note that an admin must approve it."""
+    if not _same_origin(request):
+        return Response("cross-site registration refused", status_code=403)
+    form = await _form(request)
+    email, password = form.get("email", "").strip(), form.get("password", "")
+    if not email or not password:
+        return _back_to("register", "Enter an email and a password.")
+    if password != form.get("confirm", ""):
+        return _back_to("register", "The passwords do not match.")
+    variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
+    try:
+        data = await execute(REGISTER, variables, forwarded=forwarded_for(request))
+    except ApiError as exc:
+        return _back_to("register", exc.message)
+    payload = data["register"]
+    if payload["accessToken"] is None:
+        return _back_to("login", AWAITING_APPROVAL, kind="notice")
+    return _signed_in(request, payload)
+
+
 def routes() -> Starlette:
     """The app's own HTTP routes, mounted in front of Reflex (`api_transformer`)."""
-    return Starlette(routes=[Route(LOGIN_PATH, login, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route(LOGIN_PATH, login, methods=["POST"]),
+            Route(REGISTER_PATH, register, methods=["POST"]),
+        ]
+    )
 
 
 def _script_hashes(pages: Iterable[Path]) -> list[str]:

@@ -7,6 +7,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from chakor import REPO_ROOT
-from chakor.process import free_port
+from chakor.process import ManagedProcess, free_port
 from chakor.services import frontend_process, settings_env
 from chakor.settings import Settings, load_settings
 from tests.conftest import TAVILY_KEY, backend_settings, start_backend
@@ -40,6 +41,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "frontend"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 PASSWORD = "correct-horse-battery-staple"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
 
 
 @dataclass
@@ -48,15 +50,24 @@ class Stack:
 
     backend: Settings
     app_url: str
+    backend_process: ManagedProcess
+    logs_dir: Path
+
+    def _post(self, query: str, variables: dict[str, Any] | None, token: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(
+            self.backend.graphql_url, json={"query": query, "variables": variables or {}}, headers=headers
+        ).json()
 
     def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         """Ask the backend directly (to check what the UI persisted)."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        payload = httpx.post(
-            self.backend.graphql_url, json={"query": query, "variables": variables or {}}, headers=headers
-        ).json()
+        payload = self._post(query, variables, token)
         assert not payload.get("errors"), payload["errors"]
         return payload["data"]
+
+    def refusal(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> str:
+        """The message of the error the backend answers to an operation that must fail."""
+        return str(self._post(query, variables, token)["errors"][0]["message"])
 
     def register(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
         """A new account, made through the API; its AuthPayload."""
@@ -65,6 +76,20 @@ class Stack:
             "{ accessToken user { id role } } }"
         )
         return self.gql(query, {"e": email, "p": password})["register"]
+
+    @contextmanager
+    def signup(self, policy: str) -> Iterator[None]:
+        """The backend restarted under CHAKOR_SIGNUP=`policy` for the block (same port and database),
+        then restarted as it was; the app keeps talking to the same URL."""
+        self.backend_process.stop()
+        self.backend_process = start_backend(
+            self.backend.model_copy(update={"signup": policy}), self.logs_dir
+        )
+        try:
+            yield
+        finally:
+            self.backend_process.stop()
+            self.backend_process = start_backend(self.backend, self.logs_dir)
 
     @staticmethod
     def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -76,8 +101,7 @@ class Stack:
 
     def token(self, email: str, password: str = PASSWORD) -> str:
         """A fresh access token for an account."""
-        query = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
-        return self.gql(query, {"e": email, "p": password})["login"]["accessToken"]
+        return str(self.gql(LOGIN, {"e": email, "p": password})["login"]["accessToken"])
 
 
 @pytest.fixture(scope="package")
@@ -105,7 +129,6 @@ def stack(
         tavily_api_key=TAVILY_KEY,
         tavily_base_url=fake_tavily,
     )
-    backend = start_backend(settings, logs_dir)
     app_settings = load_settings(**{**settings.model_dump(), "frontend_port": free_port()})
     app = frontend_process(app_settings, logs_dir)
     build = tmp_path_factory.mktemp(
@@ -116,13 +139,14 @@ def stack(
         "REFLEX_WEB_WORKDIR": str(build / "web"),
         "REFLEX_STATES_WORKDIR": str(build / "states"),
     }
+    running = Stack(settings, app_settings.frontend_url, start_backend(settings, logs_dir), logs_dir)
     app.start()
     try:
         app.wait_healthy(timeout=300)  # the first production build takes a while on a busy machine
-        yield Stack(backend=settings, app_url=app_settings.frontend_url)
+        yield running
     finally:
         app.stop()
-        backend.stop()
+        running.backend_process.stop()
 
 
 @pytest.fixture(scope="package")

@@ -6,7 +6,7 @@ import reflex as rx
 from reflex_components_core.el.elements.base import BaseHTML
 
 from chakor_web.components.layout import frame, labeled_input, notice
-from chakor_web.server import LOGIN_PATH
+from chakor_web.server import LOGIN_PATH, REGISTER_PATH
 from chakor_web.state.auth import AuthState
 
 
@@ -63,7 +63,8 @@ def login_page() -> rx.Component:
 
 
 def register_page() -> rx.Component:
-    form = rx.form(
+    """A plain HTML form POST, like login: an account approved at once is signed in by the answer."""
+    form = PlainForm.create(
         rx.vstack(
             labeled_input("Email", "email", type="email", auto_complete="username", required=True),
             labeled_input("Display name (optional)", "display_name", auto_complete="nickname"),
@@ -73,10 +74,11 @@ def register_page() -> rx.Component:
             labeled_input(
                 "Repeat password", "confirm", type="password", auto_complete="new-password", required=True
             ),
-            rx.button("Create account", type="submit", loading=AuthState.busy, width="100%"),
+            rx.button("Create account", type="submit", width="100%"),
             spacing="3",
         ),
-        on_submit=AuthState.register,
+        action=REGISTER_PATH,
+        method="post",
     )
     footer = rx.text("Already registered? ", rx.link("Log in", href="/login"), size="2")
     return _card("Create an account", form, footer)

@@ -1,9 +1,9 @@
 """Session state: the signed-in user, and a reference to their server-side session (never a token).
 
 Tokens live in `chakor_web.sessions` (found by the HttpOnly session cookie); this state only holds
-backend-only vars (leading underscore), which Reflex never sends to the browser. Logging in is a form
-POST to `chakor_web.server` (it sets the cookie); every page's on_load first runs `restore_session`,
-so a reload or a new tab finds the session again.
+backend-only vars (leading underscore), which Reflex never sends to the browser. Logging in and
+registering are form POSTs to `chakor_web.server` (it sets the cookie); every page's on_load first
+runs `restore_session`, so a reload or a new tab finds the session again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
 from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,11 +24,6 @@ from chakor_web.sessions import Session, session_id_from, store
 
 USER_FIELDS = "id email displayName role disabled"
 AUTH_FIELDS = f"accessToken refreshToken user {{ {USER_FIELDS} }}"
-REGISTER = (
-    "mutation($email: String!, $password: String!, $displayName: String) "
-    "{ register(email: $email, password: $password, displayName: $displayName) { user { approved } } }"
-)
-AWAITING_APPROVAL = "Account created. An admin must approve it before you can log in."
 REFRESH = f"mutation($token: String!) {{ refreshToken(refreshToken: $token) {{ {AUTH_FIELDS} }} }}"
 LOGOUT = "mutation($token: String!) { logout(refreshToken: $token) }"
 SESSION_EXPIRED = "Your session has expired. Please log in again."
@@ -56,7 +50,6 @@ class AuthState(rx.State):
     role: str = ""
     notice: str = ""
     form_error: str = ""
-    busy: bool = False
 
     @rx.var
     def logged_in(self) -> bool:
@@ -157,29 +150,6 @@ class AuthState(rx.State):
         self.notice = ""
 
     @rx.event
-    async def register(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
-        email, password = form.get("email", "").strip(), form.get("password", "")
-        if not email or not password:
-            self.form_error = "Enter an email and a password."
-            return
-        if password != form.get("confirm", ""):
-            self.form_error = "The passwords do not match."
-            return
-        variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
-        self.busy, self.form_error = True, ""
-        yield None
-        try:
-            made = (await execute(REGISTER, variables, forwarded=self._forwarded()))["register"]
-        except ApiError as exc:
-            self.form_error = exc.message
-            return
-        finally:
-            self.busy = False
-        approved = made["user"]["approved"]
-        self.notice = "Account created. Please log in." if approved else AWAITING_APPROVAL
-        yield rx.redirect("/login")
-
-    @rx.event
     async def logout(self) -> EventSpec:
         session = self._session()
         if session is not None:
@@ -190,10 +160,12 @@ class AuthState(rx.State):
 
     @rx.event
     def clear_form(self) -> None:
-        """on_load of the login/register pages; shows the message of a failed login (`?error=`)."""
+        """on_load of the login/register pages; shows the one-time message of the form POST that
+        redirected here: a refusal (`?error=`) or a note such as "awaiting approval" (`?notice=`)."""
         query = parse_qs(urlsplit(str(self.router.url)).query)
-        flash_id = (query.get("error") or [""])[0]
-        self.form_error = store().take_flash(flash_id) if flash_id else ""
-        if self.form_error:
-            self.notice = ""
-        self.busy = False
+        flashed = {
+            kind: store().take_flash(ids[0]) for kind, ids in query.items() if kind in ("error", "notice")
+        }
+        self.form_error = flashed.get("error", "")
+        if self.form_error or "notice" in flashed:
+            self.notice = flashed.get("notice", "")
