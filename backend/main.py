@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.websockets import WebSocket
 
 from backend.api.context import Context
+from backend.api.playground import Playground
 from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import build_schema
 from backend.core.config import Settings, get_settings
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     router = ChakorGraphQLRouter(
         build_schema(introspection=settings.introspection_enabled),
         context_getter=get_context,
-        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        playground=Playground(settings.graphiql_assets_dir) if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
         allowed_origins=settings.cors_origins,
     )

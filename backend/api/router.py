@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pymongo.errors import ConnectionFailure
+from starlette.requests import Request
+from starlette.responses import Response
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.schema.base import BaseSchema
 from strawberry.types.unset import UNSET, UnsetType
 
 from backend.api.context import Context
+from backend.api.playground import Playground
 from backend.core.errors import UserError
 
 
 class ChakorGraphQLRouter(GraphQLRouter[Context, None]):
-    """Strawberry's router; undecodable bytes are a 400 like any other bad JSON, not a 500."""
+    """Strawberry's router with our own GraphiQL page (`playground`, None: no IDE) and its files at /static/.
+
+    Undecodable bytes are a 400 like any other bad JSON, not a 500.
+    """
+
+    def __init__(self, schema: BaseSchema, *, playground: Playground | None, **kwargs: Any) -> None:
+        super().__init__(schema, graphql_ide="graphiql" if playground else None, **kwargs)
+        self.playground = playground
+        if playground is not None:
+            playground.warn_if_missing()
+            self.add_api_route("/static/{name}", playground.asset, methods=["GET"], include_in_schema=False)
+
+    async def render_graphql_ide(self, request: Request) -> Response:  # type: ignore[override]
+        """Our page, referencing only files this backend serves (Strawberry's loads them from a CDN)."""
+        assert self.playground is not None  # Strawberry renders an IDE only when one is configured
+        return self.playground.page(request.url.path)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Check the credentials of `connection_init`: a bad token closes the socket (4403) at once.
