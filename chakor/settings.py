@@ -63,6 +63,8 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:3000", "http://localhost:3000"]
     )
     graphiql: bool | None = None
+    # GraphiQL's npm packages (frontend/setup.sh installs them), served by the backend from /graphql/static/.
+    graphiql_assets_dir: Path = Path(".tools/graphiql/node_modules")
     introspection: bool | None = None
     # Who may create an account: `open`, `approval` (an admin approves), `closed` (admins create accounts).
     signup: Literal["open", "approval", "closed"] | None = None
@@ -99,7 +101,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin")
+    @field_validator(
+        "runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin", "graphiql_assets_dir"
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is None or value.is_absolute():
