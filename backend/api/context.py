@@ -1,4 +1,4 @@
-"""The per-request GraphQL context: services, credentials and the (lazily loaded) caller."""
+"""The per-request GraphQL context: services, credentials, the (lazily loaded) caller and DataLoaders."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import weakref
 from typing import Any
 
+from beanie import PydanticObjectId
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info as StrawberryInfo
 
@@ -15,6 +17,8 @@ from backend.core.proxies import client_address
 from backend.models import User
 from backend.services.auth import authenticate
 from backend.services.container import AppServices
+from backend.services.conversations import trees
+from backend.services.tree import MessageTree
 
 
 class Context(BaseContext):
@@ -28,6 +32,10 @@ class Context(BaseContext):
         self._operation_users: weakref.WeakKeyDictionary[asyncio.Task[Any], User] = (
             weakref.WeakKeyDictionary()
         )
+        # Message trees by conversation id: the conversations a field resolves for at once (a page of
+        # `conversations { messages }`) share one query. Batches only, no cache: one WebSocket context
+        # serves many operations, and a mutation may change messages a later field reads.
+        self.message_trees: DataLoader[PydanticObjectId, MessageTree] = DataLoader(load_fn=trees, cache=False)
 
     @property
     def authorization(self) -> str | None:

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from backend import models
 from backend.api.context import Info
 from backend.api.evaluation import ModelEvaluation
+from backend.models.common import oid
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
 from backend.services.tree import MessageTree
@@ -143,12 +144,12 @@ class Conversation:
     )
     async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
         count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
-        tree = await conversation_service.tree(self.model)
+        tree = await info.context.message_trees.load(oid(self.model))
         return [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
 
     @strawberry.field(description="Every message of every branch, oldest first.")
     async def all_messages(self, info: Info) -> list[Message]:
-        tree = await conversation_service.tree(self.model)
+        tree = await info.context.message_trees.load(oid(self.model))
         return [Message.from_model(m, tree) for m in tree.nodes]
 
     @strawberry.field(description="The system prompt answers are made with (the server's unless set).")

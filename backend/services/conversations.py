@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,13 +150,21 @@ async def list_conversations(
 
 async def tree(conversation: Conversation) -> MessageTree:
     """Every message of a conversation (up to MAX_NODES, the newest) as a tree."""
-    newest = (
-        await Message.find(Message.conversation_id == conversation.id)
-        .sort("-created_at", "-_id")
-        .limit(MAX_NODES)
-        .to_list()
-    )
-    return MessageTree(newest)
+    return (await trees([oid(conversation)]))[0]
+
+
+async def trees(conversation_ids: Sequence[PydanticObjectId]) -> list[MessageTree]:
+    """The trees of several conversations (each up to MAX_NODES, the newest) from one query, in order."""
+    wanted = list(dict.fromkeys(conversation_ids))
+    query = Message.find({"conversation_id": {"$in": wanted}}).sort("-created_at", "-_id")
+    if len(wanted) == 1:
+        query = query.limit(MAX_NODES)  # for several, a total limit could starve one: capped per tree below
+    newest: dict[PydanticObjectId, list[Message]] = {cid: [] for cid in wanted}
+    async for message in query:
+        kept = newest[message.conversation_id]
+        if len(kept) < MAX_NODES:
+            kept.append(message)
+    return [MessageTree(newest[cid]) for cid in conversation_ids]
 
 
 async def active_branch(conversation: Conversation) -> list[Message]:
