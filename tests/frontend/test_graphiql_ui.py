@@ -27,7 +27,7 @@ PARSED = """(text) => {
   const editor = document.querySelector(".graphiql-query-editor .CodeMirror").CodeMirror;
   return editor.getValue() === text && editor.documentAST != null;
 }"""
-# Every text the result pane shows while the page runs an operation (React may skip none of them).
+# Every text the result pane shows while an operation runs (each render, however fast the stream).
 RECORD_RESULTS = """() => {
   window.resultTexts = [];
   const pane = document.querySelector(".result-window");
