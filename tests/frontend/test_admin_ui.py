@@ -7,9 +7,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import Stack, log_in, screenshot, unique_email
+from tests.frontend.conftest import SlowLlama, Stack, log_in, screenshot, unique_email
 
 USERS = "query { users(first: 100) { edges { node { id role } } } }"
+MODEL = "query { model { architecture quantization parameters } }"
+STATUS = "query { serverStatus { databaseOk llamaServers { url slotsTotal } } }"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,21 +27,30 @@ def test_non_admin_cannot_open_admin(page: Page, stack: Stack, admin: str) -> No
     expect(page.get_by_role("heading", name="Admin dashboard")).to_have_count(0)
 
 
-def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str) -> None:
+def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str, slow_llama: SlowLlama) -> None:
     email = unique_email("carol")
     user_id = stack.register(email)["user"]["id"]
     page.set_viewport_size({"width": 1280, "height": 1100})
     log_in(page, admin)
     page.get_by_role("link", name="Admin").click()
     expect(page.get_by_role("heading", name="Admin dashboard")).to_be_visible()
-    expect(page.locator("#model-card")).to_contain_text("Parameters")
-    expect(page.locator("#model-card")).to_contain_text("llama")
-    expect(page.locator("#model-card")).to_contain_text(
-        "none recorded"
-    )  # the tiny model has no verify report
+    token = stack.token(admin)
+    model = stack.gql(MODEL, token=token)["model"]
+    card = page.locator("#model-card")
+    expect(card).to_contain_text(f"Architecture{model['architecture']}")
+    expect(card).to_contain_text(f"Quantization{model['quantization']}")
+    assert 1e3 <= model["parameters"] < 1e6  # the tiny model: shown in thousands
+    expect(card).to_contain_text(f"Parameters{model['parameters'] / 1e3:.2f}k")
+    expect(card).to_contain_text("none recorded")  # the tiny model has no verify report
     expect(page.get_by_text("live", exact=True)).to_be_visible()
-    expect(page.locator("#server-stats")).to_contain_text("%")
-    expect(page.locator("#llama-servers")).to_contain_text("busy")
+    status = stack.gql(STATUS, token=token)["serverStatus"]
+    [llama] = status["llamaServers"]
+    assert (status["databaseOk"], llama["url"]) == (True, slow_llama.url)
+    expect(page.locator("#server-stats")).to_contain_text("Active streams: 0")
+    expect(page.locator("#server-stats")).to_contain_text("Database: ok")
+    expect(page.locator("#server-stats")).to_contain_text(re.compile(r"Backend CPU: \d+%"))
+    expect(page.locator("#llama-servers")).to_contain_text(llama["url"])
+    expect(page.locator("#llama-servers")).to_contain_text(f"0 busy / {llama['slotsTotal']}")
     expect(page.locator("#users-table")).to_contain_text(email)
     expect(page.locator("#samples")).to_have_text(re.compile(r"^([4-9]|\d\d+) samples$"))  # charts have lines
     screenshot(page, "admin")

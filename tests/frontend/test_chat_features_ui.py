@@ -6,16 +6,24 @@ import json
 import re
 import uuid
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import Stack, log_in, unique_email
+from tests.frontend.conftest import SlowLlama, Stack, log_in, screenshot, unique_email
 from tests.frontend.test_chat_ui import conversation_id, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-TREE = "query($id: ID!) { conversation(id: $id) { systemPrompt maxTokens messages { id role content tokensPredicted } allMessages { id role content } } }"
+TREE = (
+    "query($id: ID!) { conversation(id: $id) { systemPrompt temperature maxTokens"
+    " messages { id role content tokensPredicted } allMessages { id role content } } }"
+)
+EXPORT = "query($id: ID!, $f: ExportFormat!) { exportConversation(id: $id, format: $f) }"
+USAGE = "query { usageByUser(days: 1) { userId tokensIn tokensOut answers } }"
+VERSIONS = [  # scripted answers, too long to be taken as a title
+    f"Version {n} of the answer: otters live along rivers, lakes and rocky coasts {where}."
+    for n, where in ((1, "of Europe"), (2, "across Asia"), (3, "in North America"))
+]
 SCROLL_GAP = "() => { const b = document.getElementById('message-scroller'); return b.scrollHeight - b.scrollTop - b.clientHeight; }"
 
 
@@ -31,34 +39,56 @@ def answered(page: Page, count: int) -> None:
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
 
 
-def test_regenerated_answers_switch_with_version_arrows(page: Page, stack: Stack, admin: str) -> None:
+def test_regenerated_answers_switch_with_version_arrows(
+    page: Page, stack: Stack, admin: str, slow_llama: SlowLlama
+) -> None:
     email = signed_in(page, stack, "versions")
-    send(page, "First question")
-    answered(page, 1)
-    cid = conversation_id(page)
-    page.get_by_role("button", name="Regenerate").click()
-    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
-    answered(page, 1)
-    switcher = page.locator(".version-switcher")
-    expect(switcher.locator(".version-label")).to_have_text("2/2")
-    stored = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]
-    first, second = [m["id"] for m in stored["allMessages"] if m["role"] == "ASSISTANT"]
-    assert stored["messages"][1]["id"] == second
     bubble = page.locator(".bubble.assistant")
-    expect(bubble).to_have_attribute("data-message-id", second)
+    switcher = page.locator(".version-switcher")
+    try:
+        slow_llama.reply = VERSIONS[0]
+        send(page, "Where do otters live?")
+        answered(page, 1)
+        expect(bubble).to_have_text(VERSIONS[0])
+        cid = conversation_id(page)
+        for count in (2, 3):
+            slow_llama.reply = VERSIONS[count - 1]
+            page.get_by_role("button", name="Regenerate").click()
+            expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+            answered(page, 1)
+            expect(switcher.locator(".version-label")).to_have_text(f"{count}/{count}")
+            expect(bubble).to_have_text(VERSIONS[count - 1])
+    finally:
+        slow_llama.reply = None
+    stored = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]
+    first, second, third = [m["id"] for m in stored["allMessages"] if m["role"] == "ASSISTANT"]
+    assert [m["id"] for m in stored["messages"]] == [stored["allMessages"][0]["id"], third]
+    assert [m["content"] for m in stored["allMessages"]] == ["Where do otters live?", *VERSIONS]
+    expect(bubble).to_have_attribute("data-message-id", third)
 
     page.get_by_role("button", name="Previous version").click()
-    expect(switcher.locator(".version-label")).to_have_text("1/2")
+    expect(switcher.locator(".version-label")).to_have_text("2/3")
+    expect(bubble).to_have_attribute("data-message-id", second)
+    expect(bubble).to_have_text(VERSIONS[1])
+    expect(
+        page.locator("#conversation-list").get_by_role("link", name="Where do otters live?")
+    ).to_be_visible()
+    screenshot(page, "chat-branches")
+    page.get_by_role("button", name="Previous version").click()
+    expect(switcher.locator(".version-label")).to_have_text("1/3")
     expect(bubble).to_have_attribute("data-message-id", first)
+    expect(bubble).to_have_text(VERSIONS[0])
     expect(page.get_by_role("button", name="Previous version")).to_be_disabled()
     shown = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["messages"]
     assert shown[1]["id"] == first  # the choice is stored: it is the active branch now
     page.reload()
-    expect(page.locator(".version-label")).to_have_text("1/2")
+    expect(page.locator(".version-label")).to_have_text("1/3")
     expect(bubble).to_have_attribute("data-message-id", first)
     page.get_by_role("button", name="Next version").click()
-    expect(page.locator(".version-label")).to_have_text("2/2")
+    expect(page.locator(".version-label")).to_have_text("2/3")
     expect(bubble).to_have_attribute("data-message-id", second)
+    shown = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["messages"]
+    assert shown[1]["id"] == second
 
 
 def test_settings_panel_stores_the_conversation_settings(page: Page, stack: Stack, admin: str) -> None:
@@ -75,15 +105,22 @@ def test_settings_panel_stores_the_conversation_settings(page: Page, stack: Stac
     dialog.get_by_role("button", name="Save settings").click()
     cid = conversation_id(page)
     stored = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]
-    assert (stored["systemPrompt"], stored["maxTokens"]) == ("Answer in one word.", 5)
+    assert (stored["systemPrompt"], stored["temperature"], stored["maxTokens"]) == (
+        "Answer in one word.",
+        0,
+        5,
+    )
 
     send(page, "Describe the sea")
     answered(page, 1)
     messages = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["messages"]
-    assert messages[1]["tokensPredicted"] <= 5
+    assert messages[1]["tokensPredicted"] == 5  # greedy on the random model: cut at the limit, no early end
     page.get_by_role("button", name="Conversation settings").click()
-    expect(page.get_by_role("dialog").get_by_label("System prompt")).to_have_value("Answer in one word.")
-    expect(page.get_by_role("dialog").get_by_label("Max tokens per answer")).to_have_value("5")
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_label("System prompt")).to_have_value("Answer in one word.")
+    expect(dialog.get_by_label("Max tokens per answer")).to_have_value("5")
+    expect(dialog.get_by_label("Temperature (empty: the model's default)")).to_have_value("0.0")
+    screenshot(page, "conversation-settings")
 
 
 def test_export_button_downloads_and_import_opens_a_copy(
@@ -99,21 +136,35 @@ def test_export_button_downloads_and_import_opens_a_copy(
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
     assert path.name == "Export-this-chat.json"
+    token = stack.token(email)
+    exported = stack.gql(EXPORT, {"id": cid, "f": "JSON"}, token)["exportConversation"]
+    assert path.read_bytes() == exported.encode()
     document = json.loads(path.read_text())
     assert document["format"] == "chakor.conversation"
+    assert [(m["role"], m["status"]) for m in document["messages"]] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
     assert document["messages"][0]["content"] == "Export this chat"
 
     page.get_by_role("button", name="Export", exact=True).click()
     with page.expect_download() as markdown:
         page.get_by_role("menuitem", name="Markdown (this branch)").click()
     assert markdown.value.suggested_filename == "Export-this-chat.md"
+    markdown.value.save_as(tmp_path / "export.md")
+    expected = stack.gql(EXPORT, {"id": cid, "f": "MARKDOWN"}, token)["exportConversation"]
+    assert (tmp_path / "export.md").read_bytes() == expected.encode()  # bytes: the answer may hold a \r
+    assert expected.startswith("# Export this chat\n\n## User\n\nExport this chat\n\n## Assistant\n\n")
 
     page.locator("#import-upload input[type=file]").set_input_files(str(path))
     expect(page).not_to_have_url(re.compile(cid))
     copy = conversation_id(page)
     expect(page.locator(".bubble.user")).to_have_text(["Export this chat"])
     stored = stack.gql(TREE, {"id": copy}, stack.token(email))["conversation"]
-    assert [m["content"] for m in stored["allMessages"]] == [m["content"] for m in document["messages"]]
+    assert [(m["role"].lower(), m["content"]) for m in stored["allMessages"]] == [
+        (m["role"], m["content"]) for m in document["messages"]
+    ]
+    assert {m["id"] for m in stored["allMessages"]}.isdisjoint(m["id"] for m in document["messages"])
 
 
 def test_api_key_page_creates_shows_once_and_revokes(page: Page, stack: Stack, admin: str) -> None:
@@ -129,17 +180,16 @@ def test_api_key_page_creates_shows_once_and_revokes(page: Page, stack: Stack, a
     expect(page.get_by_role("cell", name="my script", exact=True)).to_be_visible()
     expect(page.get_by_text(key[:12] + "…")).to_be_visible()
     assert stack.gql("{ me { email } }", token=key)["me"]["email"] == email
+    keys = stack.gql("{ apiKeys { name prefix lastUsedAt } }", token=stack.token(email))["apiKeys"]
+    assert [(k["name"], k["prefix"]) for k in keys] == [("my script", key[:12])]
+    screenshot(page, "api-keys")
 
     page.reload()
     expect(page.locator("#new-secret")).to_have_count(0)  # shown once
     page.get_by_role("button", name="Revoke my script").click()
     expect(page.get_by_text("No API keys yet.")).to_be_visible()
-    refused = httpx.post(
-        stack.backend.graphql_url,
-        json={"query": "{ me { email } }"},
-        headers={"Authorization": f"Bearer {key}"},
-    ).json()
-    assert refused["errors"][0]["message"] == "invalid or revoked API key"
+    assert stack.refusal("{ me { email } }", token=key) == "invalid or revoked API key"
+    assert stack.gql("{ apiKeys { name } }", token=stack.token(email))["apiKeys"] == []
 
 
 def test_auto_scroll_follows_the_stream_until_the_reader_scrolls_up(
@@ -181,12 +231,19 @@ def test_admin_pages_through_users_and_charts_usage(page: Page, stack: Stack, ad
     user = signed_in(page, stack, "charted")
     send(page, "count this answer")
     answered(page, 1)
+    me = stack.gql("{ me { id } }", token=stack.token(user))["me"]["id"]
+    cid = conversation_id(page)
+    answer = stack.gql(TREE, {"id": cid}, stack.token(user))["conversation"]["messages"][1]
+    [used] = [d for d in stack.gql(USAGE, token=stack.token(admin))["usageByUser"] if d["userId"] == me]
+    assert (used["answers"], used["tokensOut"]) == (1, answer["tokensPredicted"])
     page.get_by_role("button", name="Log out").click()
     page.set_viewport_size({"width": 1280, "height": 1400})
     log_in(page, admin)
     page.goto("/admin")
     expect(page.get_by_role("heading", name="Usage (last 14 days, UTC)")).to_be_visible()
     expect(page.locator("#usage-chart .recharts-bar-rectangle").first).to_be_visible()
+    page.locator("#usage-chart").scroll_into_view_if_needed()
+    screenshot(page, "admin-usage")
     page.get_by_label("Search users").fill(prefix)
     expect(page.locator("#users-table")).not_to_contain_text(user)  # the search is applied
     rows = page.locator("#users-table tbody tr")

@@ -11,9 +11,23 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.frontend.conftest import PASSWORD, SlowLlama, Stack, log_in, screenshot, unique_email
+from tests.frontend.conftest import (
+    PASSWORD,
+    TOKEN_DELAY_SECONDS,
+    SlowLlama,
+    Stack,
+    log_in,
+    screenshot,
+    unique_email,
+)
+from tests.support.fake_tavily import fake_results
 
 CONVERSATION = "query($id: ID!) { conversation(id: $id) { title messages { role content status } } }"
+TREE = "query($id: ID!) { conversation(id: $id) { allMessages { role content status } } }"
+OTTERS = "Otters are playful mammals that live near rivers and coasts and eat fish, crabs and clams. " * 5
+HABITATS = "Otters live in rivers, lakes and along coasts [1]; sea otters rest in kelp forests [2]."
+STORY = " ".join(f"word{n}" for n in range(300))  # about 9 s at the paced speed: long enough to stop
+SPEED = f"{1 / TOKEN_DELAY_SECONDS:.1f} tokens/s"  # the scripted reply's llama-server timings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,7 +44,9 @@ def conversation_id(page: Page) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
-def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, admin: str) -> None:
+def test_register_chat_reload_search_rename_delete(
+    page: Page, stack: Stack, admin: str, slow_llama: SlowLlama
+) -> None:
     email = unique_email("alice")
     page.goto("/register")
     page.get_by_label("Email").fill(email)
@@ -38,16 +54,20 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Repeat password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_text("Account created. Please log in.")).to_be_visible()
-    log_in(page, email)
+    expect(page.get_by_role("heading", name="New chat")).to_be_visible()  # signed in by registering
+    expect(page.get_by_role("navigation", name="Main").get_by_text("Alice", exact=True)).to_be_visible()
 
-    send(page, "Tell me about otters please")
-    live = page.locator('[data-status="streaming"]')
-    expect(live).to_have_text(re.compile(r"\S"))  # tokens are on screen while the answer still streams
-    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
-    answer = page.locator('.bubble.assistant[data-status="complete"]')
-    expect(answer).to_have_count(1)  # the stream ended on its own
-    expect(page.get_by_text(re.compile(r"[\d.]+ tokens/s"))).to_be_visible()
+    slow_llama.reply = OTTERS
+    try:
+        send(page, "Tell me about otters please")
+        live = page.locator('[data-status="streaming"]')
+        expect(live).to_have_text(re.compile(r"^Otters are"))  # on screen while the answer still streams
+        expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+        answer = page.locator('.bubble.assistant[data-status="complete"]')
+        expect(answer).to_have_text(OTTERS.strip())  # the stream ended on its own, every token shown
+    finally:
+        slow_llama.reply = None
+    expect(page.get_by_text(SPEED, exact=True)).to_be_visible()
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
     cid = conversation_id(page)
     expect(page.get_by_label("Sources")).to_have_count(0)  # no web search, no source cards
@@ -57,10 +77,12 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
 
     page.reload()
     expect(page.locator(".bubble.user")).to_have_text("Tell me about otters please")
-    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_text(OTTERS.strip())
     stored = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]
-    assert [m["role"] for m in stored["messages"]] == ["USER", "ASSISTANT"]
-    assert stored["messages"][1]["status"] == "COMPLETE" and stored["messages"][1]["content"]
+    assert stored["messages"] == [
+        {"role": "USER", "content": "Tell me about otters please", "status": "COMPLETE"},
+        {"role": "ASSISTANT", "content": OTTERS, "status": "COMPLETE"},
+    ]
 
     search = page.get_by_label("Search conversations")
     search.fill("no such words anywhere")
@@ -94,24 +116,28 @@ def test_register_chat_reload_search_rename_delete(page: Page, stack: Stack, adm
     expect(page).to_have_url(re.compile(r"/login$"))
 
 
-def test_stop_keeps_the_partial_answer(page: Page, stack: Stack, admin: str) -> None:
+def test_stop_keeps_the_partial_answer(page: Page, stack: Stack, admin: str, slow_llama: SlowLlama) -> None:
     email = unique_email("stopper")
     stack.register(email)
     log_in(page, email)
-    send(page, "Write a very long story")
-    expect(page.locator('[data-status="streaming"]')).to_have_text(re.compile(r"\S"))
-    page.get_by_role("button", name="Stop", exact=True).click()
-    expect(page.get_by_text("Stopped.")).to_be_visible()
-    stopped = page.locator('.bubble.assistant[data-status="stopped"]')
-    expect(stopped).to_have_text(re.compile(r"\S"))
+    slow_llama.reply = STORY
+    try:
+        send(page, "Write a very long story")
+        expect(page.locator('[data-status="streaming"]')).to_have_text(re.compile(r"^word0 word1 word2"))
+        page.get_by_role("button", name="Stop", exact=True).click()
+        expect(page.get_by_text("Stopped.")).to_be_visible()
+    finally:
+        slow_llama.reply = None
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
 
     cid = conversation_id(page)
     message = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"][-1]
     assert message["status"] == "STOPPED"
-    assert message["content"].strip()
+    kept = message["content"]
+    assert STORY.startswith(kept) and 3 <= len(kept.split()) < 300, kept  # a strict prefix of the answer
+    expect(page.locator('.bubble.assistant[data-status="stopped"]')).to_have_text(re.compile(r"^word0 word1"))
     page.reload()
-    expect(page.locator('.bubble.assistant[data-status="stopped"]')).to_have_text(re.compile(r"\S"))
+    expect(page.locator('.bubble.assistant[data-status="stopped"]')).to_have_text(kept.strip())
 
 
 def test_regenerate_and_edit_and_resend(page: Page, stack: Stack, admin: str) -> None:
@@ -128,8 +154,13 @@ def test_regenerate_and_edit_and_resend(page: Page, stack: Stack, admin: str) ->
     expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
     expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
     messages = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"]
-    assert [m["role"] for m in messages] == ["USER", "ASSISTANT"]
-    assert messages[1]["status"] == "COMPLETE" and first  # the old answer stays as version 1 of 2
+    assert [(m["role"], m["status"]) for m in messages] == [("USER", "COMPLETE"), ("ASSISTANT", "COMPLETE")]
+    nodes = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["allMessages"]
+    assert nodes == [  # the old answer stays as version 1 of 2
+        {"role": "USER", "content": "First question", "status": "COMPLETE"},
+        {"role": "ASSISTANT", "content": first, "status": "COMPLETE"},
+        {"role": "ASSISTANT", "content": messages[1]["content"], "status": "COMPLETE"},
+    ]
     expect(page.locator(".version-label")).to_have_text("2/2")
 
     page.get_by_role("button", name="Edit this message").click()
@@ -142,7 +173,13 @@ def test_regenerate_and_edit_and_resend(page: Page, stack: Stack, admin: str) ->
     expect(page.locator(".version-label").first).to_have_text("2/2")
     messages = stack.gql(CONVERSATION, {"id": cid}, stack.token(email))["conversation"]["messages"]
     assert messages[0] == {"role": "USER", "content": "Second, edited question", "status": "COMPLETE"}
-    assert len(messages) == 2
+    assert [(m["role"], m["status"]) for m in messages[1:]] == [("ASSISTANT", "COMPLETE")]
+    nodes = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["allMessages"]
+    assert [(m["role"], m["content"]) for m in nodes if m["role"] == "USER"] == [
+        ("USER", "First question"),
+        ("USER", "Second, edited question"),
+    ]
+    assert len(nodes) == 5  # both questions, the first one's two answers, the edited one's answer
 
     page.get_by_role("link", name="New chat").click()
     expect(page.get_by_role("heading", name="New chat")).to_be_visible()
@@ -151,22 +188,28 @@ def test_regenerate_and_edit_and_resend(page: Page, stack: Stack, admin: str) ->
     expect(page.locator(".bubble.user")).to_have_text(["Second, edited question"])
 
 
-def test_web_search_shows_source_cards(page: Page, stack: Stack, admin: str) -> None:
+def test_web_search_shows_source_cards(page: Page, stack: Stack, admin: str, slow_llama: SlowLlama) -> None:
     email = unique_email("erin")
     stack.register(email)
     log_in(page, email)
     page.get_by_role("radio", name="Web", exact=True).click()
-    send(page, "otter habitats")
-    sources = page.get_by_label("Sources")
-    expect(sources.get_by_role("link")).to_have_count(5)
-    expect(sources.first).to_contain_text("Result 1 for otter habitats")
-    expect(sources.first).to_contain_text("example.test")
-    expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_count(1)
+    slow_llama.reply = HABITATS
+    try:
+        send(page, "otter habitats")
+        sources = page.get_by_label("Sources")
+        expect(sources.get_by_role("link")).to_have_count(5)
+        expect(sources.first).to_contain_text("Result 1 for otter habitats")
+        expect(sources.first).to_contain_text("example.test")
+        expect(page.locator('.bubble.assistant[data-status="complete"]')).to_have_text(HABITATS)
+    finally:
+        slow_llama.reply = None
+    expect(page.locator("#conversation-list").get_by_role("link", name="otter habitats")).to_be_visible()
     query = "query($id: ID!) { conversation(id: $id) { messages { sources { url } } } }"
-    stored = stack.gql(query, {"id": conversation_id(page)}, stack.token(email))["conversation"]["messages"][
-        1
-    ]
-    assert len(stored["sources"]) == 5
+    stored = stack.gql(query, {"id": conversation_id(page)}, stack.token(email))["conversation"]["messages"]
+    assert stored[1]["sources"] == [{"url": r["url"]} for r in fake_results("otter habitats")]
+    links = sources.get_by_role("link")
+    assert [links.nth(i).get_attribute("href") for i in range(5)] == [s["url"] for s in stored[1]["sources"]]
+    screenshot(page, "sources")
 
 
 def test_document_search_shows_document_cards(page: Page, stack: Stack, admin: str, tmp_path: Path) -> None:
@@ -287,6 +330,7 @@ def test_markdown_answer_with_highlighted_code_and_copy(
     assert page.evaluate("navigator.clipboard.readText()") == code
     expect(page.get_by_label("Sources").get_by_role("link")).to_have_count(5)
     expect(page.get_by_role("radio", name="Web", exact=True)).to_be_checked()  # stays on for the next turn
+    expect(page.locator("#conversation-list").get_by_role("link")).to_have_count(1)  # listed, then shot
     screenshot(page, "chat")
 
 

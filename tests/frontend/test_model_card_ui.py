@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -29,5 +31,10 @@ def test_admin_sees_the_eval_numbers(page: Page, stack: Stack, admin: str, tiny_
     expect(rows.nth(1)).to_contain_text("0.0001pass")
     plot = page.get_by_role("img", name="eval-kld.png")
     expect(plot).to_be_visible()
-    assert (plot.get_attribute("src") or "").startswith("data:image/png;base64,iVBORw0KGgo")
-    assert plot.evaluate("img => img.naturalWidth") > 100  # the PNG decoded in the browser
+    query = "query { model { evaluation { plots { name dataUri } } } }"
+    plots = stack.gql(query, token=stack.token(admin))["model"]["evaluation"]["plots"]
+    [uri] = [p["dataUri"] for p in plots if p["name"] == "eval-kld.png"]
+    assert plot.get_attribute("src") == uri
+    png = base64.b64decode(uri.removeprefix("data:image/png;base64,"))
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # IHDR
+    assert plot.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [width, height]  # it decoded

@@ -467,15 +467,22 @@ class ChatState(AuthState):
             self.live_text += pending
             self._finish("error" if self.error else "stopped" if self.stop_requested else "complete", "")
             signed_in = self.logged_in
-            if signed_in:
-                with suppress(ApiError):  # else the sidebar refreshes on the next page load
-                    if self._new_chat and self.conversation_id and not self.error:
-                        await self._gql(GENERATE_TITLE, {"id": self.conversation_id})
-                    if self.conversation_id and not self.error:  # a failed turn stays as shown, to retry
-                        await self._reload_messages()
+            answered = self.conversation_id if signed_in and not self.error else ""
+            name_it = answered if self._new_chat else ""
+            with suppress(ApiError):  # else the sidebar refreshes on the next page load
+                if answered:  # a failed turn stays as shown, to retry
+                    await self._reload_messages()
+                if signed_in:
                     await self._load_list()
                     self.title = self.title or next(
                         (c.title for c in self.conversations if c.id == self.conversation_id), ""
                     )
         if not signed_in:
             yield rx.redirect("/login")
+        if name_it:  # after the sidebar shows the new chat: the model's title replaces its first words
+            async with self:
+                with suppress(ApiError):
+                    named = (await self._gql(GENERATE_TITLE, {"id": name_it}))["generateTitle"]
+                    if self.conversation_id == name_it:
+                        self.title = named["title"]
+                    await self._load_list()
