@@ -77,6 +77,7 @@ class Supervisor:
                 if component.process is None or component.process.alive():
                     continue
                 code = component.process.popen.returncode if component.process.popen else None
+                component.process.stop()  # its leader is gone: kill what it left (they still hold its port)
                 console.print(
                     f"[yellow]{component.name} exited (code {code}); restarting in {component.backoff:.0f}s[/]"
                 )

@@ -44,12 +44,15 @@ http {{
 
 
 @contextmanager
-def running_nginx(backend_port: int, workdir: Path) -> Iterator[str]:
-    """nginx in front of the backend on `backend_port`; yields its base URL and stops it afterwards."""
+def running_nginx(
+    backend_port: int, workdir: Path, frontend_port: int | None = None, port: int | None = None
+) -> Iterator[str]:
+    """nginx on `port` (default: a free one) in front of the backend on `backend_port` and the frontend on
+    `frontend_port` (default: a free port nothing serves); yields its base URL and stops it afterwards."""
     if not Path(NGINX).exists():
         pytest.fail("nginx is not installed: `make setup-test` installs Debian's nginx")
-    port = free_port()
-    config = render_config(backend_port, free_port(), port, workdir)
+    port = port or free_port()
+    config = render_config(backend_port, frontend_port or free_port(), port, workdir)
     subprocess.run([NGINX, "-t", "-c", str(config)], check=True, capture_output=True)
     process = ManagedProcess(
         name="nginx",
