@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 import httpx
 from playwright.sync_api import WebSocket, expect, sync_playwright
+from pymongo import MongoClient
 
+from chakor.settings import Settings
 from tests.frontend.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.stack.conftest import FullStack, wait_for
 from tests.support.graphql import PASSWORD
@@ -55,3 +57,26 @@ def test_the_app_through_nginx_logs_in_over_nginxs_event_websocket(full_stack: F
     upgraded = re.compile(r'"GET /_event/\?[^" ]*transport=websocket HTTP/1.1" 101 ')
     wait_for(lambda: bool(upgraded.search(access.read_text())), 30, "nginx logs the closed WebSocket")
     assert '"POST /_chakor/login HTTP/1.1" 303 ' in access.read_text()
+
+
+def test_the_login_limit_keys_on_the_browsers_address_through_nginx_and_the_app(
+    full_stack: FullStack,
+) -> None:
+    """Browser (127.0.0.2, forging X-Forwarded-For) -> nginx -> app -> backend: each hop appends its peer,
+    and the backend counts the failure against the browser's real address, not the forged one."""
+    wait_for(full_stack.all_healthy, 120, "every part healthy")
+    browser_address = "127.0.0.2"
+    transport = httpx.HTTPTransport(local_address=browser_address)
+    with httpx.Client(base_url=full_stack.nginx_url, transport=transport) as browser:
+        response = browser.post(
+            "/_chakor/login",
+            data={"email": f"nobody-{uuid.uuid4().hex[:8]}@example.test", "password": "wrong password"},
+            headers={"Origin": full_stack.nginx_url, "X-Forwarded-For": "198.51.100.66"},
+        )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?error=")
+    with MongoClient(f"mongodb://127.0.0.1:{full_stack.env['CHAKOR_DB_PORT']}") as client:
+        failures = client[Settings.model_fields["db_name"].default]["login_failures"]
+        keys = {event["key"] for event in failures.find({"key": {"$regex": "^client:"}})}
+    assert f"client:{browser_address}" in keys
+    assert "client:198.51.100.66" not in keys
