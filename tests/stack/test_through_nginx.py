@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -75,6 +76,7 @@ def test_the_login_limit_keys_on_the_browsers_address_through_nginx_and_the_app(
         )
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login?error=")
+    client: MongoClient[dict[str, Any]]
     with MongoClient(f"mongodb://127.0.0.1:{full_stack.env['CHAKOR_DB_PORT']}") as client:
         failures = client[Settings.model_fields["db_name"].default]["login_failures"]
         keys = {event["key"] for event in failures.find({"key": {"$regex": "^client:"}})}
