@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 from playwright.sync_api import WebSocket, expect, sync_playwright
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from chakor.settings import Settings
 from tests.frontend.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -78,7 +79,9 @@ def test_the_login_limit_keys_on_the_browsers_address_through_nginx_and_the_app(
     assert response.headers["location"].startswith("/login?error=")
     client: MongoClient[dict[str, Any]]
     with MongoClient(f"mongodb://127.0.0.1:{full_stack.env['CHAKOR_DB_PORT']}") as client:
-        failures = client[Settings.model_fields["db_name"].default]["login_failures"]
+        failures: Collection[dict[str, Any]] = client[Settings.model_fields["db_name"].default][
+            "login_failures"
+        ]
         keys = {event["key"] for event in failures.find({"key": {"$regex": "^client:"}})}
     assert f"client:{browser_address}" in keys
     assert "client:198.51.100.66" not in keys
