@@ -277,3 +277,43 @@ def test_up_with_a_mongodb_uri_starts_no_sidecar_and_restarts_a_killed_backend(
         if up.poll() is None:
             up.terminate()
             up.wait(timeout=60)
+
+
+def test_logs_follow_prints_lines_as_they_are_written(stack_env: dict[str, str]) -> None:
+    """A writer appends numbered lines until told to stop; `-f` prints them in order as they come.
+
+    (`chakor logs` prints the tail before it starts following, so a line written in between may be missed:
+    the test waits for any numbered line, then checks that the next one follows it.)
+    """
+    log = Path(stack_env["CHAKOR_VAR_DIR"]) / "logs" / "backend.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("old line\nlast line\n")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "chakor", "logs", "backend", "--lines", "1", "-f"],
+        env={**os.environ, **stack_env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+
+    def write() -> None:
+        for number in range(10_000):
+            if stop.wait(0.1):
+                return
+            with log.open("a") as handle:
+                handle.write(f"new line {number}\n")
+
+    writer = threading.Thread(target=write)
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "last line\n"
+        writer.start()
+        first = follow.stdout.readline()
+        number = int(first.removeprefix("new line "))
+        assert follow.stdout.readline() == f"new line {number + 1}\n"
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join()
+        follow.kill()
+        follow.wait()
