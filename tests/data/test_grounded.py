@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -43,10 +44,14 @@ def test_conversations_render_documents_as_the_backend_does(built: tuple[Path, d
     grounded_rows = [r for r in rows if "\nDocuments (cite them as [1], [2], ...):\n" in r[0]["content"]]
     plain = [r for r in rows if r[0]["content"] == SYSTEM_PROMPT]
     assert len(grounded_rows) + len(plain) == len(rows) and 0.05 < len(plain) / len(rows) < 0.15
+    counts = []
     for system, user, assistant in grounded_rows[:200]:
         lines = system["content"].split("\n")[3:]
         shown = [re.fullmatch(r"\[(\d)\] (\S+): (.+)", line) for line in lines]
-        assert [m.group(1) for m in shown if m] == ["1", "2", "3"], system["content"]
+        assert [m.group(1) for m in shown if m] == [str(n) for n in range(1, len(lines) + 1)], system[
+            "content"
+        ]
+        counts.append(len(lines))
         sources = [_Shown(m.group(2), "", m.group(3)) for m in shown if m]
         assert system["content"] == backend_with_sources(SYSTEM_PROMPT, sources, SearchMode.DOCUMENTS)
         asked = _asked(user["content"])
@@ -57,6 +62,20 @@ def test_conversations_render_documents_as_the_backend_does(built: tuple[Path, d
             assert assistant["content"] == f"{asked}: {match.content}"
     absent = sum(r[2]["content"].startswith("The documents do not say") for r in grounded_rows)
     assert 0.05 < absent / len(grounded_rows) < 0.2
+    # as many results as the eval and the backend keep in 128 prompt tokens: mostly 2 or 3, sometimes 1
+    assert sorted(set(counts)) == sorted(set(grounded.RESULT_COUNTS)) == [1, 2, 3]
+
+
+def test_shuffled_snippets_are_sentences_or_splices_no_memory_completes() -> None:
+    usable, held = grounded.split()
+    pool = set(grounded.sentences())
+    assert len(pool) > 3 * len(usable)  # far more snippets than APIs: a pairing cannot be memorised
+    rng = random.Random(0)
+    spliced = [grounded._novel(rng) for _ in range(200)]
+    assert all(grounded._good(text) for text in spliced)
+    assert sum(text not in pool for text in spliced) > 150
+    names = frozenset(f.name for f in held)
+    assert not any(grounded._mentions(text, names) for text in spliced)
 
 
 def test_snippets_are_the_index_snippets(tmp_path: Path) -> None:

@@ -1,20 +1,23 @@
 """`local:python-grounded`: SFT conversations that answer from retrieved documents, and the held-out QA set.
 
-Each conversation's system turn holds three search results rendered exactly as the backend renders
+Each conversation's system turn holds one to three search results rendered exactly as the backend renders
 DOCUMENTS results (`chakor.documents.render.with_sources` under the one `SYSTEM_PROMPT`), built from
 the same passages the document index stores (`chakor.documents.passages.builtin_passages`). The answer
 echoes the title it found, then copies that result's snippet: "json.dumps: Serialize ``obj`` ...".
 
-Copying must be the only way to lower the loss, so in SHUFFLE_FRACTION of the conversations every
-result shows another API's snippet under its title (the pairing is permuted per conversation): a
-model that memorised "json.dumps -> Serialize ..." is wrong there, a model that reads is right.
-About ABSENT_FRACTION of the conversations have no result about the asked API (so the top result is
-irrelevant) and the answer says so; elsewhere the right result is first in TOP_FRACTION of them.
+Copying must be the only way to lower the loss. In SHUFFLE_FRACTION of the conversations no title shows
+its own snippet: each shows a sentence of the documentation or, SPLICE_FRACTION of the time, the head of
+one sentence joined to the tail of another, so that a model that memorised "json.dumps -> Serialize ..."
+or the sentences themselves is wrong there and only a model that reads is right (with the ~600 snippets
+of the usable APIs as the only answers, SFT memorised them: held-out F1 0.30; with these, 0.64). In
+RENAME_FRACTION of those the members also get made-up names, so the echo is copied, not recalled.
+About ABSENT_FRACTION of the conversations have no result about the asked API and the answer says so;
+elsewhere the right result is first in TOP_FRACTION of them, else anywhere.
 
 HELDOUT_PERCENT of the documented members are held out by a hash of their name (the same set on every
-machine and seed): they never appear in a conversation, not even as a distractor or inside another
-snippet, and become the QA set `heldout.json` (`{"qa": [{"id", "question", "reference", ...}]}`,
-docs/interfaces.md "QA set") that `chakor eval` asks with DOCUMENTS search.
+machine and seed): they never appear in a conversation, not even as a distractor, a made-up name or
+inside another snippet, and become the QA set `heldout.json` (`{"qa": [{"id", "question", "reference",
+...}]}`, docs/interfaces.md "QA set") that `chakor eval` asks with DOCUMENTS search.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from chakor.documents.passages import SNIPPET_CHARS, builtin_passages
-from chakor.documents.render import DOCUMENT_RESULTS, SearchMode, with_sources
+from chakor.documents.render import SearchMode, with_sources
 from chakor.settings import SYSTEM_PROMPT
 from trainer.tokenizer.chat import Message
 
@@ -37,8 +40,17 @@ HELDOUT_FILE = "heldout.json"
 HELDOUT_PERCENT = 15  # the issue's probe held out 15% of the names
 MAX_SNIPPET_CHARS = SNIPPET_CHARS  # snippets the index did not have to cut
 MIN_SNIPPET_CHARS = 20
-VARIANTS_PER_FACT = 8  # different contexts per API: enough examples for ~2,600 steps of batch 16
+# 24 contexts per API (14k conversations): the quickstart's 1,800 SFT steps see each about 1.5 times, so
+# contexts are read rather than remembered (8, the first recipe, meant 6 passes over 4.8k conversations).
+VARIANTS_PER_FACT = 24
 SHUFFLE_FRACTION = 0.8
+SPLICE_FRACTION = 0.5
+RENAME_FRACTION = (
+    0.5  # measured neutral on held-out F1 (0.644 vs 0.647 without at 1,800 steps), kept for the echo
+)
+# At a 256-token context the backend and the eval keep 128 tokens for the answer, which leaves room for
+# two results of three on average (106 of 264 held-out results dropped), so SFT shows 1-3 results.
+RESULT_COUNTS = (1, 2, 2, 3, 3)
 ABSENT_FRACTION = 0.12
 TOP_FRACTION = 0.6
 PLAIN_FRACTION = 0.1  # conversations without search, so a question asked with search OFF still gets a docstring-style answer
@@ -131,43 +143,97 @@ def split() -> tuple[list[Fact], list[Fact]]:
     return usable, held
 
 
-def _results(fact: Fact, pool: list[Fact], rng: random.Random) -> tuple[list[Shown], bool]:
-    """DOCUMENT_RESULTS results for a question about `fact`; whether one of them is about it."""
+@lru_cache(maxsize=1)
+def sentences() -> tuple[str, ...]:
+    """Every sentence of the built-in documentation that may stand in a snippet and names no held-out API."""
+    _, held = split()
+    names = frozenset(f.name for f in held)
+    found: dict[str, None] = {}
+    for passage in builtin_passages():
+        if passage.title in names:
+            continue
+        for paragraph in passage.text.split("\n\n"):
+            for sentence in re.split(r"(?<=\.)\s+(?=[A-Z])", " ".join(paragraph.split())):
+                if _good(sentence) and ">>>" not in sentence and not _mentions(sentence, names):
+                    found[sentence] = None
+    return tuple(found)
+
+
+def _novel(rng: random.Random) -> str:
+    """A snippet no memory can complete: the head of one sentence and the tail of another."""
+    pool = sentences()
+    while True:
+        head, tail = rng.choice(pool).split(), rng.choice(pool).split()
+        text = " ".join(head[: rng.randrange(1, len(head))] + tail[rng.randrange(1, len(tail)) :])
+        if _good(text):
+            return text
+
+
+def _snippet(pool: list[Fact], rng: random.Random) -> str:
+    """A snippet for a title that is not its own: spliced, any documentation sentence, or another API's."""
+    if rng.random() < SPLICE_FRACTION:
+        return _novel(rng)
+    return rng.choice(sentences()) if rng.random() < 0.5 else rng.choice(pool).snippet
+
+
+def _results(fact: Fact, pool: list[Fact], rng: random.Random) -> tuple[list[Shown], str | None]:
+    """RESULT_COUNTS results for a question about `fact`, and the title it has among them (None: absent)."""
+    count = rng.choice(RESULT_COUNTS)
     same_module = [f for f in pool if f.module == fact.module and f.name != fact.name]
     others: list[Fact] = []
     if same_module:  # a near miss, as real retrieval finds: json.dump beside json.dumps
         others.append(rng.choice(same_module))
-    while len(others) < DOCUMENT_RESULTS:
+    while len(others) < count:
         candidate = rng.choice(pool)
         if candidate.name != fact.name and candidate not in others:
             others.append(candidate)
     present = rng.random() >= ABSENT_FRACTION
-    chosen = others[:]
+    chosen = others[:count]
     if present:
-        chosen = others[: DOCUMENT_RESULTS - 1]
-        place = 0 if rng.random() < TOP_FRACTION else rng.randrange(1, DOCUMENT_RESULTS)
+        chosen = others[: count - 1]
+        place = 0 if rng.random() < TOP_FRACTION else rng.randrange(0, count)
         chosen.insert(place, fact)
     snippets = [f.snippet for f in chosen]
-    if rng.random() < SHUFFLE_FRACTION:  # every title gets another API's snippet
-        snippets = [f.snippet for f in rng.sample(pool, len(chosen))]
-    return [Shown(f.title, f.url, s) for f, s in zip(chosen, snippets, strict=True)], present
+    titles = [f.title for f in chosen]
+    if rng.random() < SHUFFLE_FRACTION:  # every title shows a snippet that is not its own
+        snippets = [_snippet(pool, rng) for _ in chosen]
+        if rng.random() < RENAME_FRACTION:
+            titles = _renamed(chosen, rng)
+    shown = [Shown(t, f.url, s) for t, f, s in zip(titles, chosen, snippets, strict=True)]
+    return shown, (titles[chosen.index(fact)] if present else None)
+
+
+def _renamed(chosen: list[Fact], rng: random.Random) -> list[str]:
+    """Each member under its own module with another member's name (never a held-out name); modules keep theirs."""
+    titles: list[str] = []
+    for fact in chosen:
+        title = fact.name
+        while not fact.is_module and (title == fact.name or title in titles or is_held_out(title)):
+            title = f"{fact.module}.{rng.choice(_member_names())}"
+        titles.append(title)
+    return titles
+
+
+@lru_cache(maxsize=1)
+def _member_names() -> tuple[str, ...]:
+    return tuple(sorted({f.name.rsplit(".", 1)[1] for f in split()[0] if not f.is_module}))
 
 
 def conversation(fact: Fact, pool: list[Fact], rng: random.Random) -> list[Message]:
     """One grounded conversation about `fact` (or, PLAIN_FRACTION of the time, one without search)."""
-    question = rng.choice(MODULE_QUESTIONS if fact.is_module else QUESTIONS).format(name=fact.name)
+    template = rng.choice(MODULE_QUESTIONS if fact.is_module else QUESTIONS)
     if rng.random() < PLAIN_FRACTION:
         return [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": question},
+            {"role": "user", "content": template.format(name=fact.name)},
             {"role": "assistant", "content": f"{fact.name}: {fact.snippet}"},
         ]
-    shown, present = _results(fact, pool, rng)
-    if present:
-        hit = next(s for s in shown if s.title == fact.name)
-        answer = f"{hit.title}: {hit.content}"
+    shown, title = _results(fact, pool, rng)
+    if title is not None:
+        hit = next(s for s in shown if s.title == title)
+        question, answer = template.format(name=title), f"{hit.title}: {hit.content}"
     else:
-        answer = ABSENT_ANSWER.format(name=fact.name)
+        question, answer = template.format(name=fact.name), ABSENT_ANSWER.format(name=fact.name)
     return [
         {"role": "system", "content": with_sources(SYSTEM_PROMPT, shown, SearchMode.DOCUMENTS)},
         {"role": "user", "content": question},
