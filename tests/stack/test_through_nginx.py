@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from playwright.sync_api import WebSocket, expect, sync_playwright
 from pymongo import MongoClient
 from pymongo.collection import Collection
@@ -17,6 +18,8 @@ from chakor.settings import Settings
 from tests.frontend.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.stack.conftest import FullStack, wait_for
 from tests.support.graphql import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REGISTER = (
     "mutation($e: String!, $p: String!, $d: String) "

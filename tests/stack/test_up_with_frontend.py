@@ -13,6 +13,8 @@ import pytest
 from tests.stack.conftest import COMPONENTS, FullStack, listener, wait_for
 from tests.support.graphql import AUTH_FIELDS, PASSWORD
 
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
 REGISTER = f"mutation($e: String!, $p: String!) {{ register(email: $e, password: $p) {{ {AUTH_FIELDS} }} }}"
 RESTART_SECONDS = {"database": 60, "backend": 120, "frontend": 900}  # the app is built again
 
