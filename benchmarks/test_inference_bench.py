@@ -69,7 +69,7 @@ def _paired_ms(rounds: list[dict[str, Sample]], path: str, base: str, metric: st
     return statistics.median(getattr(r[path], metric) - getattr(r[base], metric) for r in rounds)
 
 
-def summarize(rounds: list[dict[str, Sample]], scenario: str, model: str) -> dict[str, Any]:
+def summarize(rounds: list[dict[str, Sample]], scenario: str, model: str, n_predict: int) -> dict[str, Any]:
     """Per-path distributions, paired added times and verdicts against TARGETS."""
     paths: dict[str, Any] = {}
     for path in PATHS:
@@ -105,7 +105,7 @@ def summarize(rounds: list[dict[str, Sample]], scenario: str, model: str) -> dic
         "scenario": scenario,
         "model": model,
         "pace_seconds_per_token": PACE[scenario],
-        "n_predict": N_PREDICT[scenario],
+        "n_predict": n_predict,
         "rounds": len(rounds),
         "paths": paths,
         "added": added,
@@ -132,11 +132,11 @@ def test_inference_path_overhead(
     stack = latency_stack
     option = "--inference-rounds" if scenario == "served" else "--paced-rounds"
     rounds_wanted = int(request.config.getoption(option))
-    n_predict = N_PREDICT[scenario]
     stack.capture.pace(PACE[scenario])
     process = psutil.Process(stack.backend_pid)
     http = httpx.AsyncClient(timeout=120)
     ctx_size = httpx.get(f"{stack.llama_url}/props").json()["default_generation_settings"]["n_ctx"]
+    n_predict = min(N_PREDICT[scenario], ctx_size // 2)  # the backend allows at most half the slot's context
     bodies = {p: _direct_body(stack, p, n_predict, ctx_size) for p in PROMPTS}
     token = runner.run(register(http, stack.graphql_url, f"bench-inference-{scenario}@example.com"))
     connections = AsyncExitStack()
@@ -180,4 +180,4 @@ def test_inference_path_overhead(
         runner.run(connections.aclose())
         runner.run(http.aclose())
         stack.capture.pace(0.0)
-    benchmark.extra_info.update(summarize(recorded, scenario, stack.model))
+    benchmark.extra_info.update(summarize(recorded, scenario, stack.model, n_predict))

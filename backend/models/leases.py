@@ -15,7 +15,8 @@ from beanie import Document, PydanticObjectId
 class StreamLease(Document):
     """One answer slot in use: who, on which backend, and whether someone asked it to stop.
 
-    `message_id` is set once the answer exists; the owning backend renews `expires_at` while it streams.
+    `message_id` is the answer's id (made before the answer is stored); the owning backend renews
+    `expires_at` while it streams.
     """
 
     user_id: PydanticObjectId

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from beanie import PydanticObjectId
 from beanie.odm.utils.encoder import Encoder
@@ -31,6 +33,7 @@ from chakor.documents.render import DOCUMENT_RESULTS, SearchMode
 FLUSH_SECONDS = 1.0  # the partial answer is stored at most this often while it streams
 MAX_SEARCH_QUERY_CHARS = 400
 MAX_TEMPERATURE = 2.0
+log = logging.getLogger("chakor.backend")
 
 
 @dataclass
@@ -188,28 +191,37 @@ async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: 
     return _Plan(conversation, _turns(branch[:last_user]), prompt.content, prompt, prompt.parent_id, *rest)
 
 
-async def _open(user: User, plan: _Plan) -> tuple[Conversation, Message]:
-    """Store what must exist before generation: the conversation and the user turn."""
+@dataclass
+class _Turn:
+    """The documents one turn stores, made here with their ids, so generation need not wait for a write."""
+
+    conversation: Conversation
+    user_message: Message
+    answer: Message
+    new_conversation: bool
+    new_user_message: bool
+
+
+def _turn(user: User, plan: _Plan, user_message_id: PydanticObjectId, answer_id: PydanticObjectId) -> _Turn:
+    """The conversation (new or the plan's), the user turn (new or regenerated) and the streaming answer."""
     conversation = plan.conversation
+    new_conversation = conversation is None
     if conversation is None:
-        conversation = Conversation(user_id=oid(user), title=conversations.title_from_message(plan.user_text))
-        await conversation.insert()
+        title = conversations.title_from_message(plan.user_text)
+        conversation = Conversation(id=PydanticObjectId(), user_id=oid(user), title=title)
     user_message = plan.user_message
+    new_user_message = user_message is None
     if user_message is None:
         user_message = Message(
+            id=user_message_id,
             conversation_id=oid(conversation),
             user_id=oid(user),
             parent_id=plan.parent_id,
             role=MessageRole.USER,
             content=plan.user_text,
         )
-        await user_message.insert()
-    return conversation, user_message
-
-
-def _streaming_answer(user: User, conversation: Conversation, user_message: Message) -> Message:
-    return Message(
-        id=PydanticObjectId(),  # known before the insert, so the active leaf is set concurrently
+    answer = Message(
+        id=answer_id,
         conversation_id=oid(conversation),
         user_id=oid(user),
         parent_id=oid(user_message),
@@ -217,112 +229,184 @@ def _streaming_answer(user: User, conversation: Conversation, user_message: Mess
         content="",
         status=MessageStatus.STREAMING,
     )
+    conversation.active_leaf_id = answer_id
+    return _Turn(conversation, user_message, answer, new_conversation, new_user_message)
 
 
-def _body(plan: _Plan, request: ChatRequest, prompt: list[int]) -> dict[str, object]:
+def _fields(document: Message | Conversation) -> dict[str, Any]:
+    """`document` as stored, `_id` included (a plain driver write: no per-call Beanie machinery)."""
+    fields: dict[str, Any] = Encoder().encode(document)
+    return fields
+
+
+async def _store(turn: _Turn) -> None:
+    """Write the turn, all at once: the messages (in order, one round trip) and the conversation."""
+    messages = [turn.user_message, turn.answer] if turn.new_user_message else [turn.answer]
+    conversation = turn.conversation
+    await asyncio.gather(
+        Message.get_pymongo_collection().insert_many([_fields(m) for m in messages]),
+        Conversation.get_pymongo_collection().insert_one(_fields(conversation))
+        if turn.new_conversation
+        else conversations.touch(conversation, oid(turn.answer)),
+    )
+
+
+def _body(plan: _Plan, prompt: list[int]) -> dict[str, object]:
     body: dict[str, object] = {"prompt": prompt, "n_predict": plan.max_tokens, "stop": STOP}
     if plan.temperature is not None:
         body["temperature"] = plan.temperature
     return body
 
 
-async def _start_early(
-    plan: _Plan, request: ChatRequest, answer: Message, tokenizer: Tokenizer, deps: ChatDeps
-) -> TokenStream | None:
-    """Start generating at once when the prompt is known already (no search)."""
-    if request.search is not SearchMode.OFF:
-        return None
-    prompt = await run_prompt(_prompt, plan, [], answer, tokenizer, deps.settings)
-    return deps.pool.complete(_body(plan, request, prompt))
-
-
 class _PartialWriter:
-    """Stores a streaming answer's text so far, at most once per FLUSH_SECONDS, as a `$set` of content."""
+    """Stores a streaming answer's text so far, at most once per FLUSH_SECONDS, as a `$set` of content.
 
-    def __init__(self, answer: Message) -> None:
+    The write runs beside the stream (tokens are not held for it); one at a time.
+    """
+
+    def __init__(self, answer: Message, stored: asyncio.Future[None]) -> None:
         self.answer = answer
+        self.stored = stored  # the turn's first writes (the final save waits for them)
         self.flushed_at = time.monotonic()
         self.pending: asyncio.Future[UpdateResult] | None = None
 
-    async def maybe_flush(self, parts: list[str]) -> None:
-        """Store the text if the last flush is FLUSH_SECONDS old (it finishes even if we are cancelled)."""
+    def maybe_flush(self, parts: list[str]) -> None:
+        """Start storing the text if the last flush is FLUSH_SECONDS old and has landed."""
         if time.monotonic() - self.flushed_at < FLUSH_SECONDS:
             return
+        if self.pending is not None:
+            if not self.pending.done():
+                return
+            if self.pending.exception() is not None:  # a database blip: the next flush or the final save
+                log.warning("partial answer not stored", exc_info=self.pending.exception())
         self.flushed_at = time.monotonic()
         collection = Message.get_pymongo_collection()
         self.pending = asyncio.ensure_future(
             collection.update_one({"_id": self.answer.id}, {"$set": {"content": "".join(parts)}})
         )
-        await asyncio.shield(self.pending)
 
 
 async def _finish(
-    answer: Message,
-    status: MessageStatus,
-    text: str,
-    error: str | None = None,
-    writer: _PartialWriter | None = None,
+    answer: Message, writer: _PartialWriter, status: MessageStatus, text: str, error: str | None = None
 ) -> None:
     """Store the answer's final state, even while the surrounding task is being cancelled."""
     answer.status, answer.content, answer.error = status, text, error
-    await asyncio.shield(_save_after(answer, writer.pending if writer else None))
+    await asyncio.shield(_save_after(answer, writer))
 
 
-async def _save_after(answer: Message, flush: asyncio.Future[UpdateResult] | None) -> None:
-    """Save `answer` once a partial flush still in flight has landed, so it cannot overwrite the save.
+async def _save_after(answer: Message, writer: _PartialWriter) -> None:
+    """Save `answer` once the turn's first writes and a partial flush still in flight have landed, so
+    neither can overwrite the save.
 
     An update, never an upsert: an answer whose conversation was deleted meanwhile stays deleted.
     """
-    if flush is not None:
-        await asyncio.gather(flush, return_exceptions=True)
-    fields = Encoder().encode(answer)
+    await writer.stored
+    if writer.pending is not None:
+        await asyncio.gather(writer.pending, return_exceptions=True)
+    fields = _fields(answer)
     fields.pop("_id", None)
     await Message.get_pymongo_collection().update_one({"_id": answer.id}, {"$set": fields})
 
 
-async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer]:
-    """Validate the request and check that its prompt fits, before anything is stored."""
+async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer, list[int]]:
+    """Validate the request and tokenize its prompt without search results (the whole prompt when
+    there is no search; else the check that it fits), before anything is stored."""
     settings = deps.settings
     ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
     plan = await _plan(user, request, settings, ctx_size)
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    await run_prompt(
+    prompt = await run_prompt(
         build_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
     )  # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
-    return plan, tokenizer
+    plan.prompt_tokens = len(prompt)
+    return plan, tokenizer, prompt
+
+
+async def _admit(user_id: PydanticObjectId, answer_id: PydanticObjectId, deps: ChatDeps) -> PydanticObjectId:
+    """The answer's stream lease, if the user has a slot and quota left (UserError otherwise)."""
+    lease, quota = await asyncio.gather(
+        deps.streams.reserve(user_id, answer_id),
+        usage.check_quota(user_id, deps.settings.daily_token_quota),
+        return_exceptions=True,
+    )
+    if isinstance(lease, BaseException):
+        raise lease
+    if isinstance(quota, BaseException):
+        await deps.streams.release(lease)
+        raise quota
+    return lease
+
+
+async def _withdraw(admission: asyncio.Future[PydanticObjectId], deps: ChatDeps) -> UserError | None:
+    """Wait for an admission the turn no longer needs and give its lease back; its refusal, if any."""
+    try:
+        lease = await admission
+    except UserError as exc:
+        return exc
+    except Exception:  # the turn fails for its own reason already
+        return None
+    await deps.streams.release(lease)
+    return None
+
+
+@dataclass
+class _Admitted:
+    lease: PydanticObjectId
+    plan: _Plan
+    tokenizer: Tokenizer
+    early: TokenStream | None
+
+
+async def _admit_and_start(
+    user: User, request: ChatRequest, answer_id: PydanticObjectId, deps: ChatDeps
+) -> _Admitted:
+    """Check the request and, without search, start llama-server on the prompt at once; the lease and
+    quota checks run meanwhile. A refused turn (UserError) holds nothing: its request is closed, its
+    lease given back; the lease's refusal is reported before the request's own error."""
+    admission = asyncio.ensure_future(_admit(oid(user), answer_id, deps))
+    early: TokenStream | None = None
+    try:
+        plan, tokenizer, prompt = await _prepare(user, request, deps)
+        if request.search is SearchMode.OFF:
+            early = deps.pool.complete(_body(plan, prompt))
+        return _Admitted(await asyncio.shield(admission), plan, tokenizer, early)
+    except BaseException as exc:
+        if early is not None:
+            await early.aclose()
+        refused = await asyncio.shield(_withdraw(admission, deps))
+        if refused is not None and refused is not exc and isinstance(exc, UserError):
+            raise refused from None
+        raise
 
 
 async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
-    """Run one chat turn, yielding events; the answer is stored in its final state however it ends."""
+    """Run one chat turn, yielding events; the answer is stored in its final state however it ends.
+
+    llama-server gets the prompt before anything is written: ids are made here, and the admission
+    checks and then the turn's writes run while llama-server reads the prompt.
+    """
+    user_message_id, answer_id = PydanticObjectId(), PydanticObjectId()  # in this order: ids sort by age
     try:
-        lease = await deps.streams.reserve(oid(user))
+        admitted = await _admit_and_start(user, request, answer_id, deps)
     except UserError as exc:
         yield Failed(exc.code, exc.message)
         return
     try:
+        turn = _turn(user, admitted.plan, user_message_id, answer_id)
+        stored = asyncio.ensure_future(_store(turn))
         try:
-            await usage.check_quota(oid(user), deps.settings.daily_token_quota)
-            plan, tokenizer = await _prepare(user, request, deps)
-        except UserError as exc:
-            yield Failed(exc.code, exc.message)
-            return
-        conversation, user_message = await _open(user, plan)
-        answer = _streaming_answer(user, conversation, user_message)
-        early = await _start_early(plan, request, answer, tokenizer, deps)
-        try:  # llama-server works on the prompt while the answer is stored
-            await asyncio.gather(answer.insert(), conversations.touch(conversation, oid(answer)))
-            started = Started(oid(conversation), oid(user_message), oid(answer))
-            generate = _generate(started, user, plan, answer, tokenizer, request, deps, early, lease)
+            generate = _generate(turn, user, admitted, request, deps, stored)
             async with aclosing(generate) as events:
                 async for event in events:
                     yield event
         finally:
-            if early is not None:
-                await early.aclose()
+            if admitted.early is not None:
+                await admitted.early.aclose()
+            await asyncio.shield(asyncio.gather(stored, return_exceptions=True))
     finally:
-        await deps.streams.release(lease)
+        await deps.streams.release(admitted.lease)
 
 
 async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDeps) -> SourcesFound:
@@ -380,43 +464,44 @@ async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> Non
 
 
 async def _generate(
-    started: Started,
+    turn: _Turn,
     user: User,
-    plan: _Plan,
-    answer: Message,
-    tokenizer: Tokenizer,
+    admitted: _Admitted,
     request: ChatRequest,
     deps: ChatDeps,
-    early: TokenStream | None,
-    lease: PydanticObjectId,
+    stored: asyncio.Future[None],
 ) -> AsyncGenerator[ChatEvent, None]:
-    """Stream the answer into `answer` (from `early` if started already), registered as active so
-    stopGeneration can reach it.
+    """Stream the answer into `turn.answer` (from the request started already, if any), registered as
+    active so stopGeneration can reach it.
 
-    The answer is stored before its final event is sent; if the client goes away before that,
-    the text so far is stored as `stopped`.
+    `started` goes out once `stored` (the turn's writes) has landed, then tokens as they come; the
+    answer is stored before its final event is sent; if the client goes away before that, the text
+    so far is stored as `stopped`.
     """
+    plan, answer = admitted.plan, turn.answer
+    started = Started(oid(turn.conversation), oid(turn.user_message), oid(answer))
     stream = ActiveStream(message_id=oid(answer), user_id=oid(user))
-    await deps.streams.add(lease, stream)
+    deps.streams.add(stream)
     stopper: asyncio.Future[None] | None = None
     parts: list[str] = []
     tokens = 0
-    writer = _PartialWriter(answer)
+    writer = _PartialWriter(answer, stored)
     finished = False
     spent: list[int] = []  # tokens in and out, once llama-server has answered anything
     try:
+        await asyncio.shield(stored)  # tokens read meanwhile wait in `upstream`
         yield started
         sources: list[Source] = []
         if request.search is not SearchMode.OFF:
             found = await _sources(plan, answer, request.search, deps)
             sources = found.results
             yield found
-        upstream = early
+        upstream = admitted.early
         if upstream is None:
             prompt = await run_prompt(
-                _prompt, plan, sources, answer, tokenizer, deps.settings, request.search
+                _prompt, plan, sources, answer, admitted.tokenizer, deps.settings, request.search
             )
-            upstream = deps.pool.complete(_body(plan, request, prompt))
+            upstream = deps.pool.complete(_body(plan, prompt))
         stopper = asyncio.ensure_future(_interrupt_on_stop(stream, upstream))
         final: Done | Failed
         try:
@@ -430,7 +515,7 @@ async def _generate(
                         answer.tokens_predicted = item.tokens_predicted
                         answer.tokens_per_second = item.tokens_per_second
                         answer.finish_reason = item.finish_reason
-                        await _finish(answer, MessageStatus.COMPLETE, "".join(parts))
+                        await _finish(answer, writer, MessageStatus.COMPLETE, "".join(parts))
                         final = Done(
                             oid(answer), item.tokens_predicted, item.tokens_per_second, item.finish_reason
                         )
@@ -441,29 +526,29 @@ async def _generate(
                     yield Token(item.text)
                     if stream.stop.is_set():
                         answer.finish_reason = "stopped"
-                        await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+                        await _finish(answer, writer, MessageStatus.STOPPED, "".join(parts))
                         final = Done(oid(answer), tokens, None, "stopped")
                         break
-                    await writer.maybe_flush(parts)
+                    writer.maybe_flush(parts)
                 else:
                     raise LlamaUnavailable("llama-server ended the answer without a final event")
         except Interrupted:  # stopped before a token came (prompt processing), or between two
             answer.finish_reason = "stopped"
-            await _finish(answer, MessageStatus.STOPPED, "".join(parts))
+            await _finish(answer, writer, MessageStatus.STOPPED, "".join(parts))
             final = Done(oid(answer), tokens, None, "stopped")
         except LlamaUnavailable as exc:
-            await _finish(answer, MessageStatus.ERROR, "".join(parts), str(exc))
+            await _finish(answer, writer, MessageStatus.ERROR, "".join(parts), str(exc))
             final = Failed("LLAMA_UNAVAILABLE", str(exc))
         finished = True
         yield final
     except (asyncio.CancelledError, GeneratorExit):
         if not finished:
             answer.finish_reason = "stopped"
-            await _finish(answer, MessageStatus.STOPPED, "".join(parts), writer=writer)
+            await _finish(answer, writer, MessageStatus.STOPPED, "".join(parts))
         raise
     except Exception:
         if not finished:
-            await _finish(answer, MessageStatus.ERROR, "".join(parts), "internal error", writer)
+            await _finish(answer, writer, MessageStatus.ERROR, "".join(parts), "internal error")
         raise
     finally:
         if stopper is not None:

@@ -69,9 +69,13 @@ class LlamaPool:
         self._client = httpx.AsyncClient()
         self._turn = 0
         self._slot_context: int | None = None
+        self._probing: dict[str, asyncio.Task[ServerState]] = {}
 
     async def close(self) -> None:
-        """Close the HTTP connections."""
+        """Stop background probes and close the HTTP connections."""
+        for task in self._probing.values():
+            task.cancel()
+        await asyncio.gather(*self._probing.values(), return_exceptions=True)
         await self._client.aclose()
 
     async def probe(self, server: ServerState) -> ServerState:
@@ -101,16 +105,27 @@ class LlamaPool:
     async def candidates(self) -> list[ServerState]:
         """Healthy servers, those with idle slots and fewer of our requests first (round robin on ties).
 
-        A healthy server probed less than PROBE_TTL ago is not probed again; a failed request marks
-        its server unhealthy, so the next call probes it.
+        Probes stay off the request path: servers not probed within PROBE_TTL (and unhealthy ones)
+        are probed in the background and the order follows the last probes; only when no server is
+        known to be healthy (start-up, every one failed) are the probes awaited. A failed request
+        marks its server unhealthy.
         """
         self._turn += 1
         order = (
             self.servers[self._turn % len(self.servers) :] + self.servers[: self._turn % len(self.servers)]
         )
-        await asyncio.gather(*(self.probe(server) for server in order if _stale(server)))
+        probes = [self._probe_once(server) for server in order if _stale(server)]
+        if not any(server.healthy for server in order):
+            await asyncio.gather(*probes)
         healthy = [server for server in order if server.healthy]
         return sorted(healthy, key=lambda s: (-_idle_estimate(s), s.active_requests))
+
+    def _probe_once(self, server: ServerState) -> asyncio.Task[ServerState]:
+        """The server's probe in progress, or a new one (never two at once for one server)."""
+        task = self._probing.get(server.url)
+        if task is None or task.done():
+            task = self._probing[server.url] = asyncio.create_task(self.probe(server))
+        return task
 
     async def props(self) -> dict[str, Any] | None:
         """`/props` of the first healthy server (model path, context size, chat template)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from beanie import PydanticObjectId
+from beanie.odm.utils.encoder import Encoder
 
 from backend.core.errors import RateLimitedError
 from backend.models import Message, MessageStatus, StreamLease
@@ -52,13 +53,23 @@ class StreamRegistry:
     def _expiry(self) -> object:
         return utcnow() + timedelta(seconds=LEASE_SECONDS)
 
-    async def reserve(self, user_id: PydanticObjectId) -> PydanticObjectId:
-        """Claim one of the user's slots; RateLimitedError when all are taken on all backends."""
-        lease = StreamLease(user_id=user_id, backend_id=self.backend_id, expires_at=self._expiry())
-        await lease.insert()
+    async def reserve(self, user_id: PydanticObjectId, message_id: PydanticObjectId) -> PydanticObjectId:
+        """Claim one of the user's slots for the answer `message_id` (its id is made before the answer
+        is stored, so a stop from any backend finds the lease); RateLimitedError when all are taken on
+        all backends."""
+        lease = StreamLease(
+            id=PydanticObjectId(),
+            user_id=user_id,
+            backend_id=self.backend_id,
+            message_id=message_id,
+            expires_at=self._expiry(),
+        )
         assert lease.id is not None
-        live = await StreamLease.find({"user_id": user_id, "expires_at": {"$gt": utcnow()}}).count()
-        if live > self.max_per_user:
+        await StreamLease.get_pymongo_collection().insert_one(Encoder().encode(lease))
+        live = StreamLease.get_pymongo_collection().find(
+            {"user_id": user_id, "expires_at": {"$gt": utcnow()}}, {"_id": 1}, limit=self.max_per_user + 1
+        )  # enough to tell whether this lease is one too many (cheaper than counting them all)
+        if len(await live.to_list()) > self.max_per_user:
             await self.release(lease.id)
             raise RateLimitedError(
                 f"too many answers in progress (at most {self.max_per_user} per user); wait or stop one"
@@ -70,12 +81,9 @@ class StreamRegistry:
         collection = StreamLease.get_pymongo_collection()
         await asyncio.shield(collection.delete_one({"_id": lease_id}))
 
-    async def add(self, lease_id: PydanticObjectId, stream: ActiveStream) -> None:
-        """Register an answer as streaming here, under its lease."""
+    def add(self, stream: ActiveStream) -> None:
+        """Register an answer as streaming here (its lease names it already)."""
         self._streams[stream.message_id] = stream
-        await StreamLease.get_pymongo_collection().update_one(
-            {"_id": lease_id}, {"$set": {"message_id": stream.message_id}}
-        )
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch())
 
