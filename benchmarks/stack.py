@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from chakor.quickstart import quickstart_model
+from chakor.cli import default_model, tokenizer_beside
+from chakor.quickstart import quickstart_dir
 from chakor.settings import load_settings
 from tests.conftest import backend_settings, start_backend, start_llama_server
 from tests.support.capture_llama import CaptureClient, capture_proxy
@@ -36,14 +37,25 @@ class InferenceStack:
 
 
 def served_model(tiny_model: TinyModel) -> tuple[Path, Path, str]:
-    """(GGUF, tokenizer dir, description): the quickstart's served model if there is one, else the stand-in."""
-    gguf = quickstart_model(load_settings())
-    if gguf is not None and gguf.exists() and (gguf.parent / "tokenizer").is_dir():
-        return gguf, gguf.parent / "tokenizer", f"quickstart {gguf.name}"
+    """(GGUF, tokenizer dir, description): the model `chakor up` would serve (CHAKOR_MODEL_PATH, else the
+    quickstart manifest's `served` GGUF under CHAKOR_RUNS_DIR) with its tokenizer; when there is none,
+    the tests' random-init stand-in, and the description says so and why."""
+    settings = load_settings()
+    gguf = default_model(settings)
+    source = "CHAKOR_MODEL_PATH" if settings.model_path else str(quickstart_dir(settings) / "manifest.json")
+    if gguf is None:
+        why = f"no {source}"
+    elif not gguf.exists():
+        why = f"{gguf} (from {source}) does not exist"
+    else:
+        tokenizer = settings.tokenizer_path or tokenizer_beside(gguf)
+        if tokenizer is not None:
+            return gguf, tokenizer, f"served model {gguf.name} (from {source})"
+        why = f"no tokenizer beside {gguf}"
     return (
         tiny_model.gguf_path,
         tiny_model.tokenizer_dir,
-        "stand-in: tests' 2-layer random-init f32 model (no quickstart model in runs/ on this machine)",
+        f"STAND-IN, not the served model: tests' 2-layer random-init f32 model ({why})",
     )
 
 

@@ -7,10 +7,10 @@ The texts and llama-server's own token counts must match across the paths of a r
 llama-server through tests/support/capture_llama.py, which records when each token left llama-server:
 the reference for the chunking delay (token leaves llama-server -> the client holds it).
 
-Two scenarios on the served model (the quickstart's q8_0 GGUF when `runs/quickstart` has one, else the
-tests' random-init stand-in; the report says which): `served` at the model's own speed (thousands of
-tokens/s on a CPU for these tiny models), and `paced-30tps`, each token held 1/30 s like a 7B model on a
-consumer GPU. Judged figures (medians of per-round paired differences; targets judged in the report, not
+Two scenarios on the served model (what `chakor up` serves: the quickstart manifest's `served` GGUF, see
+benchmarks/stack.py; else the tests' random-init stand-in, and the report says so): `served` at the model's
+own speed (thousands of tokens/s on a CPU for these tiny models), and `paced-30tps`, each token held 1/30 s
+like a 7B model on a consumer GPU. n_predict is capped at half the slot's context, as the backend caps it. Judged figures (medians of per-round paired differences; targets judged in the report, not
 asserted): added time to first token <= 5 ms, added request-to-last-token time <= 10 ms, chunking delay
 p99 <= 50 ms.
 """

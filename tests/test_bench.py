@@ -22,9 +22,9 @@ def test_bench_runs_a_selection_and_writes_the_report(tmp_path: Path) -> None:
         "inference_path_overhead and served",
     ]
     argv += ["--inference-rounds", "1", "--no-compare-llama-cpp"]
-    result = subprocess.run(
-        argv, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"}
-    )
+    env = {**os.environ, "COLUMNS": "200", "CHAKOR_RUNS_DIR": str(tmp_path / "runs")}  # no quickstart here
+    env.pop("CHAKOR_MODEL_PATH", None)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [results] = out.glob("*.json")
     [markdown] = out.glob("*.md")
@@ -33,6 +33,7 @@ def test_bench_runs_a_selection_and_writes_the_report(tmp_path: Path) -> None:
     assert bench["name"] == "test_inference_path_overhead[served]"
     info = bench["extra_info"]
     assert (info["scenario"], info["rounds"], info["n_predict"]) == ("served", 1, 256)
+    assert info["model"].startswith("STAND-IN, not the served model")
     assert set(info["paths"]) == {"direct", "graphql", "nginx"}
     report = markdown.read_text()
     added = info["verdicts"]["graphql"]["added_ttft_ms"]
