@@ -41,6 +41,10 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "frontend"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 PASSWORD = "correct-horse-battery-staple"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+SETTLED = (  # waits for the page's finite animations (a dialog fading in) to end
+    "() => Promise.all(document.getAnimations()"
+    ".filter(a => a.effect && a.effect.getComputedTiming().endTime !== Infinity).map(a => a.finished))"
+)
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
 
 
@@ -203,6 +207,8 @@ def log_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="New chat")).to_be_visible()
+    # The heading is in the static page; "Log out" shows once the app's state has loaded (keys work then).
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
 
 
 def unique_email(prefix: str) -> str:
@@ -213,6 +219,7 @@ def screenshot(page: Page, name: str) -> Path:
     """Save a screenshot as a test artifact; with CHAKOR_UPDATE_SCREENSHOTS=1 also as the README's current one."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    page.evaluate(SETTLED)
     page.screenshot(path=path, full_page=False)
     if os.environ.get("CHAKOR_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")

@@ -115,6 +115,12 @@ def test_settings_panel_stores_the_conversation_settings(page: Page, stack: Stac
     answered(page, 1)
     messages = stack.gql(TREE, {"id": cid}, stack.token(email))["conversation"]["messages"]
     assert messages[1]["tokensPredicted"] == 5  # greedy on the random model: cut at the limit, no early end
+    # made by the settings panel as "New conversation", it is titled after its first answer all the same
+    sidebar = page.locator("#conversation-list").get_by_role("link")
+    expect(sidebar).to_have_count(1)
+    expect(sidebar.first).not_to_have_text("New conversation")
+    title = stack.gql("query($id: ID!) { conversation(id: $id) { title } }", {"id": cid}, stack.token(email))
+    expect(sidebar).to_have_text([title["conversation"]["title"]])
     page.get_by_role("button", name="Conversation settings").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("System prompt")).to_have_value("Answer in one word.")

@@ -149,7 +149,7 @@ class ChatState(AuthState):
     edit_id: str = ""
     edit_text: str = ""
     _url_only: bool = False  # the next page load only moves a new chat to its /c/ID URL
-    _new_chat: bool = False  # the streaming turn started a conversation (it gets a generated title)
+    _new_chat: bool = False  # the turn asks the conversation's first question (it gets a generated title)
 
     @rx.var
     def can_regenerate(self) -> bool:
@@ -394,7 +394,7 @@ class ChatState(AuthState):
             chat_input["conversationId"] = self.conversation_id
         if edit_of:
             chat_input["editOf"] = edit_of
-        self._new_chat = not self.conversation_id
+        self._new_chat = not regenerate and not edit_of and len(self.messages) == 1
         return chat_input
 
     def _apply(self, event: dict[str, Any]) -> EventSpec | None:
