@@ -21,6 +21,7 @@ from chakor.process import ManagedProcess, free_port, port_in_use
 from chakor.services import db_process, llama_process
 from chakor.settings import load_settings
 from chakor.supervisor import Component, Supervisor
+from tests.support.listeners import listener
 from tests.support.tiny_model import TinyModel
 
 
@@ -317,3 +318,50 @@ def test_logs_follow_prints_lines_as_they_are_written(stack_env: dict[str, str])
             writer.join()
         follow.kill()
         follow.wait()
+
+
+def gone(process: psutil.Process) -> bool:
+    """Exited (a zombie waiting for init to reap it counts as exited)."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_restart_first_kills_what_the_dead_leader_left_holding_its_port(tmp_path: Path) -> None:
+    """Like `reflex run`: the component's leader starts the server as a child. SIGKILL on the leader alone
+    leaves that child serving; the supervisor must kill it, or the new server cannot bind the port while
+    the old one keeps answering the health check."""
+    port = free_port()
+    server = f"import http.server as h; h.HTTPServer(('127.0.0.1', {port}), h.BaseHTTPRequestHandler).serve_forever()"
+    leader = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {server!r}]); time.sleep(3600)"
+
+    def make() -> ManagedProcess:
+        return ManagedProcess(
+            "app", [sys.executable, "-c", leader], tmp_path / "app.log", health_port=("127.0.0.1", port)
+        )
+
+    component = Component("app", make, "127.0.0.1", port, start_timeout=30)
+    supervisor = Supervisor([component], tmp_path / "state.json")
+    supervisor.start_all()
+    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.1})
+    watcher.start()
+    old_servers: list[psutil.Process] = []
+    try:
+        assert component.process is not None and component.process.pid is not None
+        first = psutil.Process(component.process.pid)
+        old_servers = first.children()
+        os.kill(first.pid, signal.SIGKILL)  # the leader only, not its process group
+        wait_for(lambda: component.restarts == 1, seconds=30)
+        assert component.process.pid is not None
+        new_tree = psutil.Process(component.process.pid).children()
+        wait_for(lambda: listener(port) is not None, seconds=30)
+        assert listener(port) in {child.pid for child in new_tree}
+        assert len(old_servers) == 1 and gone(old_servers[0])
+    finally:
+        supervisor.stop_event.set()
+        watcher.join()
+        supervisor.stop_all()
+        for server in old_servers:
+            if not gone(server):
+                server.kill()  # what a failed check leaves behind

@@ -146,14 +146,6 @@ def stack_processes(stack: FullStack) -> list[psutil.Process]:
     return found
 
 
-def listener(port: int) -> int | None:
-    """The pid of the process listening on 127.0.0.1:`port`."""
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            return conn.pid
-    return None
-
-
 def stop_and_check_no_orphans(stack: FullStack) -> None:
     """`chakor down` stops the supervisor and every process under it (each component's own children too);
     whatever it leaves is killed here, after the check, so a failure leaves nothing running either."""

@@ -10,8 +10,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.stack.conftest import COMPONENTS, FullStack, listener, wait_for
+from tests.stack.conftest import COMPONENTS, FullStack, wait_for
 from tests.support.graphql import AUTH_FIELDS, PASSWORD
+from tests.support.listeners import listener
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
