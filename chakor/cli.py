@@ -6,6 +6,7 @@ import importlib
 import os
 import signal
 import time
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from chakor.process import port_in_use, tail
+from chakor.process import port_in_use
 from chakor.services import (
     ComponentError,
     backend_process,
@@ -234,17 +235,16 @@ def logs(
     if not matches:
         console.print(f"[red]no log for {component!r} in {log_dir}[/]")
         raise typer.Exit(1)
-    path = matches[0]
-    print(tail(path, lines))
-    if follow:
-        with path.open() as handle:
-            handle.seek(0, os.SEEK_END)
-            while True:
-                line = handle.readline()
-                if line:
-                    print(line, end="")
-                else:
-                    time.sleep(0.3)
+    # One handle for the tail and the follow, so a line written in between is not lost; a deque keeps
+    # only the last `lines` lines of a log of any size in memory.
+    with matches[0].open(errors="replace") as handle:
+        print("".join(deque(handle, maxlen=lines)), end="", flush=True)
+        while follow:
+            line = handle.readline()
+            if line:
+                print(line, end="", flush=True)
+            else:
+                time.sleep(0.3)
 
 
 for _module in COMMAND_MODULES:

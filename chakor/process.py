@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def tail(path: Path, lines: int = 20) -> str:
     """The last `lines` lines of a log file ('' when it does not exist)."""
     if not path.exists():
         return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    with path.open(errors="replace") as handle:  # streamed: a log of any size costs `lines` lines of memory
+        return "".join(deque(handle, maxlen=lines)).rstrip("\n")
 
 
 @dataclass
