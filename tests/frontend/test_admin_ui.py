@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import SlowLlama, Stack, log_in, screenshot, unique_email
 
-USERS = "query { users(first: 100) { edges { node { id role } } } }"
+USERS = "query($s: String) { users(first: 5, search: $s) { edges { node { id role disabled } } } }"
 MODEL = "query { model { architecture quantization parameters } }"
 STATUS = "query { serverStatus { databaseOk llamaServers { url slotsTotal } } }"
 
@@ -61,15 +61,16 @@ def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str, slow_llama:
     page.get_by_role("button", name=f"Promote {email}").click()
     expect(page.get_by_role("button", name=f"Demote {email}")).to_be_visible()
     expect(rows.first).to_contain_text("admin")
-    users = stack.gql(USERS, token=stack.token(admin))["users"]["edges"]
-    assert {"id": user_id, "role": "ADMIN"} in [edge["node"] for edge in users]
+    users = stack.gql(USERS, {"s": email}, token=stack.token(admin))["users"]["edges"]
+    assert [edge["node"] for edge in users] == [{"id": user_id, "role": "ADMIN", "disabled": False}]
 
     page.get_by_role("button", name=f"Disable {email}").click()
     expect(rows.first).to_contain_text("disabled")
+    users = stack.gql(USERS, {"s": email}, token=stack.token(admin))["users"]["edges"]
+    assert [edge["node"] for edge in users] == [{"id": user_id, "role": "ADMIN", "disabled": True}]
     page.get_by_role("button", name=f"Delete {email}").click()
     dialog = page.get_by_role("alertdialog")
     expect(dialog).to_contain_text(email)
     dialog.get_by_role("button", name="Delete user").click()
     expect(rows).to_have_count(0)
-    users = stack.gql(USERS, token=stack.token(admin))["users"]["edges"]
-    assert user_id not in [edge["node"]["id"] for edge in users]
+    assert stack.gql(USERS, {"s": email}, token=stack.token(admin))["users"]["edges"] == []
