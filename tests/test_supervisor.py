@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -95,11 +96,7 @@ def test_supervisor_restarts_a_killed_llama_server(tiny_model: TinyModel, tmp_pa
         settings.llama_host,
         settings.llama_port,
     )
-    supervisor = Supervisor([component], tmp_path / "state.json")
-    supervisor.start_all()
-    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.2})
-    watcher.start()
-    try:
+    with supervising(component, tmp_path / "state.json", poll_seconds=0.2):
         assert component.process is not None
         first_pid = component.process.pid
         component.process.kill()
@@ -112,10 +109,6 @@ def test_supervisor_restarts_a_killed_llama_server(tiny_model: TinyModel, tmp_pa
         assert (
             json.loads((tmp_path / "state.json").read_text())["components"]["llama-server"]["restarts"] == 1
         )
-    finally:
-        supervisor.stop_event.set()
-        watcher.join()
-        supervisor.stop_all()
     assert not psutil.pid_exists(component.process.pid)
     assert not (tmp_path / "state.json").exists()
 
@@ -188,16 +181,27 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def supervising(component: Component, state: Path, poll_seconds: float) -> Iterator[Supervisor]:
+    """`component` started and watched by a Supervisor in a thread; everything stopped on exit."""
+    supervisor = Supervisor([component], state)
+    supervisor.start_all()
+    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": poll_seconds})
+    watcher.start()
+    try:
+        yield supervisor
+    finally:
+        supervisor.stop_event.set()
+        watcher.join()
+        supervisor.stop_all()
+
+
 def test_supervisor_restarts_a_killed_database(tmp_path: Path) -> None:
     settings = load_settings(db_port=free_port(), db_storage="memory", var_dir=tmp_path)
     component = Component(
         "database", lambda: db_process(settings, tmp_path), settings.db_host, settings.db_port
     )
-    supervisor = Supervisor([component], tmp_path / "state.json")
-    supervisor.start_all()
-    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.2})
-    watcher.start()
-    try:
+    with supervising(component, tmp_path / "state.json", poll_seconds=0.2):
         assert component.process is not None
         first_pid = component.process.pid
         component.process.kill()
@@ -205,10 +209,6 @@ def test_supervisor_restarts_a_killed_database(tmp_path: Path) -> None:
         assert component.process.pid != first_pid
         assert port_in_use(settings.db_host, settings.db_port)
         assert component.backoff == 1.0  # reset after a successful restart
-    finally:
-        supervisor.stop_event.set()
-        watcher.join()
-        supervisor.stop_all()
 
 
 def test_restart_backoff_doubles_while_a_component_keeps_failing(tmp_path: Path) -> None:
@@ -226,20 +226,12 @@ def test_restart_backoff_doubles_while_a_component_keeps_failing(tmp_path: Path)
         )
 
     component = Component("flaky", make, "127.0.0.1", port, start_timeout=10)
-    supervisor = Supervisor([component], tmp_path / "state.json")
-    supervisor.start_all()
-    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.1})
-    watcher.start()
     backoffs = [component.backoff]
-    try:
+    with supervising(component, tmp_path / "state.json", poll_seconds=0.1):
         assert component.process is not None
         component.process.kill()
         wait_for(lambda: len(attempts) == 3, seconds=30)  # the first start, then restarts after 1 s and 2 s
         backoffs.append(component.backoff)
-    finally:
-        supervisor.stop_event.set()
-        watcher.join()
-        supervisor.stop_all()
     assert backoffs == [1.0, 4.0]
     assert component.restarts == 0
 
@@ -339,26 +331,20 @@ def test_a_restart_first_kills_what_the_dead_leader_left_holding_its_port(tmp_pa
         )
 
     component = Component("app", make, "127.0.0.1", port, start_timeout=30)
-    supervisor = Supervisor([component], tmp_path / "state.json")
-    supervisor.start_all()
-    watcher = threading.Thread(target=supervisor.watch, kwargs={"poll_seconds": 0.1})
-    watcher.start()
     old_servers: list[psutil.Process] = []
     try:
-        assert component.process is not None and component.process.pid is not None
-        first = psutil.Process(component.process.pid)
-        old_servers = first.children()
-        os.kill(first.pid, signal.SIGKILL)  # the leader only, not its process group
-        wait_for(lambda: component.restarts == 1, seconds=30)
-        assert component.process.pid is not None
-        new_tree = psutil.Process(component.process.pid).children()
-        wait_for(lambda: listener(port) is not None, seconds=30)
-        assert listener(port) in {child.pid for child in new_tree}
-        assert len(old_servers) == 1 and gone(old_servers[0])
+        with supervising(component, tmp_path / "state.json", poll_seconds=0.1):
+            assert component.process is not None and component.process.pid is not None
+            first = psutil.Process(component.process.pid)
+            old_servers = first.children()
+            os.kill(first.pid, signal.SIGKILL)  # the leader only, not its process group
+            wait_for(lambda: component.restarts == 1, seconds=30)
+            assert component.process.pid is not None
+            new_tree = psutil.Process(component.process.pid).children()
+            wait_for(lambda: listener(port) is not None, seconds=30)
+            assert listener(port) in {child.pid for child in new_tree}
+            assert len(old_servers) == 1 and gone(old_servers[0])
     finally:
-        supervisor.stop_event.set()
-        watcher.join()
-        supervisor.stop_all()
         for server in old_servers:
             if not gone(server):
                 server.kill()  # what a failed check leaves behind
