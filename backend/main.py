@@ -17,9 +17,10 @@ from backend.api.playground import Playground
 from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import build_schema
 from backend.core.config import Settings, get_settings
-from backend.core.headers import SecurityHeaders
+from backend.core.headers import api_headers
 from backend.core.limits import BodySizeLimit
 from backend.services.container import AppServices
+from chakor.response_headers import ResponseHeaders
 
 log = logging.getLogger("chakor.backend")
 DB_CONNECT_SECONDS = 30.0
@@ -82,5 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["Authorization", "Content-Type"],
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes(settings))
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ResponseHeaders, rewrite=api_headers)
     return app

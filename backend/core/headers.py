@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from chakor.response_headers import Headers
 
 API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 # The GraphiQL page: scripts and styles from this host only (inline styles: its editor sets them),
@@ -13,28 +13,13 @@ PLAYGROUND_POLICY = (
 )
 
 
-class SecurityHeaders:
-    """Add `Content-Security-Policy` (nothing may load or frame it) and `nosniff` to non-HTML answers.
+def api_headers(headers: Headers) -> Headers:
+    """`nosniff` on every answer, and a policy that lets nothing load or frame the non-HTML ones.
 
     The GraphiQL page (HTML) sets its own policy (PLAYGROUND_POLICY).
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                content_type = dict(headers).get(b"content-type", b"")
-                headers.append((b"x-content-type-options", b"nosniff"))
-                if not content_type.startswith(b"text/html"):
-                    headers.append((b"content-security-policy", API_POLICY))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+    content_type = dict(headers).get(b"content-type", b"")
+    headers.append((b"x-content-type-options", b"nosniff"))
+    if not content_type.startswith(b"text/html"):
+        headers.append((b"content-security-policy", API_POLICY))
+    return headers

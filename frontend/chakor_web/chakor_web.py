@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import reflex as rx
 
+from chakor.response_headers import ResponseHeaders
 from chakor_web.components.admin import admin_page
 from chakor_web.components.api_keys import api_keys_page
 from chakor_web.components.auth import login_page, register_page
 from chakor_web.components.chat import chat_page
 from chakor_web.components.settings import settings_page
-from chakor_web.server import SecurityHeaders, routes
+from chakor_web.server import app_headers, routes
 from chakor_web.state.admin import AdminState
 from chakor_web.state.api_keys import ApiKeysState
 from chakor_web.state.auth import AuthState
 from chakor_web.state.chat import ChatState
 from chakor_web.state.settings import SettingsState
 
-app = rx.App(stylesheets=["/styles.css"], api_transformer=[routes(), SecurityHeaders])
+app = rx.App(
+    stylesheets=["/styles.css"], api_transformer=[routes(), partial(ResponseHeaders, rewrite=app_headers)]
+)
 app.add_page(chat_page, route="/", title="Chakor", on_load=[AuthState.restore_session, ChatState.open_page])
 app.add_page(
     chat_page, route="/c/[cid]", title="Chakor", on_load=[AuthState.restore_session, ChatState.open_page]

@@ -20,8 +20,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chakor.response_headers import Headers
 from chakor.settings import get_settings
 from chakor_web.api import ApiError, execute
 from chakor_web.sessions import COOKIE, store
@@ -171,29 +171,13 @@ def content_security_policy() -> str:
     )
 
 
-class SecurityHeaders:
-    """ASGI middleware adding the CSP and related headers to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"content-security-policy"
-                ]
-                headers += [
-                    (b"content-security-policy", content_security_policy().encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"same-origin"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def app_headers(headers: Headers) -> Headers:
+    """The app's Content-Security-Policy (replacing any other) and the related headers, on every response."""
+    kept = [(k, v) for k, v in headers if k.lower() != b"content-security-policy"]
+    return [
+        *kept,
+        (b"content-security-policy", content_security_policy().encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
+    ]
