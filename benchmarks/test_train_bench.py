@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torchtitan.components.dataloader import ParallelAwareDataloader
 
 from tests.trainer.conftest import write_shards
 from trainer.configs import MODEL_CONFIGS, TrainConfig
@@ -129,29 +128,22 @@ class ConcatenatedWindows(TokenWindows):
         return int(self._orders[self.epoch][index])
 
 
-class ConcatenatedDataLoader(ParallelAwareDataloader):
+class ConcatenatedDataLoader(ShardDataLoader):
     """ShardDataLoader with the previous whole-split-in-memory data path."""
 
     @dataclass(kw_only=True, slots=True)
-    class Config(ShardDataLoader.Config):
+    class Config(ShardDataLoader.Config):  # its own Config: torchtitan builds the loader class it belongs to
         pass
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        dp_world_size: int,
-        dp_rank: int,
-        seq_len: int,
-        local_batch_size: int,
-        **kwargs: Any,
-    ) -> None:
+    @staticmethod
+    def windows(
+        config: ShardDataLoader.Config, seq_len: int, dp_rank: int, dp_world_size: int
+    ) -> ConcatenatedWindows:
         tokens = concatenated_split(Path(config.dataset_path or ""), config.split)
-        dataset = ConcatenatedWindows(
+        return ConcatenatedWindows(
             tokens, seq_len, dp_rank, dp_world_size,
             seed=config.seed, shuffle=config.split == "train", infinite=config.infinite,
         )  # fmt: skip
-        super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
 
 
 def pretrain_concatenated() -> Any:

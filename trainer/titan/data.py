@@ -228,12 +228,17 @@ class ShardDataLoader(ParallelAwareDataloader):
         local_batch_size: int,
         **kwargs: Any,
     ) -> None:
+        dataset = self.windows(config, seq_len, dp_rank, dp_world_size)
+        super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
+
+    @staticmethod
+    def windows(config: Config, seq_len: int, dp_rank: int, dp_world_size: int) -> IterableDataset:
+        """This rank's token windows of the split (a benchmark overrides it with another data path)."""
         tokens = ShardTokens(Path(config.dataset_path or ""), config.split)
-        dataset = TokenWindows(
+        return TokenWindows(
             tokens, seq_len, dp_rank, dp_world_size,
             seed=config.seed, shuffle=config.split == "train", infinite=config.infinite,
         )  # fmt: skip
-        super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
 
 
 class PackedDataset(IterableDataset):
