@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cross_web import HTTPException
 from pymongo.errors import ConnectionFailure
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,11 +18,13 @@ from backend.api.context import Context
 from backend.api.playground import Playground
 from backend.core.errors import UserError
 
+NOT_AN_OPERATION = "The request body must be a JSON object (a GraphQL operation)"
+
 
 class ChakorGraphQLRouter(GraphQLRouter[Context, None]):
     """Strawberry's router with our own GraphiQL page (`playground`, None: no IDE) and its files at /static/.
 
-    Undecodable bytes are a 400 like any other bad JSON, not a 500.
+    Undecodable bytes and JSON that is not an object are a 400 like any other bad JSON, not a 500.
     """
 
     def __init__(self, schema: BaseSchema, *, playground: Playground | None, **kwargs: Any) -> None:
@@ -56,6 +59,9 @@ class ChakorGraphQLRouter(GraphQLRouter[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         try:
-            return json.loads(data)
+            decoded = json.loads(data)
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError("request body is not UTF-8 JSON", "", 0) from exc
+        if not isinstance(decoded, dict | list):  # Strawberry reads `.get` of anything else (a 500)
+            raise HTTPException(400, NOT_AN_OPERATION)
+        return decoded

@@ -15,6 +15,7 @@ from pymongo import MongoClient
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
+from backend.api.router import NOT_AN_OPERATION
 from backend.api.schema import INTERNAL_ERROR
 from tests.conftest import Backend
 from tests.support.graphql import CHAT, Api, Session
@@ -115,6 +116,16 @@ def test_mutation_inputs(backend: Backend, tokens: list[str | None], name: str) 
             check_body(http.post("/graphql", json={"query": query, "variables": values}, headers=headers))
 
         run()
+
+
+@pytest.mark.parametrize("body", [b"0", b'"{ me { email } }"', b"null", b"true", b"[]"])
+def test_json_that_is_not_an_operation_is_a_400(backend: Backend, body: bytes) -> None:
+    """Found by the fuzzer below: a body of `0` was a 500 (Strawberry reads `.get` of any JSON value)."""
+    response = httpx.post(
+        f"{backend.url}/graphql", content=body, headers={"Content-Type": "application/json"}
+    )
+    expected = "Batching is not enabled" if body == b"[]" else NOT_AN_OPERATION
+    assert (response.status_code, response.text) == (400, expected)
 
 
 def test_raw_request_bodies(backend: Backend) -> None:
