@@ -92,7 +92,8 @@ async def test_stop_generation(private_stack: PrivateStack, private_db: AsyncDat
             assert (await api.data(stop, {"id": message_id}, user.access_token))["stopGeneration"] is True
     done = events[-1]
     assert done["__typename"] == "ChatDone" and done["finishReason"] == "stopped"
-    assert done["tokensPredicted"] == len(events) - 2 < 1000
+    # every ChatToken carries at least one token (tokens that queued during a send travel together)
+    assert len(events) - 2 <= done["tokensPredicted"] < 1000
     message = await private_db.messages.find_one({"_id": ObjectId(done["messageId"])})
     assert message["status"] == "stopped"
     assert message["content"] == "".join(e["text"] for e in events if e["__typename"] == "ChatToken")
@@ -206,7 +207,8 @@ async def test_a_partial_answer_is_stored_while_it_streams(
                 await api.data(stop, {"id": events[0]["assistantMessageId"]}, user.access_token)
     streamed = "".join(e["text"] for e in events if e["__typename"] == "ChatToken")
     assert partial is not None, "nothing was stored before the answer ended"
-    assert streamed.startswith(partial) and len(partial) < len(streamed)
+    # read while the answer was still `streaming`; the flush may be ahead of the client, never off its text
+    assert streamed.startswith(partial)
     assert events[-1]["__typename"] == "ChatDone" and events[-1]["finishReason"] == "stopped"
     final = await settled(private_db, events[0]["assistantMessageId"])
     assert (final["status"], final["content"]) == ("stopped", streamed)
