@@ -120,8 +120,8 @@ def stages(root: Path) -> list[Stage]:
                 str(sft_data / "sft.jsonl"),
                 # Grounded SFT from the pretrained model, 8 packed rows (~15 conversations) a step; copying
                 # from the context appears late and the LR decides how soon. Held-out F1 with DOCUMENTS
-                # (chakor eval): at 1e-3 0.48 at step 1,200 and 0.64 at 1,800; at 2e-3 0.74 at 1,200 and
-                # 0.75 at 1,500. So 1,500 steps at 2e-3: 3.1M tokens, ~5 min at the 2 cores' ~10k tokens/s.
+                # (chakor eval): 1,800 steps at 1e-3 0.64 (0.56 on another data seed); 1,500 at 2e-3 0.75
+                # (0.74); 1,200 at 2e-3 0.69. So 1,500 steps at 2e-3: 3.1M tokens, ~5.5 min at ~10k tokens/s.
                 "--steps",
                 "1500",
                 "--lr",
