@@ -40,7 +40,7 @@ HELDOUT_FILE = "heldout.json"
 HELDOUT_PERCENT = 15  # the probe held out 15% of the names
 MAX_SNIPPET_CHARS = SNIPPET_CHARS  # snippets the index did not have to cut
 MIN_SNIPPET_CHARS = 20
-# 24 contexts per API (14k conversations): the quickstart's 1,800 SFT steps see each about 1.5 times, so
+# 24 contexts per API (14k conversations): the quickstart's 1,500 SFT steps see each about 1.3 times, so
 # contexts are read rather than remembered (8, the first recipe, meant 6 passes over 4.8k conversations).
 VARIANTS_PER_FACT = 24
 SHUFFLE_FRACTION = 0.8
