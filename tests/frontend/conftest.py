@@ -128,7 +128,7 @@ def stack(
         mongo_uri,
         slow_llama.url,
         tiny_model,
-        db_name="chakor_frontend_test",
+        db_name=f"chakor_frontend_test_{uuid.uuid4().hex[:8]}",  # a fresh database each time the package fixture is made
         var_dir=tmp_path_factory.mktemp("var"),  # its own (empty) document index
         tavily_api_key=TAVILY_KEY,
         tavily_base_url=fake_tavily,
