@@ -15,7 +15,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from backend.core.proxies import client_address
 from backend.models import User
-from backend.services.auth import authenticate
+from backend.services.auth import Caller, caller
 from backend.services.container import AppServices
 from backend.services.conversations import trees
 from backend.services.tree import MessageTree
@@ -27,9 +27,9 @@ class Context(BaseContext):
     def __init__(self, services: AppServices) -> None:
         super().__init__()
         self.services = services
-        self._user: User | None = None
+        self._caller: Caller | None = None
         # WebSocket: one check per operation (each runs in its own task), never one per connection.
-        self._operation_users: weakref.WeakKeyDictionary[asyncio.Task[Any], User] = (
+        self._operation_callers: weakref.WeakKeyDictionary[asyncio.Task[Any], Caller] = (
             weakref.WeakKeyDictionary()
         )
         # Message trees by conversation id: the conversations a field resolves for at once (a page of
@@ -56,25 +56,30 @@ class Context(BaseContext):
             return "unknown"
         return client_address(connection, self.services.trusted_proxies)
 
-    async def user(self, fresh: bool = False) -> User:
-        """The authenticated, enabled caller, or AuthError.
+    async def caller(self, fresh: bool = False) -> Caller:
+        """Who the credentials name (AuthError for a bad or expired token), their account check
+        possibly still running: await `.user()` before acting for them.
 
         Checked once per HTTP request, and afresh for every operation of a long-lived WebSocket
         (`fresh` checks again), so an expired token or a disabled account is turned away from
         new operations at once.
         """
         if not isinstance(self.request, WebSocket):
-            if self._user is None or fresh:
-                self._user = await authenticate(self.authorization, self.services.settings)
-            return self._user
+            if self._caller is None or fresh:
+                self._caller = await caller(self.authorization, self.services.settings)
+            return self._caller
         task = asyncio.current_task()
-        cached = self._operation_users.get(task) if task is not None and not fresh else None
+        cached = self._operation_callers.get(task) if task is not None and not fresh else None
         if cached is not None:
             return cached
-        user = await authenticate(self.authorization, self.services.settings)
+        found = await caller(self.authorization, self.services.settings)
         if task is not None:
-            self._operation_users[task] = user
-        return user
+            self._operation_callers[task] = found
+        return found
+
+    async def user(self, fresh: bool = False) -> User:
+        """The authenticated, enabled, approved caller, or AuthError / ForbiddenError."""
+        return await (await self.caller(fresh)).user()
 
 
 Info = StrawberryInfo[Context, None]

@@ -23,6 +23,16 @@ class IsAuthenticated(BasePermission):
         return True
 
 
+class HasCredentials(BasePermission):
+    """Valid credentials, the account check still running: for a resolver that starts work for the
+    caller's id at once and awaits `Caller.user()` before it writes or sends anything (the chat
+    starts llama-server on the prompt meanwhile)."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        await info.context.caller()
+        return True
+
+
 class IsAdmin(BasePermission):
     """An authenticated admin."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from beanie import Document, PydanticObjectId
 
@@ -18,3 +19,11 @@ def oid(document: Document) -> PydanticObjectId:
     if document.id is None:
         raise ValueError(f"{type(document).__name__} has not been stored yet")
     return document.id
+
+
+class Owner(Protocol):
+    """Whoever documents are looked up for by `user_id`: a User, or an auth Caller (its id is known
+    from the token while its account is still being checked)."""
+
+    @property
+    def id(self) -> PydanticObjectId | None: ...

@@ -3,11 +3,13 @@ and token authentication."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import security
@@ -16,7 +18,7 @@ from backend.core.errors import AuthError, ForbiddenError, ValidationError
 from backend.core.offload import run_cpu
 from backend.core.ratelimit import WindowLimiter
 from backend.models import RefreshToken, Role, User
-from backend.models.common import utcnow
+from backend.models.common import oid, utcnow
 from backend.services import api_keys
 from backend.services.validation import (
     MAX_DISPLAY_NAME_CHARS,
@@ -245,26 +247,55 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def resolve_bearer(token: str, settings: Settings) -> User:
-    """The enabled, approved user a bearer token (an access JWT) stands for, or AuthError.
-
-    The one place a credential becomes a user: other kinds of token (API keys) plug in here.
-    """
-    if token.startswith(api_keys.PREFIX):  # an API key: its owner, with user rights only
-        owner = await api_keys.owner(token)
-        check_usable(owner)
-        return owner
+def _claimed_id(token: str, settings: Settings) -> tuple[PydanticObjectId, int]:
+    """The user id and token version an access JWT claims, once its signature and expiry check out."""
     claims = security.decode_access_token(token, settings.jwt_secret)
     user_id = object_id(claims.user_id)
-    user = await User.get(user_id) if user_id else None
+    if user_id is None:
+        raise AuthError("invalid access token")
+    return user_id, claims.token_version
+
+
+async def _account(user_id: PydanticObjectId, token_version: int) -> User:
+    """The user a verified JWT names, if it still exists, may sign in and has not revoked the token."""
+    user = await User.get(user_id)
     if user is None:
         raise AuthError("invalid access token")
     check_usable(user)
-    if user.token_version != claims.token_version:
+    if user.token_version != token_version:
         raise AuthError("access token revoked")
     return user
 
 
-async def authenticate(authorization: str | None, settings: Settings) -> User:
-    """The enabled, approved user behind an `Authorization: Bearer <token>` value, or AuthError."""
-    return await resolve_bearer(bearer_token(authorization), settings)
+@dataclass
+class Caller:
+    """Who a bearer token names, with the account check (a database read) possibly still running.
+
+    Work that only needs the caller's id may start at once; `user()` must be awaited before anything
+    is written or sent back for them.
+    """
+
+    id: PydanticObjectId
+    account: asyncio.Future[User]
+
+    async def user(self) -> User:
+        """The enabled, approved user, or the AuthError / ForbiddenError the account check raised."""
+        return await asyncio.shield(self.account)
+
+
+async def caller(authorization: str | None, settings: Settings) -> Caller:
+    """The caller behind an `Authorization: Bearer <token>` value, or AuthError: the one place a
+    credential becomes a user.
+
+    An access JWT's signature and expiry are checked here and its account in the background; an API
+    key (whose owner only the database knows) is checked in full and gives user rights only.
+    """
+    token = bearer_token(authorization)
+    if token.startswith(api_keys.PREFIX):
+        owner = await api_keys.owner(token)
+        check_usable(owner)
+        checked: asyncio.Future[User] = asyncio.get_running_loop().create_future()
+        checked.set_result(owner)
+        return Caller(oid(owner), checked)
+    user_id, token_version = _claimed_id(token, settings)
+    return Caller(user_id, asyncio.ensure_future(_account(user_id, token_version)))

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -16,11 +17,12 @@ from pymongo.results import UpdateResult
 from tokenizers import Tokenizer
 
 from backend.core.config import Settings
-from backend.core.errors import NotFoundError, UserError, ValidationError
+from backend.core.errors import AuthError, ForbiddenError, NotFoundError, UserError, ValidationError
 from backend.core.offload import run_prompt
-from backend.models import Conversation, Message, MessageRole, MessageStatus, Source, User
+from backend.models import Conversation, Message, MessageRole, MessageStatus, Source
 from backend.models.common import oid
 from backend.services import conversations, usage
+from backend.services.auth import Caller
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
@@ -31,6 +33,9 @@ from backend.services.validation import object_id
 from chakor.documents.render import DOCUMENT_RESULTS, SearchMode
 
 FLUSH_SECONDS = 1.0  # the partial answer is stored at most this often while it streams
+# A prompt this short tokenizes in about 0.3 ms (0.25 us a character on one core): less than handing
+# it to the prompt pool and back costs under load, so it is tokenized on the event loop.
+INLINE_PROMPT_CHARS = 1_000
 MAX_SEARCH_QUERY_CHARS = 400
 MAX_TEMPERATURE = 2.0
 log = logging.getLogger("chakor.backend")
@@ -146,27 +151,27 @@ def _turns(messages: list[Message]) -> list[dict[str, str]]:
     ]
 
 
-async def _edited(user: User, request: ChatRequest) -> tuple[Conversation, Message]:
+async def _edited(caller: Caller, request: ChatRequest) -> tuple[Conversation, Message]:
     """The conversation and the user message that `request.edit_of` names (the caller's own)."""
     target = object_id(request.edit_of or "")
-    original = await Message.find_one({"_id": target, "user_id": user.id}) if target else None
+    original = await Message.find_one({"_id": target, "user_id": caller.id}) if target else None
     if original is None:
         raise NotFoundError("message to edit not found")
     if original.role != MessageRole.USER:
         raise ValidationError("editOf must name a user message")
-    conversation = await conversations.get_conversation(user, str(original.conversation_id))
+    conversation = await conversations.get_conversation(caller, str(original.conversation_id))
     if request.conversation_id is not None and request.conversation_id != str(conversation.id):
         raise ValidationError("editOf names a message of another conversation")
     return conversation, original
 
 
-async def _plan(user: User, request: ChatRequest, settings: Settings, ctx_size: int) -> _Plan:
+async def _plan(caller: Caller, request: ChatRequest, settings: Settings, ctx_size: int) -> _Plan:
     """Where the new turn goes in the tree, and the active branch it is prompted with."""
     conversation, original = None, None
     if request.edit_of is not None:
-        conversation, original = await _edited(user, request)
+        conversation, original = await _edited(caller, request)
     elif request.conversation_id is not None:
-        conversation = await conversations.get_conversation(user, request.conversation_id)
+        conversation = await conversations.get_conversation(caller, request.conversation_id)
     max_tokens = _check_request(request, settings, ctx_size, conversation)
     found = await conversations.tree(conversation) if conversation else MessageTree([])
     branch = found.branch(conversation.active_leaf_id) if conversation else []
@@ -200,22 +205,31 @@ class _Turn:
     answer: Message
     new_conversation: bool
     new_user_message: bool
+    previous_leaf: PydanticObjectId | None  # the conversation's active answer before this turn
+    previous_update: datetime
+
+    @property
+    def new_messages(self) -> list[Message]:
+        """The messages this turn adds (a regenerated answer reuses the stored user message)."""
+        return [self.user_message, self.answer] if self.new_user_message else [self.answer]
 
 
-def _turn(user: User, plan: _Plan, user_message_id: PydanticObjectId, answer_id: PydanticObjectId) -> _Turn:
+def _turn(
+    caller: Caller, plan: _Plan, user_message_id: PydanticObjectId, answer_id: PydanticObjectId
+) -> _Turn:
     """The conversation (new or the plan's), the user turn (new or regenerated) and the streaming answer."""
     conversation = plan.conversation
     new_conversation = conversation is None
     if conversation is None:
         title = conversations.title_from_message(plan.user_text)
-        conversation = Conversation(id=PydanticObjectId(), user_id=oid(user), title=title)
+        conversation = Conversation(id=PydanticObjectId(), user_id=caller.id, title=title)
     user_message = plan.user_message
     new_user_message = user_message is None
     if user_message is None:
         user_message = Message(
             id=user_message_id,
             conversation_id=oid(conversation),
-            user_id=oid(user),
+            user_id=caller.id,
             parent_id=plan.parent_id,
             role=MessageRole.USER,
             content=plan.user_text,
@@ -223,14 +237,15 @@ def _turn(user: User, plan: _Plan, user_message_id: PydanticObjectId, answer_id:
     answer = Message(
         id=answer_id,
         conversation_id=oid(conversation),
-        user_id=oid(user),
+        user_id=caller.id,
         parent_id=oid(user_message),
         role=MessageRole.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
     )
+    previous = conversation.active_leaf_id, conversation.updated_at
     conversation.active_leaf_id = answer_id
-    return _Turn(conversation, user_message, answer, new_conversation, new_user_message)
+    return _Turn(conversation, user_message, answer, new_conversation, new_user_message, *previous)
 
 
 def _fields(document: Message | Conversation) -> dict[str, Any]:
@@ -241,13 +256,28 @@ def _fields(document: Message | Conversation) -> dict[str, Any]:
 
 async def _store(turn: _Turn) -> None:
     """Write the turn, all at once: the messages (in order, one round trip) and the conversation."""
-    messages = [turn.user_message, turn.answer] if turn.new_user_message else [turn.answer]
     conversation = turn.conversation
     await asyncio.gather(
-        Message.get_pymongo_collection().insert_many([_fields(m) for m in messages]),
+        Message.get_pymongo_collection().insert_many([_fields(m) for m in turn.new_messages]),
         Conversation.get_pymongo_collection().insert_one(_fields(conversation))
         if turn.new_conversation
         else conversations.touch(conversation, oid(turn.answer)),
+    )
+
+
+async def _unstore(turn: _Turn, stored: asyncio.Future[None]) -> None:
+    """Take back the writes of a turn refused after they started: its new documents go, and an
+    existing conversation gets back its active answer (unless a newer turn has replaced this one)."""
+    await asyncio.gather(stored, return_exceptions=True)
+    conversation = Conversation.get_pymongo_collection()
+    await asyncio.gather(
+        Message.get_pymongo_collection().delete_many({"_id": {"$in": [oid(m) for m in turn.new_messages]}}),
+        conversation.delete_one({"_id": oid(turn.conversation)})
+        if turn.new_conversation
+        else conversation.update_one(
+            {"_id": oid(turn.conversation), "active_leaf_id": oid(turn.answer)},
+            {"$set": {"active_leaf_id": turn.previous_leaf, "updated_at": turn.previous_update}},
+        ),
     )
 
 
@@ -308,34 +338,40 @@ async def _save_after(answer: Message, writer: _PartialWriter) -> None:
     await Message.get_pymongo_collection().update_one({"_id": answer.id}, {"$set": fields})
 
 
-async def _prepare(user: User, request: ChatRequest, deps: ChatDeps) -> tuple[_Plan, Tokenizer, list[int]]:
+async def _prepare(
+    caller: Caller, request: ChatRequest, deps: ChatDeps
+) -> tuple[_Plan, Tokenizer, list[int]]:
     """Validate the request and tokenize its prompt without search results (the whole prompt when
     there is no search; else the check that it fits), before anything is stored."""
     settings = deps.settings
     ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
-    plan = await _plan(user, request, settings, ctx_size)
+    plan = await _plan(caller, request, settings, ctx_size)
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    prompt = await run_prompt(
-        build_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
-    )  # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
+    args = (tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens)
+    chars = len(plan.system_prompt) + len(plan.user_text) + sum(len(turn["content"]) for turn in plan.history)
+    # a long history takes milliseconds to tokenize: off the event loop, like every prompt with results
+    prompt = build_prompt(*args) if chars <= INLINE_PROMPT_CHARS else await run_prompt(build_prompt, *args)
     plan.prompt_tokens = len(prompt)
     return plan, tokenizer, prompt
 
 
-async def _admit(user_id: PydanticObjectId, answer_id: PydanticObjectId, deps: ChatDeps) -> PydanticObjectId:
-    """The answer's stream lease, if the user has a slot and quota left (UserError otherwise)."""
-    lease, quota = await asyncio.gather(
-        deps.streams.reserve(user_id, answer_id),
-        usage.check_quota(user_id, deps.settings.daily_token_quota),
+async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) -> PydanticObjectId:
+    """The answer's stream lease, once the caller's account checks out and they have a slot and quota
+    left; otherwise the account's error, else the lease's, else the quota's (holding no lease)."""
+    account, lease, quota = await asyncio.gather(
+        caller.user(),
+        deps.streams.reserve(caller.id, answer_id),
+        usage.check_quota(caller.id, deps.settings.daily_token_quota),
         return_exceptions=True,
     )
     if isinstance(lease, BaseException):
-        raise lease
-    if isinstance(quota, BaseException):
+        raise account if isinstance(account, BaseException) else lease
+    failure = account if isinstance(account, BaseException) else quota
+    if isinstance(failure, BaseException):
         await deps.streams.release(lease)
-        raise quota
+        raise failure
     return lease
 
 
@@ -357,54 +393,64 @@ class _Admitted:
     plan: _Plan
     tokenizer: Tokenizer
     early: TokenStream | None
+    turn: _Turn
+    stored: asyncio.Future[None]  # the turn's writes
 
 
-async def _admit_and_start(
-    user: User, request: ChatRequest, answer_id: PydanticObjectId, deps: ChatDeps
-) -> _Admitted:
-    """Check the request and, without search, start llama-server on the prompt at once; the lease and
-    quota checks run meanwhile. A refused turn (UserError) holds nothing: its request is closed, its
-    lease given back; the lease's refusal is reported before the request's own error."""
-    admission = asyncio.ensure_future(_admit(oid(user), answer_id, deps))
+async def _admit_and_start(caller: Caller, request: ChatRequest, deps: ChatDeps) -> _Admitted:
+    """Check the request and, without search, start llama-server on the prompt at once; the account,
+    lease and quota checks run meanwhile, and the turn's writes start once the account checks out.
+
+    A refused turn (UserError) holds nothing: its request is closed, its lease given back, its writes
+    taken back. The account's refusal comes first, then the lease's or quota's, then the request's own.
+    """
+    user_message_id, answer_id = PydanticObjectId(), PydanticObjectId()  # in this order: ids sort by age
+    admission = asyncio.ensure_future(_admit(caller, answer_id, deps))
     early: TokenStream | None = None
+    writes: tuple[_Turn, asyncio.Future[None]] | None = None
     try:
-        plan, tokenizer, prompt = await _prepare(user, request, deps)
+        plan, tokenizer, prompt = await _prepare(caller, request, deps)
         if request.search is SearchMode.OFF:
             early = deps.pool.complete(_body(plan, prompt))
-        return _Admitted(await asyncio.shield(admission), plan, tokenizer, early)
+        await caller.user()  # nothing is written for an account that does not check out
+        turn = _turn(caller, plan, user_message_id, answer_id)
+        writes = turn, asyncio.ensure_future(_store(turn))
+        return _Admitted(await asyncio.shield(admission), plan, tokenizer, early, *writes)
     except BaseException as exc:
         if early is not None:
             await early.aclose()
+        if writes is not None:
+            await asyncio.shield(_unstore(*writes))
         refused = await asyncio.shield(_withdraw(admission, deps))
         if refused is not None and refused is not exc and isinstance(exc, UserError):
             raise refused from None
         raise
 
 
-async def chat(user: User, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
+async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
     """Run one chat turn, yielding events; the answer is stored in its final state however it ends.
 
-    llama-server gets the prompt before anything is written: ids are made here, and the admission
-    checks and then the turn's writes run while llama-server reads the prompt.
+    llama-server gets the prompt before anything is read or written: ids are made here, and the
+    account and admission checks and the turn's writes run while llama-server reads the prompt.
+    A refused account raises (AuthError / ForbiddenError, an API error like any field's); other
+    refusals are a `Failed` event.
     """
-    user_message_id, answer_id = PydanticObjectId(), PydanticObjectId()  # in this order: ids sort by age
     try:
-        admitted = await _admit_and_start(user, request, answer_id, deps)
+        admitted = await _admit_and_start(caller, request, deps)
+    except (AuthError, ForbiddenError):
+        raise
     except UserError as exc:
         yield Failed(exc.code, exc.message)
         return
     try:
-        turn = _turn(user, admitted.plan, user_message_id, answer_id)
-        stored = asyncio.ensure_future(_store(turn))
         try:
-            generate = _generate(turn, user, admitted, request, deps, stored)
-            async with aclosing(generate) as events:
+            async with aclosing(_generate(admitted, caller, request, deps)) as events:
                 async for event in events:
                     yield event
         finally:
             if admitted.early is not None:
                 await admitted.early.aclose()
-            await asyncio.shield(asyncio.gather(stored, return_exceptions=True))
+            await asyncio.shield(asyncio.gather(admitted.stored, return_exceptions=True))
     finally:
         await deps.streams.release(admitted.lease)
 
@@ -464,23 +510,19 @@ async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> Non
 
 
 async def _generate(
-    turn: _Turn,
-    user: User,
-    admitted: _Admitted,
-    request: ChatRequest,
-    deps: ChatDeps,
-    stored: asyncio.Future[None],
+    admitted: _Admitted, caller: Caller, request: ChatRequest, deps: ChatDeps
 ) -> AsyncGenerator[ChatEvent, None]:
     """Stream the answer into `turn.answer` (from the request started already, if any), registered as
     active so stopGeneration can reach it.
 
-    `started` goes out once `stored` (the turn's writes) has landed, then tokens as they come; the
+    `started` goes out once the turn's writes have landed, then tokens as they come; the
     answer is stored before its final event is sent; if the client goes away before that, the text
     so far is stored as `stopped`.
     """
-    plan, answer = admitted.plan, turn.answer
+    plan, turn, stored = admitted.plan, admitted.turn, admitted.stored
+    answer = turn.answer
     started = Started(oid(turn.conversation), oid(turn.user_message), oid(answer))
-    stream = ActiveStream(message_id=oid(answer), user_id=oid(user))
+    stream = ActiveStream(message_id=oid(answer), user_id=caller.id)
     deps.streams.add(stream)
     stopper: asyncio.Future[None] | None = None
     parts: list[str] = []
@@ -555,4 +597,4 @@ async def _generate(
             stopper.cancel()
         deps.streams.remove(oid(answer))
         if spent:
-            await asyncio.shield(usage.record(oid(user), spent[0], spent[1]))
+            await asyncio.shield(usage.record(caller.id, spent[0], spent[1]))

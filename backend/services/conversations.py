@@ -10,7 +10,7 @@ from beanie import PydanticObjectId
 
 from backend.core.errors import NotFoundError, ValidationError
 from backend.models import Conversation, Message, User
-from backend.models.common import oid, utcnow
+from backend.models.common import Owner, oid, utcnow
 from backend.services.pagination import after_filter, encode_cursor
 from backend.services.tree import MessageTree
 from backend.services.validation import MAX_TITLE_CHARS, clean_text, object_id, page_size, search_regex
@@ -37,17 +37,17 @@ class ConversationChanges:
     set_max_tokens: bool = False
 
 
-async def find_conversation(user: User, conversation_id: str) -> Conversation | None:
-    """The conversation if it exists and belongs to `user`, else None."""
+async def find_conversation(owner: Owner, conversation_id: str) -> Conversation | None:
+    """The conversation if it exists and belongs to `owner`, else None."""
     oid = object_id(conversation_id)
     if oid is None:
         return None
-    return await Conversation.find_one({"_id": oid, "user_id": user.id})
+    return await Conversation.find_one({"_id": oid, "user_id": owner.id})
 
 
-async def get_conversation(user: User, conversation_id: str) -> Conversation:
+async def get_conversation(owner: Owner, conversation_id: str) -> Conversation:
     """Like `find_conversation`, but NotFoundError instead of None."""
-    conversation = await find_conversation(user, conversation_id)
+    conversation = await find_conversation(owner, conversation_id)
     if conversation is None:
         raise NotFoundError("conversation not found")
     return conversation

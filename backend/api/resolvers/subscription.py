@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from backend.api.context import Info
-from backend.api.permissions import IsAdmin, IsAuthenticated, check_admin
+from backend.api.permissions import HasCredentials, IsAdmin, check_admin
 from backend.api.types import (
     ChatDone,
     ChatError,
@@ -55,13 +55,14 @@ def _event(event: chat_service.ChatEvent) -> ChatEvent:
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
-        description="Send a message and stream the answer.", permission_classes=[IsAuthenticated]
+        description="Send a message and stream the answer.", permission_classes=[HasCredentials]
     )
     async def chat(self, info: Info, input: ChatInput) -> AsyncGenerator[ChatEvent, None]:
-        user = await info.context.user()
+        caller = await info.context.caller()  # the chat confirms the account before it stores anything
         try:
             mode = chat_search_mode(input.search, input.web_search)
         except ValidationError as exc:
+            await caller.user()
             yield ChatError(code=exc.code, message=exc.message)
             return
         request = chat_service.ChatRequest(
@@ -73,7 +74,7 @@ class Subscription:
             max_tokens=input.max_tokens,
             edit_of=input.edit_of,
         )
-        async for event in chat_service.chat(user, request, info.context.services.chat_deps):
+        async for event in chat_service.chat(caller, request, info.context.services.chat_deps):
             yield _event(event)
 
     @strawberry.subscription(
