@@ -105,6 +105,8 @@ async def test_concurrent_stream_limit_per_user(
 ) -> None:
     api = private_stack.api
     user = await api.register()
+    earlier = (await api.chat(user, content="earlier", maxTokens=1))[0]["conversationId"]
+    conversation = await private_db.conversations.find_one({"_id": ObjectId(earlier)})
     first_started, second_started, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def hold(started: asyncio.Event) -> dict:
@@ -118,15 +120,18 @@ async def test_concurrent_stream_limit_per_user(
     await first_started.wait()
     await second_started.wait()
     before = await private_db.messages.count_documents({"user_id": ObjectId(user.id)})
-    third = await api.chat(user, content="one more", maxTokens=2)
-    assert third == [
-        {
-            "__typename": "ChatError",
-            "code": "RATE_LIMITED",
-            "message": "too many answers in progress (at most 2 per user); wait or stop one",
-        }
-    ]
+    limited = {
+        "__typename": "ChatError",
+        "code": "RATE_LIMITED",
+        "message": "too many answers in progress (at most 2 per user); wait or stop one",
+    }
+    assert await api.chat(user, content="one more", maxTokens=2) == [limited]
+    # the turn's writes ran beside the lease check: the refusal takes them back, the conversation
+    # keeps its active answer and its place in the list
+    assert await api.chat(user, content="and here", conversationId=earlier, maxTokens=2) == [limited]
     assert await private_db.messages.count_documents({"user_id": ObjectId(user.id)}) == before
+    assert await private_db.conversations.count_documents({"user_id": ObjectId(user.id)}) == 3
+    assert await private_db.conversations.find_one({"_id": ObjectId(earlier)}) == conversation
     release.set()
     started = [await task for task in holders]
     for event in started:

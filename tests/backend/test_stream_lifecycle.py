@@ -131,6 +131,36 @@ async def test_disabling_a_user_stops_their_running_answer(
         await api.data(DISABLE, {"id": user.id, "d": False}, admin.access_token)
 
 
+async def test_a_connection_opened_before_its_account_was_disabled_starts_no_chat(
+    private_stack: PrivateStack, private_db: AsyncDatabase
+) -> None:
+    api = private_stack.api
+    admin, user = await api.login(PRIVATE_ADMIN), await api.register()
+    init = {"type": "connection_init", "payload": {"Authorization": user.authorization}}
+    async with websockets.connect(api.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)]) as ws:
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await api.data(DISABLE, {"id": user.id, "d": True}, admin.access_token)
+        try:
+            # the token is still valid; the account check (run beside the prompt) refuses the turn,
+            # and before the request's own error (an empty message)
+            for operation, content in (("1", "hello"), ("2", " ")):
+                payload = {"query": CHAT, "variables": {"input": {"content": content, "maxTokens": 4}}}
+                await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": payload}))
+                refused = json.loads(await ws.recv())
+                assert refused["id"] == operation and refused["type"] == "next"
+                [error] = refused["payload"]["errors"]
+                assert error["message"] == "account disabled"
+                assert error["extensions"]["code"] == "UNAUTHENTICATED"
+                assert json.loads(await ws.recv()) == {"id": operation, "type": "complete"}
+        finally:
+            await api.data(DISABLE, {"id": user.id, "d": False}, admin.access_token)
+    owner = ObjectId(user.id)
+    assert await private_db.messages.count_documents({"user_id": owner}) == 0
+    assert await private_db.conversations.count_documents({"user_id": owner}) == 0
+    assert await private_db.stream_leases.count_documents({"user_id": owner}) == 0
+
+
 def short_token(user: Session, seconds: float) -> str:
     now = datetime.now(UTC)
     claims = {"sub": user.id, "ver": 0, "typ": "access", "iat": now, "exp": now + timedelta(seconds=seconds)}
