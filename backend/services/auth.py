@@ -298,4 +298,12 @@ async def caller(authorization: str | None, settings: Settings) -> Caller:
         checked.set_result(owner)
         return Caller(oid(owner), checked)
     user_id, token_version = _claimed_id(token, settings)
-    return Caller(user_id, asyncio.ensure_future(_account(user_id, token_version)))
+    account = asyncio.ensure_future(_account(user_id, token_version))
+    account.add_done_callback(_seen)
+    return Caller(user_id, account)
+
+
+def _seen(account: asyncio.Future[User]) -> None:
+    """Mark a refusal as seen: an operation that ended before it looked (the client left) is no error."""
+    if not account.cancelled():
+        account.exception()
