@@ -86,14 +86,28 @@ def _signed_in(request: Request, payload: dict[str, Any]) -> Response:
     return response
 
 
-async def login(request: Request) -> Response:
-    """POST email + password: sign in at the backend, keep the tokens here, set the session cookie."""
+_CROSS_SITE = {"login": "cross-site login refused", "register": "cross-site registration refused"}
+_MISSING = {"login": "Enter your email and password.", "register": "Enter an email and a password."}
+
+
+async def _credentials(request: Request, page: str) -> tuple[dict[str, str], str, str] | Response:
+    """The form of a same-origin POST from `page` with its email and password, or the response that
+    turns it away (cross-site: 403; a field missing: back to the page)."""
     if not _same_origin(request):
-        return Response("cross-site login refused", status_code=403)
+        return Response(_CROSS_SITE[page], status_code=403)
     form = await _form(request)
     email, password = form.get("email", "").strip(), form.get("password", "")
     if not email or not password:
-        return _back_to("login", "Enter your email and password.")
+        return _back_to(page, _MISSING[page])
+    return form, email, password
+
+
+async def login(request: Request) -> Response:
+    """POST email + password: sign in at the backend, keep the tokens here, set the session cookie."""
+    posted = await _credentials(request, "login")
+    if isinstance(posted, Response):
+        return posted
+    _, email, password = posted
     try:
         data = await execute(LOGIN, {"email": email, "password": password}, forwarded=forwarded_for(request))
     except ApiError as exc:
@@ -104,12 +118,10 @@ async def login(request: Request) -> Response:
 async def register(request: Request) -> Response:
     """POST the registration form: create the account; signed in as by login when the sign-up policy
     approves it at once, otherwise to /login with a note that an admin must approve it."""
-    if not _same_origin(request):
-        return Response("cross-site registration refused", status_code=403)
-    form = await _form(request)
-    email, password = form.get("email", "").strip(), form.get("password", "")
-    if not email or not password:
-        return _back_to("register", "Enter an email and a password.")
+    posted = await _credentials(request, "register")
+    if isinstance(posted, Response):
+        return posted
+    form, email, password = posted
     if password != form.get("confirm", ""):
         return _back_to("register", "The passwords do not match.")
     variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
