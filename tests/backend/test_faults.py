@@ -126,8 +126,7 @@ async def test_concurrent_stream_limit_per_user(
         "message": "too many answers in progress (at most 2 per user); wait or stop one",
     }
     assert await api.chat(user, content="one more", maxTokens=2) == [limited]
-    # the turn's writes ran beside the lease check: the refusal takes them back, the conversation
-    # keeps its active answer and its place in the list
+    # nothing is written for a refused turn: the conversation keeps its active answer and its place
     assert await api.chat(user, content="and here", conversationId=earlier, maxTokens=2) == [limited]
     assert await private_db.messages.count_documents({"user_id": ObjectId(user.id)}) == before
     assert await private_db.conversations.count_documents({"user_id": ObjectId(user.id)}) == 3
