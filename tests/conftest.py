@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from chakor.process import ManagedProcess, free_port
-from chakor.services import backend_process, db_process, llama_process
+from chakor.services import backend_process, llama_process
 from chakor.settings import Settings, load_settings
+from tests.support.sidecar import running_sidecar
 from tests.support.tiny_model import TinyModel, build_tiny_model, model_config, random_model
 
 JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
@@ -27,13 +28,8 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mongo_uri(logs_dir: Path) -> Iterator[str]:
     """A fresh in-memory mongoeco MongoDB-wire sidecar."""
-    settings = load_settings(db_port=free_port(), db_storage="memory")
-    process = db_process(settings, logs_dir).start()
-    try:
-        process.wait_healthy(timeout=60)
-        yield settings.database_uri
-    finally:
-        process.stop()
+    with running_sidecar("memory", logs_dir) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")
