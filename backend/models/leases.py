@@ -15,10 +15,12 @@ from beanie import Document, PydanticObjectId
 class StreamLease(Document):
     """One answer slot in use: who, on which backend, and whether someone asked it to stop.
 
-    `message_id` is the answer's id (made before the answer is stored); the owning backend renews
-    `expires_at` while it streams.
+    `id` is `<user_id>:<slot>` (slot 0 up to the per-user limit), so the unique `_id` enforces the
+    limit. `message_id` is the answer's id (made before the answer is stored); the owning backend
+    renews `expires_at` while it streams.
     """
 
+    id: str | None = None  # type: ignore[assignment]
     user_id: PydanticObjectId
     backend_id: str
     message_id: PydanticObjectId | None = None

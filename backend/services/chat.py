@@ -26,7 +26,7 @@ from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
 from backend.services.search import SearchUnavailable, WebSearch
-from backend.services.streams import ActiveStream, StreamRegistry
+from backend.services.streams import ActiveStream, StreamRegistry, StreamSlot
 from backend.services.tree import MessageTree
 from backend.services.validation import object_id
 from chakor.documents.render import DOCUMENT_RESULTS, SearchMode
@@ -333,7 +333,7 @@ async def _prepare(
     return plan, tokenizer, prompt
 
 
-async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) -> PydanticObjectId:
+async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) -> StreamSlot:
     """The answer's stream lease, once the caller's account checks out and they have a slot and quota
     left; otherwise the account's error, else the lease's, else the quota's (holding no lease)."""
     account, lease, quota = await asyncio.gather(
@@ -351,7 +351,7 @@ async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) ->
     return lease
 
 
-async def _withdraw(admission: asyncio.Future[PydanticObjectId], deps: ChatDeps) -> UserError | None:
+async def _withdraw(admission: asyncio.Future[StreamSlot], deps: ChatDeps) -> UserError | None:
     """Wait for an admission the turn no longer needs and give its lease back; its refusal, if any."""
     try:
         lease = await admission
@@ -365,7 +365,7 @@ async def _withdraw(admission: asyncio.Future[PydanticObjectId], deps: ChatDeps)
 
 @dataclass
 class _Admitted:
-    lease: PydanticObjectId
+    lease: StreamSlot
     plan: _Plan
     tokenizer: Tokenizer
     early: TokenStream | None

@@ -1,7 +1,7 @@
 """The answers being generated right now, shared by every backend through the database.
 
-Each answer holds a `StreamLease`: the per-user limit counts live leases (on any backend), and
-`stopGeneration` sets the lease's stop flag, which the owning backend notices within WATCH_SECONDS
+Each answer holds a `StreamLease` on one of its user's slots: a document per slot, so claiming one is
+a single insert whose unique `_id` is the per-user limit (on any backend), and `stopGeneration` sets the lease's stop flag, which the owning backend notices within WATCH_SECONDS
 (at once when the answer runs on the backend that was asked). A backend renews its leases while it
 lives; one that dies leaves leases that expire after LEASE_SECONDS, and their answers are then marked
 `interrupted` (at once by its successor on the same address, which knows its predecessor died).
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from beanie import PydanticObjectId
-from beanie.odm.utils.encoder import Encoder
+from pymongo.errors import DuplicateKeyError
 
 from backend.core.errors import RateLimitedError
 from backend.models import Message, MessageStatus, StreamLease
@@ -27,6 +27,14 @@ RENEW_SECONDS = 10.0  # leases are renewed this often, well inside LEASE_SECONDS
 WATCH_SECONDS = 0.25  # how often a backend with answers in progress reads its stop flags
 INTERRUPTED = "the server stopped while this answer was being generated"
 log = logging.getLogger("chakor.backend")
+
+
+@dataclass(frozen=True)
+class StreamSlot:
+    """A claimed slot: its lease's `_id` and the answer holding it."""
+
+    key: str
+    message_id: PydanticObjectId
 
 
 @dataclass
@@ -53,33 +61,41 @@ class StreamRegistry:
     def _expiry(self) -> object:
         return utcnow() + timedelta(seconds=LEASE_SECONDS)
 
-    async def reserve(self, user_id: PydanticObjectId, message_id: PydanticObjectId) -> PydanticObjectId:
-        """Claim one of the user's slots for the answer `message_id` (its id is made before the answer
+    async def reserve(self, user_id: PydanticObjectId, message_id: PydanticObjectId) -> StreamSlot:
+        """Claim a free slot of the user's for the answer `message_id` (its id is made before the answer
         is stored, so a stop from any backend finds the lease); RateLimitedError when all are taken on
-        all backends."""
-        lease = StreamLease(
-            id=PydanticObjectId(),
-            user_id=user_id,
-            backend_id=self.backend_id,
-            message_id=message_id,
-            expires_at=self._expiry(),
-        )
-        assert lease.id is not None
-        await StreamLease.get_pymongo_collection().insert_one(Encoder().encode(lease))
-        live = StreamLease.get_pymongo_collection().find(
-            {"user_id": user_id, "expires_at": {"$gt": utcnow()}}, {"_id": 1}, limit=self.max_per_user + 1
-        )  # enough to tell whether this lease is one too many (cheaper than counting them all)
-        if len(await live.to_list()) > self.max_per_user:
-            await self.release(lease.id)
-            raise RateLimitedError(
-                f"too many answers in progress (at most {self.max_per_user} per user); wait or stop one"
-            )
-        return lease.id
+        all backends.
 
-    async def release(self, lease_id: PydanticObjectId) -> None:
-        """Give a slot back (finishes even while the caller is being cancelled)."""
+        A free slot is one without a lease (one insert: the common case) or with an expired one, left by
+        a backend that stopped renewing; taking that over is one conditional update, which only one
+        claimant can win.
+        """
         collection = StreamLease.get_pymongo_collection()
-        await asyncio.shield(collection.delete_one({"_id": lease_id}))
+        lease = {
+            "user_id": user_id,
+            "backend_id": self.backend_id,
+            "message_id": message_id,
+            "stop": False,
+            "expires_at": self._expiry(),
+        }
+        for slot in range(self.max_per_user):
+            key = f"{user_id}:{slot}"
+            try:
+                await collection.insert_one({"_id": key, **lease})
+                return StreamSlot(key, message_id)
+            except DuplicateKeyError:
+                expired = {"_id": key, "expires_at": {"$lte": utcnow()}}
+                if (await collection.update_one(expired, {"$set": lease})).matched_count:
+                    return StreamSlot(key, message_id)
+        raise RateLimitedError(
+            f"too many answers in progress (at most {self.max_per_user} per user); wait or stop one"
+        )
+
+    async def release(self, slot: StreamSlot) -> None:
+        """Give a slot back unless another answer took it over meanwhile (finishes even while the
+        caller is being cancelled)."""
+        collection = StreamLease.get_pymongo_collection()
+        await asyncio.shield(collection.delete_one({"_id": slot.key, "message_id": slot.message_id}))
 
     def add(self, stream: ActiveStream) -> None:
         """Register an answer as streaming here (its lease names it already)."""

@@ -273,6 +273,53 @@ async def test_stream_limit_counts_answers_on_every_backend(private_stack: Priva
         await asyncio.gather(*holders)
 
 
+async def leases_of(db: AsyncDatabase, message_id: str) -> int:
+    return await db.stream_leases.count_documents({"message_id": ObjectId(message_id)})
+
+
+async def test_expired_leases_free_their_slots_for_other_answers(
+    private_stack: PrivateStack, private_db: AsyncDatabase
+) -> None:
+    """Slots whose leases were not renewed (their backend stopped) serve new answers, and the answers
+    that held them leave the new leases alone when they end (the embedded database drops expired
+    leases at once, like a TTL sweep; tests/backend/test_stream_slots.py covers taking one over)."""
+    api = private_stack.api
+    user = await api.register()
+    started: list[asyncio.Future[str]] = [asyncio.get_running_loop().create_future() for _ in range(3)]
+    release = [asyncio.Event(), asyncio.Event()]
+
+    async def hold(index: int) -> None:
+        async for result in api.subscribe(CHAT, {"input": LONG}, user.authorization):
+            started[index].set_result(result["chat"]["assistantMessageId"])
+            await release[min(index, 1)].wait()
+            return
+
+    holders = [asyncio.create_task(hold(0)), asyncio.create_task(hold(1))]
+    try:
+        old = await asyncio.gather(started[0], started[1])
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        expired = await private_db.stream_leases.update_many(
+            {"user_id": ObjectId(user.id)}, {"$set": {"expires_at": past}}
+        )
+        assert expired.modified_count == 2
+        holders.append(asyncio.create_task(hold(2)))  # a third answer: both slots are taken but expired
+        new = await started[2]
+        assert [await leases_of(private_db, i) for i in (*old, new)] == [0, 0, 1]
+        release[0].set()
+        await holders[0]
+        await settled(private_db, old[0])
+        assert await leases_of(private_db, new) == 1  # the first answer's end left the new lease alone
+    finally:
+        for event in release:
+            event.set()
+        await asyncio.gather(*holders)
+    for _ in range(100):
+        if await private_db.stream_leases.count_documents({"user_id": ObjectId(user.id)}) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await private_db.stream_leases.count_documents({"user_id": ObjectId(user.id)}) == 0
+
+
 async def test_login_rate_limit_counts_failures_on_every_backend(
     private_stack: PrivateStack, second: Api
 ) -> None:
