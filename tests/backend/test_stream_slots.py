@@ -47,7 +47,9 @@ async def test_an_expired_slot_is_taken_over_by_one_claimant(leases_db: AsyncDat
     past = datetime.now(UTC) - timedelta(seconds=1)
     await leases_db.stream_leases.update_one({"_id": first.key}, {"$set": {"expires_at": past}})
     claims = await asyncio.gather(
-        here.reserve(user, PydanticObjectId()), there.reserve(user, PydanticObjectId()), return_exceptions=True
+        here.reserve(user, PydanticObjectId()),
+        there.reserve(user, PydanticObjectId()),
+        return_exceptions=True,
     )
     [won] = [claim for claim in claims if isinstance(claim, StreamSlot)]
     [refused] = [claim for claim in claims if isinstance(claim, RateLimitedError)]
