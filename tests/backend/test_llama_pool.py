@@ -14,7 +14,7 @@ async def test_pool_skips_a_dead_server_and_streams_from_a_live_one(llama_server
     try:
         assert [s.url for s in await pool.candidates()] == [llama_server]
         dead_state, live_state = pool.servers
-        assert (dead_state.healthy, dead_state.status) == (False, "unreachable: ConnectError")
+        assert (dead_state.healthy, dead_state.status) == (False, "unreachable: ClientConnectorError")
         assert (live_state.healthy, live_state.slots_total) == (True, 4)
         items = [
             item async for item in pool.complete({"prompt": [1, 2, 3], "n_predict": 5, "temperature": 0})
