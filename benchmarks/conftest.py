@@ -26,7 +26,7 @@ from tests.support.tiny_model import TinyModel
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("chakor-bench")
     # The paired medians of 30 served rounds moved by up to 3 ms between runs on the 2-core VM; 100
-    # rounds (about 25 s) move by about 0.5 ms. Paced rounds take about 6 s each.
+    # rounds (about 25 s) move by about 0.5 ms. A paced round takes about 1.7 s.
     group.addoption(
         "--inference-rounds", type=int, default=100, help="rotated direct/GraphQL/nginx rounds, served model"
     )
