@@ -99,25 +99,25 @@ class LlamaPool:
             self._client = aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER_BYTES)
         return self._client
 
-    async def _get_json(self, url: str) -> tuple[int, Any]:
-        """(status, decoded JSON body) of a GET within PROBE_TIMEOUT; ValueError for a body that is not JSON."""
+    async def _get(self, url: str) -> tuple[int, bytes]:
+        """(status, body) of a GET within PROBE_TIMEOUT."""
         async with self._http().get(url, timeout=PROBE_TIMEOUT) as response:
-            return response.status, json.loads(await response.read())
+            return response.status, await response.read()
 
     async def probe(self, server: ServerState) -> ServerState:
         """Refresh one server's health and slot counts."""
         server.probed_at, server.requests_at_probe = time.monotonic(), server.active_requests
         try:
-            status, health = await self._get_json(f"{server.url}/health")
+            status, health = await self._get(f"{server.url}/health")
             server.healthy = status == 200
-            server.status = "ok" if server.healthy else health.get("error", {}).get("message", "")
+            server.status = "ok" if server.healthy else json.loads(health).get("error", {}).get("message", "")
             server.status = server.status or f"HTTP {status}"
         except (*HTTP_ERRORS, ValueError, AttributeError) as exc:
             server.healthy, server.status = False, f"unreachable: {type(exc).__name__}"
             server.slots_total = server.slots_idle = None
             return server
         try:
-            _, slots = await self._get_json(f"{server.url}/slots")
+            slots = json.loads((await self._get(f"{server.url}/slots"))[1])
             server.slots_total = len(slots)
             server.slots_idle = sum(1 for slot in slots if not slot.get("is_processing"))
         except (*HTTP_ERRORS, ValueError, TypeError, AttributeError):
@@ -157,10 +157,11 @@ class LlamaPool:
         """`/props` of the first healthy server (model path, context size, chat template)."""
         for server in self.servers:
             try:
-                status, props = await self._get_json(f"{server.url}/props")
+                status, body = await self._get(f"{server.url}/props")
+                props = json.loads(body) if status == 200 else None
             except (*HTTP_ERRORS, ValueError):
                 continue
-            if status == 200 and isinstance(props, dict):
+            if isinstance(props, dict):
                 return props
         return None
 

@@ -1,10 +1,11 @@
 """The answers being generated right now, shared by every backend through the database.
 
 Each answer holds a `StreamLease` on one of its user's slots: a document per slot, so claiming one is
-a single insert whose unique `_id` is the per-user limit (on any backend), and `stopGeneration` sets the lease's stop flag, which the owning backend notices within WATCH_SECONDS
-(at once when the answer runs on the backend that was asked). A backend renews its leases while it
-lives; one that dies leaves leases that expire after LEASE_SECONDS, and their answers are then marked
-`interrupted` (at once by its successor on the same address, which knows its predecessor died).
+a single insert whose unique `_id` is the per-user limit (on any backend). `stopGeneration` sets the
+lease's stop flag, which the owning backend notices within WATCH_SECONDS (at once when the answer
+runs on the backend that was asked). A backend renews its leases while it lives; one that dies
+leaves leases that expire after LEASE_SECONDS, and their answers are then marked `interrupted` (at
+once by its successor on the same address, which knows its predecessor died).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
@@ -58,7 +59,7 @@ class StreamRegistry:
     def __len__(self) -> int:
         return len(self._streams)
 
-    def _expiry(self) -> object:
+    def _expiry(self) -> datetime:
         return utcnow() + timedelta(seconds=LEASE_SECONDS)
 
     async def reserve(self, user_id: PydanticObjectId, message_id: PydanticObjectId) -> StreamSlot:
@@ -71,13 +72,9 @@ class StreamRegistry:
         claimant can win.
         """
         collection = StreamLease.get_pymongo_collection()
-        lease = {
-            "user_id": user_id,
-            "backend_id": self.backend_id,
-            "message_id": message_id,
-            "stop": False,
-            "expires_at": self._expiry(),
-        }
+        lease = StreamLease(
+            user_id=user_id, backend_id=self.backend_id, message_id=message_id, expires_at=self._expiry()
+        ).model_dump(exclude={"id"})
         for slot in range(self.max_per_user):
             key = f"{user_id}:{slot}"
             try:
