@@ -40,7 +40,7 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy chakor trainer converter backend frontend
+	$(VENV)/bin/mypy common documents trainer converter evaluation backend frontend chakor
 
 test: setup-test lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from chakor import REPO_ROOT
+from common import REPO_ROOT
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 

@@ -20,7 +20,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.headers import api_headers
 from backend.core.limits import BodySizeLimit
 from backend.services.container import AppServices
-from chakor.response_headers import ResponseHeaders
+from common.response_headers import ResponseHeaders
 
 log = logging.getLogger("chakor.backend")
 DB_CONNECT_SECONDS = 30.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chakor.cli import default_model, tokenizer_beside
 from chakor.quickstart import quickstart_dir
-from chakor.settings import load_settings
+from common.settings import load_settings
 from tests.conftest import backend_settings, start_backend, start_llama_server
 from tests.support.capture_llama import CaptureClient, capture_proxy
 from tests.support.nginx import running_nginx

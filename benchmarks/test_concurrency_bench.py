@@ -18,10 +18,11 @@ import httpx
 import psutil
 import pytest
 
-from backend.services.prompt import build_prompt, tokenizer_at
+from backend.services.prompt import tokenizer_at
 from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
 from benchmarks.stack import InferenceStack
+from common.chat import build_prompt
 from tests.conftest import Backend
 from tests.reliability.client import Stream, chat_socket, conversation, register
 from tests.reliability.load import run_load

@@ -21,9 +21,9 @@ import gguf
 import numpy as np
 import pytest
 
+from common.chat import load_tokenizer
 from tests.converter.conftest import CORPUS, make_export
 from trainer.configs import ModelConfig
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import train_tokenizer
 
 LLAMA_CPP_DIR = os.environ.get("CHAKOR_LLAMA_CPP_DIR")

@@ -28,10 +28,11 @@ import httpx
 import psutil
 import pytest
 
-from backend.services.prompt import STOP, build_prompt, tokenizer_at
+from backend.services.prompt import tokenizer_at
 from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
 from benchmarks.stack import InferenceStack
+from common.chat import STOP, build_prompt
 from tests.reliability.client import Stream, chat_socket, register, stream_completion
 from tests.support.capture_llama import Completion
 

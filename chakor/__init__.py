@@ -1,5 +1,1 @@
-"""Chakor: train your own LLM from raw text and chat with it in the browser."""
-
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+"""Chakor's roof: the `chakor` command, the quickstart, the supervisor and the benchmarks runner."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from chakor import REPO_ROOT
 from chakor.bench_tools import ToolsUnavailable, llama_cpp_converter
+from common import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 

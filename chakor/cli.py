@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import time
@@ -11,10 +10,15 @@ from pathlib import Path
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from chakor.process import port_in_use
+import backend.cli
+import converter.cli
+import documents.cli
+import evaluation.cli
+import trainer.cli
+import trainer.data.cli
+from chakor import bench, quickstart
 from chakor.services import (
     ComponentError,
     backend_process,
@@ -22,32 +26,14 @@ from chakor.services import (
     frontend_process,
     llama_process,
 )
-from chakor.settings import Settings, SettingsError, get_settings
 from chakor.supervisor import Component, Supervisor, SupervisorError, pid_alive, read_state
+from common.cli import console, settings_or_exit
+from common.llama_cpp import LlamaCppNotFound
+from common.process import port_in_use
+from common.settings import Settings
+from evaluation.report import EVAL_JSON, report_for
 
 app = typer.Typer(help="Chakor: train your own LLM and chat with it in the browser.", no_args_is_help=True)
-console = Console()
-
-# Packages that add their own commands with `register(app)`, in pipeline order.
-COMMAND_MODULES = (
-    "trainer.data.cli",
-    "trainer.cli",
-    "converter.cli",
-    "chakor.evaluation.cli",
-    "backend.cli",
-    "chakor.documents.cli",
-    "chakor.quickstart",
-    "chakor.bench",
-)
-
-
-def settings_or_exit() -> Settings:
-    """Settings, or exit 2 with the message naming the bad CHAKOR_* variable."""
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
 
 
 def state_file(settings: Settings) -> Path:
@@ -58,9 +44,7 @@ def default_model(settings: Settings) -> Path | None:
     """CHAKOR_MODEL_PATH, else the quickstart's served GGUF when it exists."""
     if settings.model_path:
         return settings.model_path
-    from chakor.quickstart import quickstart_model
-
-    return quickstart_model(settings)
+    return quickstart.quickstart_model(settings)
 
 
 def tokenizer_beside(model: Path) -> Path | None:
@@ -74,8 +58,6 @@ def tokenizer_beside(model: Path) -> Path | None:
 
 def warn_unvetted(model: Path) -> None:
     """Warn when no `chakor eval` report beside `model` says this very file passed its gate."""
-    from chakor.evaluation.report import EVAL_JSON, report_for
-
     report, row = report_for(model)
     if row is not None and row.get("passed"):
         return
@@ -154,7 +136,7 @@ def up(
         supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
         console.print("Starting Chakor ...")
         supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
-    except (ComponentError, SupervisorError) as exc:
+    except (ComponentError, LlamaCppNotFound, SupervisorError) as exc:
         console.print(f"[red]cannot start:[/] {exc}")
         raise typer.Exit(1) from None
 
@@ -247,5 +229,15 @@ def logs(
                 time.sleep(0.3)
 
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
+# Each package adds its own commands, in pipeline order.
+for commands in (
+    trainer.data.cli,
+    trainer.cli,
+    converter.cli,
+    evaluation.cli,
+    backend.cli,
+    documents.cli,
+    quickstart,
+    bench,
+):
+    commands.register(app)

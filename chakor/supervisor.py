@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 from rich.console import Console
 
-from chakor.process import ManagedProcess, ProcessError, port_in_use
+from common.process import ManagedProcess, ProcessError, port_in_use
 
 console = Console(stderr=True)
 

@@ -49,7 +49,7 @@ def verify_command(
     ppl_chunks: int = typer.Option(8, help="perplexity windows"),
 ) -> None:
     """Check that llama.cpp reproduces the exported model; exit 1 when a check fails."""
-    from chakor.hashing import sha256_file
+    from common.hashing import sha256_file
     from converter.reference import Reference
     from converter.render import checks_table, perplexity_table
     from converter.valdata import validation_text

@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chakor.hashing import sha256_file
+from common.hashing import sha256_file
 from converter import __version__
 from converter.errors import ConversionError
 from converter.export_dir import ExportDir, read_export

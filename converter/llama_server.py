@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from chakor.process import ManagedProcess, ProcessError, free_port
+from common.process import ManagedProcess, ProcessError, free_port
 from converter.errors import ConversionError
 from converter.llama_tools import NO_REPACK, llama_tool
 

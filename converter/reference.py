@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from common.chat import BOS, load_tokenizer, special_id
 from trainer.export import load_export
-from trainer.tokenizer.chat import BOS, load_tokenizer, special_id
 
 PPL_BATCH = 8  # windows per forward pass: the logits of all windows at once can take gigabytes
 

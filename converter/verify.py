@@ -5,7 +5,7 @@ compared directly with PyTorch: next-token log-probabilities over the whole voca
 of the logits, which is what llama-server returns with `n_probs` = vocab size and
 `post_sampling_probs` false) and perplexity. How far a quantized GGUF may drift from that f32 GGUF
 is not judged here: `chakor eval` gates each quant on its KL divergence over the validation split
-(chakor/evaluation/gates.py), which is measured on thousands of tokens instead of a few prompts.
+(evaluation/gates.py), which is measured on thousands of tokens instead of a few prompts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 import gguf
 import numpy as np
 
-from chakor.hashing import sha256_file
+from common.chat import BOS, SPECIAL_TOKENS, encode_chat, render_chat
+from common.hashing import sha256_file
 from converter.convert import CHAKOR_KEY
 from converter.errors import ConversionError
 from converter.export_dir import read_export
@@ -30,7 +31,6 @@ from converter.perplexity import llama_perplexity
 from converter.reference import Reference
 from converter.samples import CONVERSATIONS, PROMPTS, TOKENIZER_TEXTS
 from converter.vocab import END_OF_TURN
-from trainer.tokenizer.chat import BOS, SPECIAL_TOKENS, encode_chat, render_chat
 
 F32_MAX_DELTA = 1e-3  # max |delta log-prob| allowed for f32 (measured: ~1e-5), with 100% top-1 agreement
 F32_PPL_RTOL = 1e-3

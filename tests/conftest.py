@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chakor.process import ManagedProcess, free_port
 from chakor.services import backend_process, llama_process
-from chakor.settings import Settings, load_settings
+from common.process import ManagedProcess, free_port
+from common.settings import Settings, load_settings
 from tests.support.sidecar import running_sidecar
 from tests.support.tiny_model import TinyModel, build_tiny_model, model_config, random_model
 

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from chakor import REPO_ROOT
-from chakor.settings import Settings
+from common import REPO_ROOT
+from common.settings import Settings
 
 COMPOSE = REPO_ROOT / "deploy" / "docker-compose.yml"
 

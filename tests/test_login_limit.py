@@ -17,7 +17,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from backend.services.auth import CLIENT_ATTEMPTS_FACTOR
-from chakor.settings import Settings
+from common.settings import Settings
 from tests.conftest import backend_settings, start_backend
 from tests.support.graphql import PASSWORD, Api
 from tests.support.tiny_model import TinyModel

@@ -15,8 +15,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
-from chakor.process import ManagedProcess, free_port, release_port
-from chakor.settings import Settings
+from common.process import ManagedProcess, free_port, release_port
+from common.settings import Settings
 from tests.conftest import backend_settings, start_backend, start_slow_llama
 from tests.support.graphql import CHAT, Api
 from tests.support.nginx import NGINX, render_config, running_nginx

@@ -18,10 +18,10 @@ import httpx
 import psutil
 import pytest
 
-from chakor.process import ManagedProcess, free_port, port_in_use
 from chakor.services import db_process, llama_process
-from chakor.settings import load_settings
 from chakor.supervisor import Component, Supervisor
+from common.process import ManagedProcess, free_port, port_in_use
+from common.settings import load_settings
 from tests.support.listeners import listener
 from tests.support.tiny_model import TinyModel
 

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from common.chat import BOS, EOS, load_tokenizer, special_id
 from trainer.configs import ModelConfig
 from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.model import Transformer
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
-from trainer.tokenizer.chat import BOS, EOS, load_tokenizer, special_id
 from trainer.tokenizer.train import TOKENIZER_FILES
 
 MODEL_FILE = "model.safetensors"

@@ -16,7 +16,8 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from chakor.hashing import sha256_file
+from common.chat import load_tokenizer
+from common.hashing import sha256_file
 from trainer.configs import ModelConfig, SFTConfig
 from trainer.run_folder import (
     CHECKPOINT_SUBDIR,
@@ -27,7 +28,6 @@ from trainer.run_folder import (
     read_run,
     write_run,
 )
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.train import launch
 
 

@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chakor.hashing import sha256_file
+from common.chat import load_tokenizer
+from common.hashing import sha256_file
 from trainer.configs import ModelConfig, TrainConfig, get_model_config
 from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.recipe import TOKENS_PER_PARAM, plan_recipe
@@ -31,7 +32,6 @@ from trainer.run_folder import (
     read_run,
     write_run,
 )
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256
 
 
@@ -44,7 +44,7 @@ def default_tokenizer_dir(data: Path) -> Path:
 
     The first candidate whose tokenizer.json hash equals the manifest's `tokenizer_sha256` wins.
     """
-    from chakor.settings import get_settings
+    from common.settings import get_settings
     from trainer.titan.data import read_manifest
 
     wanted = read_manifest(data)["tokenizer_sha256"]

@@ -16,7 +16,7 @@ from backend.models.common import oid
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
 from backend.services.tree import MessageTree
-from chakor.documents.render import SearchMode
+from common.chat import SearchMode
 
 # The documents' enums, registered with Strawberry under their GraphQL names.
 strawberry.enum(models.Role, name="Role", description="What a user may do.")

@@ -1,7 +1,7 @@
-"""Settings access for the backend (the process-wide `chakor.settings` object)."""
+"""Settings access for the backend (the process-wide `common.settings` object)."""
 
 from __future__ import annotations
 
-from chakor.settings import Settings, get_settings
+from common.settings import Settings, get_settings
 
 __all__ = ["Settings", "get_settings"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chakor.response_headers import Headers
+from common.response_headers import Headers
 
 API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 # The GraphiQL page: scripts and styles from this host only (inline styles: its editor sets them),

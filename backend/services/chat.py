@@ -23,12 +23,12 @@ from backend.services import conversations, usage
 from backend.services.auth import Caller
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
-from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at, with_sources
+from backend.services.prompt import tokenizer_at, turn_prompt
 from backend.services.search import SearchUnavailable, WebSearch
 from backend.services.streams import ActiveStream, StreamRegistry, StreamSlot
 from backend.services.tree import MessageTree
 from backend.services.validation import object_id
-from chakor.documents.render import DOCUMENT_RESULTS, SearchMode
+from common.chat import DOCUMENT_RESULTS, STOP, SearchMode
 
 FLUSH_SECONDS = 1.0  # the partial answer is stored at most this often while it streams
 MAX_SEARCH_QUERY_CHARS = 400
@@ -325,11 +325,11 @@ async def _prepare(
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    prompt = await run_prompt(
-        build_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
+    fitted = await run_prompt(
+        turn_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
     )  # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
-    plan.prompt_tokens = len(prompt)
-    return plan, tokenizer, prompt
+    plan.prompt_tokens = len(fitted.ids)
+    return plan, tokenizer, fitted.ids
 
 
 async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) -> StreamSlot:
@@ -446,33 +446,25 @@ async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDep
 
 
 def _prompt(
-    plan: _Plan,
-    sources: list[Source],
-    answer: Message,
-    tokenizer: Tokenizer,
-    settings: Settings,
-    mode: SearchMode = SearchMode.WEB,
+    plan: _Plan, sources: list[Source], answer: Message, tokenizer: Tokenizer, mode: SearchMode
 ) -> list[int]:
-    """The prompt with as many search results as fit the context (the first ones, in order)."""
-    args = (plan.history, plan.user_text, plan.ctx_size, plan.max_tokens)
-    for count in range(len(sources), 0, -1):
-        try:
-            context = with_sources(plan.system_prompt, sources[:count], mode)
-            ids = build_prompt(tokenizer, context, *args)
-        except PromptTooLong:
-            continue
-        answer.context = context
-        if count < len(sources):
-            answer.sources_error = (
-                f"only the first {count} of {len(sources)} search results fit the model's context"
-            )
-        plan.prompt_tokens = len(ids)
-        return ids
-    if sources:
-        answer.sources_error = "the search results did not fit the model's context"
-    ids = build_prompt(tokenizer, plan.system_prompt, *args)
-    plan.prompt_tokens = len(ids)
-    return ids
+    """The prompt with as many search results as fit the context (the first ones, in order); the
+    answer records the system turn the model saw and which results were left out."""
+    fitted = turn_prompt(
+        tokenizer, plan.system_prompt, plan.history, plan.user_text, plan.ctx_size, plan.max_tokens,
+        sources, mode,
+    )  # fmt: skip
+    kept = fitted.sources_kept
+    if kept:
+        answer.context = fitted.system
+    if kept < len(sources):
+        answer.sources_error = (
+            f"only the first {kept} of {len(sources)} search results fit the model's context"
+            if kept
+            else "the search results did not fit the model's context"
+        )
+    plan.prompt_tokens = len(fitted.ids)
+    return fitted.ids
 
 
 async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> None:
@@ -513,9 +505,7 @@ async def _generate(
             yield found
         upstream = admitted.early
         if upstream is None:
-            prompt = await run_prompt(
-                _prompt, plan, sources, answer, admitted.tokenizer, deps.settings, request.search
-            )
+            prompt = await run_prompt(_prompt, plan, sources, answer, admitted.tokenizer, request.search)
             upstream = deps.pool.complete(_body(plan, prompt))
         stopper = asyncio.ensure_future(_interrupt_on_stop(stream, upstream))
         final: Done | Failed

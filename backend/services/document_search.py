@@ -13,13 +13,13 @@ from backend.core.errors import ValidationError
 from backend.models import Source
 from backend.services.search import MAX_QUERY_CHARS, MAX_RESULTS, SearchUnavailable, WebSearch
 from backend.services.validation import clean_text
-from chakor.documents.index import DocumentIndex, DocumentIndexError, Hit
-from chakor.documents.render import SearchMode
+from common.chat import SearchMode, SearchResult
+from documents.index import DocumentIndex, DocumentIndexError
 
 
-def source_of(hit: Hit) -> Source:
+def source_of(hit: SearchResult) -> Source:
     """A stored chat source for an index hit: `url` is the document's path or URL, `content` the snippet."""
-    return Source(title=hit.title, url=hit.url, content=hit.snippet, score=hit.score)
+    return Source(title=hit.title, url=hit.url, content=hit.content, score=hit.score)
 
 
 class DocumentSearch:

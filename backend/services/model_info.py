@@ -11,7 +11,7 @@ from typing import Any
 
 from backend.core.config import Settings
 from backend.services.llama import LlamaPool
-from chakor.evaluation.report import EVAL_JSON, report_for, summary
+from evaluation.report import EVAL_JSON, report_for, summary
 
 SKIPPED_PREFIXES = (
     "tokenizer.ggml.tokens",

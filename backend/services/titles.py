@@ -13,7 +13,8 @@ from backend.core.errors import UserError
 from backend.models import Conversation, MessageRole, User
 from backend.services import conversations
 from backend.services.llama import Completion, LlamaPool, LlamaUnavailable
-from backend.services.prompt import STOP, PromptTooLong, build_prompt, tokenizer_at
+from backend.services.prompt import tokenizer_at
+from common.chat import STOP, PromptTooLong, build_prompt
 
 TITLE_TOKENS = 16
 MAX_TITLE_WORDS = 8

@@ -11,7 +11,7 @@ import httpx
 import websockets
 from websockets.typing import Subprotocol
 
-from chakor.settings import get_settings
+from common.settings import get_settings
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 _ids = itertools.count(1)

@@ -6,7 +6,6 @@ from functools import partial
 
 import reflex as rx
 
-from chakor.response_headers import ResponseHeaders
 from chakor_web.components.admin import admin_page
 from chakor_web.components.api_keys import api_keys_page
 from chakor_web.components.auth import login_page, register_page
@@ -18,6 +17,7 @@ from chakor_web.state.api_keys import ApiKeysState
 from chakor_web.state.auth import AuthState
 from chakor_web.state.chat import ChatState
 from chakor_web.state.settings import SettingsState
+from common.response_headers import ResponseHeaders
 
 app = rx.App(
     stylesheets=["/styles.css"], api_transformer=[routes(), partial(ResponseHeaders, rewrite=app_headers)]

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from chakor.response_headers import Headers
-from chakor.settings import get_settings
 from chakor_web.api import ApiError, execute
 from chakor_web.sessions import COOKIE, store
+from common.response_headers import Headers
+from common.settings import get_settings
 
 LOGIN_PATH = "/_chakor/login"
 REGISTER_PATH = "/_chakor/register"

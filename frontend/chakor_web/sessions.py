@@ -19,7 +19,7 @@ from functools import lru_cache
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from chakor.settings import get_settings
+from common.settings import get_settings
 
 COOKIE = "chakor_session"
 FLASH_SECONDS = 60  # a login error waits this long for the page it redirects to

@@ -11,8 +11,8 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chakor.process import ManagedProcess, free_port
-from chakor.settings import Settings
+from common.process import ManagedProcess, free_port
+from common.settings import Settings
 from tests.conftest import Backend, backend_settings, start_backend, start_slow_llama
 from tests.support.graphql import Api, Session
 from tests.support.tiny_model import TinyModel

@@ -10,7 +10,7 @@ import sys
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from chakor import REPO_ROOT
+from common import REPO_ROOT
 from tests.conftest import Backend
 from tests.support.graphql import CHAT, Api, Session, answer_text
 

@@ -12,10 +12,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from backend.models import DOCUMENT_MODELS
 from backend.services.conversations import link_legacy_conversations
+from common.chat import encode_chat, load_tokenizer
 from tests.conftest import Backend
 from tests.support.graphql import Api, Session, answer_text
 from tests.support.tiny_model import TinyModel
-from trainer.tokenizer.chat import encode_chat, load_tokenizer
 
 FIELDS = "id parentId siblingIds role content status"
 TREE = f"query($id: ID!) {{ conversation(id: $id) {{ systemPrompt messages {{ {FIELDS} }} allMessages {{ {FIELDS} }} }} }}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backend.cli import SCHEMA_PATH, schema_sdl
 from chakor.services import settings_env
-from chakor.settings import Settings
+from common.settings import Settings
 
 # The backend's commands in a Typer app of their own, exactly as `chakor` registers them.
 RUN_CLI = "import sys, typer; from backend.cli import register; app = typer.Typer(); register(app); app(sys.argv[1:])"

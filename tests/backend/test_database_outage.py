@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chakor.process import free_port
 from chakor.services import db_process
-from chakor.settings import load_settings
+from common.process import free_port
+from common.settings import load_settings
 from tests.conftest import backend_settings, start_backend
 from tests.support.graphql import Api
 from tests.support.tiny_model import TinyModel

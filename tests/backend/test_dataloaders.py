@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pymongo import monitoring
 
 from backend.main import create_app
-from chakor.settings import load_settings
+from common.settings import load_settings
 from tests.conftest import JWT_SECRET
 
 DB_NAME = "chakor_dataloaders"

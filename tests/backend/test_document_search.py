@@ -13,10 +13,9 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from chakor.documents.index import DocumentIndex
-from chakor.documents.provider import retrieve_messages
-from chakor.documents.render import SearchMode, with_sources
-from chakor.settings import Settings
+from common.chat import DOCUMENT_RESULTS, SearchMode, with_sources
+from common.settings import Settings
+from documents.index import DocumentIndex
 from tests.conftest import backend_settings, start_backend
 from tests.support.graphql import Api, Session
 from tests.support.tiny_model import TinyModel
@@ -121,11 +120,7 @@ async def test_documents_added_while_running_are_cited_by_the_next_chat(
     )
     # The eval asks through the same retrieval and template.
     index = DocumentIndex(docs_backend.docs_index_dir)
-    messages, hits = retrieve_messages(index, docs_backend.chat_system_prompt, QUESTION)
-    assert messages == [
-        {"role": "system", "content": stored["context"]},
-        {"role": "user", "content": QUESTION},
-    ]
+    hits = index.search(QUESTION, DOCUMENT_RESULTS)
     assert with_sources(docs_backend.chat_system_prompt, hits, SearchMode.DOCUMENTS) == stored["context"]
 
     found = (await docs_api.data(DOC_SEARCH, {"q": "oolong", "n": 1}, user.access_token))["documentSearch"]

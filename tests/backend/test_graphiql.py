@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from backend.api.playground import PAGES, VENDORED
 from backend.core.headers import PLAYGROUND_POLICY
 from backend.main import create_app
-from chakor.settings import load_settings
+from common.settings import load_settings
 from tests.conftest import JWT_SECRET
 
 HTML = {"Accept": "text/html"}

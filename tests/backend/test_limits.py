@@ -102,7 +102,7 @@ def test_graphiql_and_introspection_are_off_in_production(mongo_uri: str) -> Non
     from fastapi.testclient import TestClient
 
     from backend.main import create_app
-    from chakor.settings import load_settings
+    from common.settings import load_settings
     from tests.conftest import JWT_SECRET
 
     introspect = {"query": "{ __schema { queryType { name } } }"}

@@ -10,7 +10,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from backend.services.llama import Completion, LlamaPool
-from chakor.process import ManagedProcess, free_port
+from common.process import ManagedProcess, free_port
 from tests.conftest import start_slow_llama
 
 BODY = {"prompt": [1, 2, 3], "n_predict": 8, "temperature": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.services.llama import Completion, LlamaPool, LlamaUnavailable, TokenChunk
-from chakor.process import free_port
+from common.process import free_port
 
 
 async def test_pool_skips_a_dead_server_and_streams_from_a_live_one(llama_server: str) -> None:

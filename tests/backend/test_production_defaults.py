@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.main import create_app
-from chakor.settings import SettingsError, load_settings
+from common.settings import SettingsError, load_settings
 from tests.conftest import JWT_SECRET
 from tests.support.graphql import PASSWORD, Api
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from backend.models import Source
-from backend.services.prompt import PromptTooLong, build_prompt, tokenizer_at, with_sources
+from backend.services.prompt import tokenizer_at
+from common.chat import SPECIAL_TOKENS, PromptTooLong, build_prompt, encode_chat, with_sources
 from tests.support.tiny_model import TinyModel
-from trainer.tokenizer.chat import SPECIAL_TOKENS, encode_chat
 
 SYSTEM = "You are a test."
 

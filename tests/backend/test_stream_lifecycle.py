@@ -21,8 +21,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from websockets.typing import Subprotocol
 
-from chakor.process import free_port
-from chakor.settings import Settings, load_settings
+from common.process import free_port
+from common.settings import Settings, load_settings
 from tests.backend.conftest import PRIVATE_ADMIN, PrivateStack
 from tests.conftest import JWT_SECRET, start_backend
 from tests.support.graphql import CHAT, TRANSPORT_WS, Api, Session

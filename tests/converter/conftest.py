@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.chat import load_tokenizer
 from trainer.configs import ModelConfig
 from trainer.export import export_state_dict
 from trainer.model import Transformer
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256, train_tokenizer
 
 CORPUS = [

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from common.chat import CHAT_TEMPLATE, load_tokenizer
 from converter.convert import convert
 from converter.export_dir import read_export
 from converter.gguf_info import read_gguf
 from converter.tensor_map import tensor_specs
 from tests.converter.conftest import requires_llama
-from trainer.tokenizer.chat import CHAT_TEMPLATE, load_tokenizer
 
 
 def tensors_of(path: Path) -> dict[str, gguf.ReaderTensor]:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.chat import load_tokenizer
 from converter.errors import ConversionError
 from converter.valdata import validation_text
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256
 
 DOCS = ["The dog sleeps in the sun.", "東京は日本の首都です。\n\tdef add(a, b):"]

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.services.prompt import with_sources as backend_with_sources
-from chakor.documents.index import DocumentIndex
-from chakor.documents.render import SearchMode
-from chakor.settings import SYSTEM_PROMPT
+from common.chat import SYSTEM_PROMPT, SearchMode, SearchResult, with_sources
+from documents.index import DocumentIndex
 from trainer.data import grounded
 from trainer.data.sft import build_sft
 
@@ -52,8 +50,8 @@ def test_conversations_render_documents_as_the_backend_does(built: tuple[Path, d
             "content"
         ]
         counts.append(len(lines))
-        sources = [_Shown(m.group(2), "", m.group(3)) for m in shown if m]
-        assert system["content"] == backend_with_sources(SYSTEM_PROMPT, sources, SearchMode.DOCUMENTS)
+        sources = [SearchResult(m.group(2), "", m.group(3)) for m in shown if m]
+        assert system["content"] == with_sources(SYSTEM_PROMPT, sources, SearchMode.DOCUMENTS)
         asked = _asked(user["content"])
         match = next((s for s in sources if s.title == asked), None)
         if match is None:
@@ -85,7 +83,7 @@ def test_snippets_are_the_index_snippets(tmp_path: Path) -> None:
     members = [f for f in usable if not f.is_module]
     for fact in (members[0], members[-1], held[0]):
         hit = index.search(f"What does {fact.name} do?", 3)[0]
-        assert (hit.title, hit.url, hit.snippet) == (fact.name, fact.url, fact.snippet)
+        assert (hit.title, hit.url, hit.content) == (fact.name, fact.url, fact.snippet)
 
 
 def test_the_data_is_deterministic() -> None:
@@ -102,8 +100,3 @@ def _asked(question: str) -> str:
         if found:
             return found.group(1)
     raise AssertionError(f"no template asks {question!r}")
-
-
-class _Shown:
-    def __init__(self, title: str, url: str, content: str) -> None:
-        self.title, self.url, self.content = title, url, content

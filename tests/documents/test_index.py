@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chakor.documents.index import DocumentIndex, DocumentIndexError
-from chakor.documents.passages import DocumentSourceError, snippet_of
+from documents.index import DocumentIndex, DocumentIndexError
+from documents.passages import DocumentSourceError, snippet_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,13 +57,13 @@ def test_index_is_incremental_and_survives_a_restart(tmp_path: Path, folder: Pat
     assert restarted.search("oolong") == []
     assert restarted.search("moon base dawn") == []
     [tea] = restarted.search("green tea degrees", 1)
-    assert (tea.title, tea.url, tea.snippet) == (
+    assert (tea.title, tea.url, tea.content) == (
         "tea.txt",
         str(folder / "sub" / "tea.txt"),
         "Green tea is brewed at 80 degrees.",
     )
     [ship] = restarted.search("Zorblax", 5)
-    assert (ship.title, ship.snippet, ship.collection) == (
+    assert (ship.title, ship.content, ship.collection) == (
         "Starship",
         "The starship Zorblax runs on quark fuel.",
         "notes",
@@ -83,7 +83,7 @@ def test_builtin_documentation_is_indexed_whole(tmp_path: Path) -> None:
     change = index.add("local:python-docs")
     assert change.passages > 1400  # every documented member of 66 modules plus the reference topics
     top = index.search("What does json.dumps do?", 3)[0]
-    assert (top.title, top.url, top.snippet) == (
+    assert (top.title, top.url, top.content) == (
         "json.dumps",
         "pydoc:json.dumps",
         "Serialize ``obj`` to a JSON formatted ``str``.",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from chakor.evaluation.bpb import bits_per_byte, token_byte_lengths, validation_loss, windows
-from chakor.evaluation.errors import EvalError
-from trainer.tokenizer.chat import load_tokenizer
+from common.chat import load_tokenizer
+from evaluation.bpb import bits_per_byte, token_byte_lengths, validation_loss, windows
+from evaluation.errors import EvalError
 
 TEXT = "Café, naïve 東京 🙂 def add(a, b):\n\treturn a + b"
 

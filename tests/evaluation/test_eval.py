@@ -13,9 +13,9 @@ import typer
 from gguf import GGUFReader
 from typer.testing import CliRunner
 
-from chakor.evaluation.cli import register
-from chakor.evaluation.report import report_for
 from converter.convert import convert
+from evaluation.cli import register
+from evaluation.report import report_for
 from tests.converter.conftest import CORPUS, make_export, requires_llama
 from tests.converter.test_valdata import write_data
 from trainer.configs import ModelConfig

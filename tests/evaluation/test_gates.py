@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chakor.evaluation.errors import EvalError
-from chakor.evaluation.gates import GATES, apply_gate, k_quant_obstacle, smallest_passing
-from chakor.evaluation.kld import chunks_for, parse_kld_output, scored_per_chunk
+from evaluation.errors import EvalError
+from evaluation.gates import GATES, apply_gate, k_quant_obstacle, smallest_passing
+from evaluation.kld import chunks_for, parse_kld_output, scored_per_chunk
 
 # The tail of a real `llama-perplexity --kl-divergence` run (q8_0 of a test model, this llama.cpp build).
 KLD_OUTPUT = """\

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from chakor.evaluation.errors import EvalError
-from chakor.evaluation.qa import Document, QAItem, read_qa, score_qa, token_f1
+from common.chat import SearchResult
+from evaluation.errors import EvalError
+from evaluation.qa import QAItem, read_qa, score_qa, token_f1
 
 
 def test_token_f1_by_hand() -> None:
@@ -36,7 +37,7 @@ def test_read_jsonl_and_json(tmp_path: Path) -> None:
     as_json.write_text(json.dumps({"names": ["json.dumps"], "qa": records}))
     expected = [
         QAItem("What does json.dumps do?", "Serialize obj.", "json.dumps", None),
-        QAItem("Q2?", "R2.", None, (Document("t", "pydoc:t", "s"),)),
+        QAItem("Q2?", "R2.", None, (SearchResult("t", "pydoc:t", "s"),)),
     ]
     assert read_qa(jsonl) == expected and read_qa(as_json) == expected
 
@@ -67,8 +68,8 @@ class Index:
     def __init__(self, passages: dict[str, str]) -> None:
         self.passages = passages
 
-    def search(self, query: str, limit: int = 5) -> list[Document]:
-        return [Document(k, f"pydoc:{k}", v) for k, v in self.passages.items() if k in query][:limit]
+    def search(self, query: str, limit: int = 5) -> list[SearchResult]:
+        return [SearchResult(k, f"pydoc:{k}", v) for k, v in self.passages.items() if k in query][:limit]
 
 
 def test_modes_and_skips() -> None:

@@ -17,10 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from chakor import REPO_ROOT
-from chakor.process import ManagedProcess, free_port
 from chakor.services import frontend_process, settings_env
-from chakor.settings import Settings, load_settings
+from common import REPO_ROOT
+from common.process import ManagedProcess, free_port
+from common.settings import Settings, load_settings
 from tests.conftest import TAVILY_KEY, backend_settings, start_backend
 from tests.frontend.slow_llama import SlowLlama
 from tests.support.tiny_model import TinyModel

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chakor.process import free_port
+from common.process import free_port
 
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "host"}
 

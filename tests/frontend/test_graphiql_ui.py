@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from chakor.settings import Settings
+from common.settings import Settings
 from tests.conftest import backend_settings, start_backend
 from tests.frontend.conftest import PASSWORD
 from tests.frontend.slow_llama import SlowLlama

@@ -10,7 +10,7 @@ from _pytest.mark import ParameterSet
 from graphql import parse, validate
 
 from backend.api.schema import schema
-from chakor import REPO_ROOT
+from common import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "frontend"))
 MODULES = [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from chakor.process import ManagedProcess, free_port
 from chakor.services import db_process
-from chakor.settings import Settings, load_settings
+from common.process import ManagedProcess, free_port
+from common.settings import Settings, load_settings
 from tests.conftest import running_llama_server
 from tests.support.tiny_model import TinyModel
 

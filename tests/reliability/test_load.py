@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chakor.process import ManagedProcess
-from chakor.settings import Settings
+from common.process import ManagedProcess
+from common.settings import Settings
 from tests.conftest import backend_settings, start_backend
 from tests.reliability.conftest import database_settings, start_database
 from tests.reliability.load import run_load

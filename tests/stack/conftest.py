@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from chakor.process import free_port
+from common.process import free_port
 from tests.support.nginx import running_nginx
 from tests.support.tiny_model import TinyModel
 

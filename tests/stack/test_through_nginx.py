@@ -14,7 +14,7 @@ from playwright.sync_api import WebSocket, expect, sync_playwright
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from chakor.settings import Settings
+from common.settings import Settings
 from tests.frontend.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.stack.conftest import FullStack, wait_for
 from tests.support.graphql import PASSWORD

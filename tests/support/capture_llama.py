@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from chakor.process import ManagedProcess, free_port
+from common.process import ManagedProcess, free_port
 
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "host"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chakor import REPO_ROOT
-from chakor.process import ManagedProcess, free_port
+from common import REPO_ROOT
+from common.process import ManagedProcess, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

@@ -7,9 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from chakor.process import free_port
 from chakor.services import db_process
-from chakor.settings import load_settings
+from common.process import free_port
+from common.settings import load_settings
 
 ENGINES: tuple[Literal["memory", "sqlite"], ...] = ("memory", "sqlite")
 

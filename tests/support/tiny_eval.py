@@ -21,9 +21,9 @@ QUESTIONS = [
 
 def tiny_model_eval(tiny: TinyModel) -> dict[str, Any]:
     """eval.json of the tiny model (f32 + f16), made once per session: later calls read it back."""
-    from chakor.evaluation.report import EVAL_JSON, read_report
-    from chakor.evaluation.run import EvalOptions, evaluate
     from converter.convert import convert
+    from evaluation.report import EVAL_JSON, read_report
+    from evaluation.run import EvalOptions, evaluate
     from tests.converter.test_valdata import write_data
     from trainer.tokenizer.train import tokenizer_sha256
 

@@ -6,9 +6,9 @@ import json
 import random
 from pathlib import Path
 
+from common.chat import Message
 from trainer.titan.packing import best_fit, pack_conversations, split_conversations
 from trainer.tokenizer import encode_chat, load_tokenizer
-from trainer.tokenizer.chat import Message
 
 WORDS = [
     "the",

@@ -179,9 +179,9 @@ def test_trained_context_goes_to_the_gguf_and_llama_server(
     llama-server gets 4 slots x 64 and reports 64 per slot, the context the backend sizes prompts by."""
     import httpx
 
-    from chakor.process import free_port
     from chakor.services import llama_process
-    from chakor.settings import load_settings
+    from common.process import free_port
+    from common.settings import load_settings
     from converter.convert import convert
     from converter.gguf_info import read_gguf
 

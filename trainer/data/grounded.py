@@ -1,8 +1,8 @@
 """`local:python-grounded`: SFT conversations that answer from retrieved documents, and the held-out QA set.
 
 Each conversation's system turn holds one to three search results rendered exactly as the backend renders
-DOCUMENTS results (`chakor.documents.render.with_sources` under the one `SYSTEM_PROMPT`), built from
-the same passages the document index stores (`chakor.documents.passages.builtin_passages`). The answer
+DOCUMENTS results (`common.chat.with_sources` under the one `SYSTEM_PROMPT`), built from
+the same passages the document index stores (`documents.passages.builtin_passages`). The answer
 echoes the title it found, then copies that result's snippet: "json.dumps: Serialize ``obj`` ...".
 
 Copying must be the only way to lower the loss. In SHUFFLE_FRACTION of the conversations no title shows
@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from chakor.documents.passages import SNIPPET_CHARS, builtin_passages
-from chakor.documents.render import SearchMode, with_sources
-from chakor.settings import SYSTEM_PROMPT
-from trainer.tokenizer.chat import Message
+from common.chat import SYSTEM_PROMPT, Message, SearchMode, SearchResult, with_sources
+from documents.passages import SNIPPET_CHARS, builtin_passages
+from documents.stdlib import DOC_MODULES
 
 PYTHON_GROUNDED = "local:python-grounded"
 HELDOUT_FILE = "heldout.json"
@@ -75,23 +74,6 @@ class Fact:
     module: str
     is_module: bool
 
-    @property
-    def title(self) -> str:
-        return self.name
-
-    @property
-    def content(self) -> str:
-        return self.snippet
-
-
-@dataclass(frozen=True)
-class Shown:
-    """One search result as a conversation shows it (a title with possibly another API's snippet)."""
-
-    title: str
-    url: str
-    content: str
-
 
 def is_held_out(name: str) -> bool:
     """Members (`module.name`) whose SHA-256 falls in the first HELDOUT_PERCENT of 100 buckets."""
@@ -102,9 +84,7 @@ def is_held_out(name: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _module_names() -> frozenset[str]:
-    from trainer.data import builtin
-
-    return frozenset(builtin.DOC_MODULES)
+    return frozenset(DOC_MODULES)
 
 
 def _good(snippet: str) -> bool:
@@ -176,7 +156,7 @@ def _snippet(pool: list[Fact], rng: random.Random) -> str:
     return rng.choice(sentences()) if rng.random() < 0.5 else rng.choice(pool).snippet
 
 
-def _results(fact: Fact, pool: list[Fact], rng: random.Random) -> tuple[list[Shown], str | None]:
+def _results(fact: Fact, pool: list[Fact], rng: random.Random) -> tuple[list[SearchResult], str | None]:
     """RESULT_COUNTS results for a question about `fact`, and the title it has among them (None: absent)."""
     count = rng.choice(RESULT_COUNTS)
     same_module = [f for f in pool if f.module == fact.module and f.name != fact.name]
@@ -194,12 +174,12 @@ def _results(fact: Fact, pool: list[Fact], rng: random.Random) -> tuple[list[Sho
         place = 0 if rng.random() < TOP_FRACTION else rng.randrange(0, count)
         chosen.insert(place, fact)
     snippets = [f.snippet for f in chosen]
-    titles = [f.title for f in chosen]
+    titles = [f.name for f in chosen]
     if rng.random() < SHUFFLE_FRACTION:  # every title shows a snippet that is not its own
         snippets = [_snippet(pool, rng) for _ in chosen]
         if rng.random() < RENAME_FRACTION:
             titles = _renamed(chosen, rng)
-    shown = [Shown(t, f.url, s) for t, f, s in zip(titles, chosen, snippets, strict=True)]
+    shown = [SearchResult(t, f.url, s) for t, f, s in zip(titles, chosen, snippets, strict=True)]
     return shown, (titles[chosen.index(fact)] if present else None)
 
 

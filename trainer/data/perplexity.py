@@ -60,8 +60,8 @@ class PerplexityScorer:
         if self._loaded is None:
             import torch
 
+            from common.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
             from trainer.export import load_export
-            from trainer.tokenizer.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
 
             torch.set_num_threads(1)  # one task per core: the executor provides the parallelism
             model, cfg = load_export(self.export_dir)

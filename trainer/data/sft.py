@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chakor.settings import SYSTEM_PROMPT
-from trainer.data import builtin, grounded
+from common.chat import SYSTEM_PROMPT, Message, validate_messages
+from documents import stdlib
+from trainer.data import grounded
 from trainer.data.sources import MAX_REPORTED_LINES, SourceError
-from trainer.tokenizer.chat import Message, validate_messages
 
 SFT_FILE = "sft.jsonl"
 PYTHON_QA = "local:python-qa"
@@ -55,19 +55,19 @@ class SftReport:
 def _facts() -> list[tuple[str, str, str, bool]]:
     """`(qualified name, summary, signature, is_module)` of documented standard-library APIs."""
     facts = []
-    for module_name in builtin.DOC_MODULES:
-        module = builtin.import_doc_module(module_name)
+    for module_name in stdlib.DOC_MODULES:
+        module = stdlib.import_doc_module(module_name)
         if module is None:
             continue
-        summary = builtin.summary_of(module)
+        summary = stdlib.summary_of(module)
         if summary:
             facts.append((module_name, summary, "", True))
-        for name, member in builtin.public_members(module):
+        for name, member in stdlib.public_members(module):
             if hasattr(module, f"__{name}__"):  # a replaceable hook such as sys.excepthook
                 continue
-            summary = builtin.summary_of(member)
+            summary = stdlib.summary_of(member)
             if _good_answer(name, member, summary):
-                signature = builtin.signature(f"{module_name}.{name}", member)
+                signature = stdlib.signature(f"{module_name}.{name}", member)
                 known = "" if signature.endswith("(...)") else signature
                 facts.append((f"{module_name}.{name}", summary, known, False))
     return facts

@@ -37,10 +37,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from chakor.hashing import sha256_file
+from common.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
+from common.hashing import sha256_file
 from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
 from trainer.data.prepare import REPORT_NAME, load_report
-from trainer.tokenizer.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
 from trainer.tokenizer.train import tokenizer_sha256
 
 MANIFEST_NAME = "manifest.json"

@@ -19,8 +19,8 @@ from torch.utils.data import IterableDataset
 from torchtitan.components.dataloader import ParallelAwareDataloader
 from torchtitan.components.loss import IGNORE_INDEX
 
+from common.chat import load_tokenizer
 from trainer.titan.packing import PackedRows, pack_conversations
-from trainer.tokenizer.chat import load_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256
 
 MANIFEST = "manifest.json"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from trainer.tokenizer.chat import PAD, ChatEncoding, Message, encode_chat, special_id, validate_messages
+from common.chat import PAD, ChatEncoding, Message, encode_chat, special_id, validate_messages
 
 VAL_EVERY = 20
 

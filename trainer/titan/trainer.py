@@ -22,12 +22,12 @@ from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
 from torchtitan.trainer import Trainer
 
+from common.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
 from trainer.model import Transformer
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.titan.model_spec import model_spec
-from trainer.tokenizer.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 
 SAMPLES_FILE = "samples.jsonl"
 

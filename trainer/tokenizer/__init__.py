@@ -1,6 +1,6 @@
 """Chakor's tokenizer: byte-level BPE training and the chat format (no torch import)."""
 
-from trainer.tokenizer.chat import (
+from common.chat import (
     ASSISTANT,
     BOS,
     CHAT_TEMPLATE,

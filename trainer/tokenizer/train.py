@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from trainer.tokenizer.chat import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
+from common.chat import BOS, CHAT_TEMPLATE, EOS, PAD, SPECIAL_TOKENS
 
 BYTE_ALPHABET_SIZE = 256
 MIN_VOCAB_SIZE = BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)

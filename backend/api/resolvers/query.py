@@ -26,7 +26,7 @@ from backend.models.common import oid
 from backend.services import conversations, model_info, users
 from backend.services.document_search import search_availability
 from backend.services.pagination import encode_cursor
-from chakor.documents.render import DOCUMENT_RESULTS
+from common.chat import DOCUMENT_RESULTS
 
 SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
 ADMINS: list[type[BasePermission]] = [IsAdmin]

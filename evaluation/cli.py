@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from chakor.evaluation.errors import EvalError
+from evaluation.errors import EvalError
 
 console = Console()
 
@@ -61,11 +61,11 @@ def eval_command(
     bench: bool = typer.Option(True, help="measure tokens/s of each GGUF with llama-bench"),
 ) -> None:
     """Validation bits per byte, held-out QA F1, samples, KL-divergence gates per quant, serving speed."""
-    from chakor.evaluation.run import EvalOptions, evaluate
+    from evaluation.run import EvalOptions, evaluate
 
     provider = None
     if documents is not None:
-        from chakor.documents.index import DocumentIndex
+        from documents.index import DocumentIndex
 
         provider = DocumentIndex(documents)
         if not provider.exists:

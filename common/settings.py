@@ -9,11 +9,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from chakor import REPO_ROOT
+from common import REPO_ROOT
+from common.chat import SYSTEM_PROMPT
 
 ENV_PREFIX = "CHAKOR_"
-# The one system prompt: the backend serves it (chat_system_prompt) and SFT data trains on it.
-SYSTEM_PROMPT = "You are Chakor, a helpful assistant. Answer concisely."
 DEV_JWT_SECRET = "dev-insecure-change-me"
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output weaken it (RFC 7518 3.2)
 

@@ -2,7 +2,7 @@
 
 A source is one of
 - `local:python-docs`: the whole built-in documentation (every documented member of
-  `trainer.data.builtin.DOC_MODULES`, one passage each, and pydoc's language-reference topics), not only
+  `documents.stdlib.DOC_MODULES`, one passage each, and pydoc's language-reference topics), not only
   the 2 MB slice that `chakor data prepare` trains on,
 - a `chakor data prepare` output folder (it has `report.json`): one document per JSONL record,
 - a folder: every `.txt .md .rst .py .jsonl` file below it,
@@ -22,6 +22,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from pydoc_data.topics import topics
+
+from documents import stdlib
 
 BUILTIN_DOCS = "local:python-docs"
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
@@ -109,21 +112,17 @@ def _document(title: str, url: str, text: str) -> Iterator[Passage]:
 
 def builtin_passages() -> Iterator[Passage]:
     """Every documented member of the built-in modules, then pydoc's language-reference topics."""
-    from pydoc_data.topics import topics
-
-    from trainer.data import builtin
-
-    for module_name in builtin.DOC_MODULES:
-        module = builtin.import_doc_module(module_name)
+    for module_name in stdlib.DOC_MODULES:
+        module = stdlib.import_doc_module(module_name)
         if module is None:
             continue
         doc = inspect.getdoc(module)
         if doc:
             yield Passage(module_name, f"pydoc:{module_name}", doc[: PASSAGE_CHARS * 4], snippet_of(doc))
-        for name, member in builtin.public_members(module):
+        for name, member in stdlib.public_members(module):
             member_doc = inspect.getdoc(member) or ""
             qualified = f"{module_name}.{name}"
-            text = f"{builtin.signature(qualified, member)}\n\n{member_doc}"
+            text = f"{stdlib.signature(qualified, member)}\n\n{member_doc}"
             yield Passage(qualified, f"pydoc:{qualified}", text[: PASSAGE_CHARS * 4], snippet_of(member_doc))
     for key in sorted(topics):
         yield from _document(f"Python reference: {key}", f"pydoc:topic/{key}", topics[key])
@@ -131,9 +130,7 @@ def builtin_passages() -> Iterator[Passage]:
 
 def builtin_fingerprint() -> str:
     """Changes when the built-in documentation can change: the Python version and the module list."""
-    from trainer.data import builtin
-
-    return hashlib.sha256(f"{sys.version}\n{builtin.DOC_MODULES}".encode()).hexdigest()
+    return hashlib.sha256(f"{sys.version}\n{stdlib.DOC_MODULES}".encode()).hexdigest()
 
 
 def source_files(path: Path) -> list[Path]:

@@ -5,7 +5,7 @@ The question set (docs/interfaces.md, "QA set") is a JSONL file of
 holding such a list (under `"qa"` or as the whole file). Each question is asked in one or more modes:
 `off` (the question alone under the backend's system prompt) and `documents` (the system prompt with
 search results, rendered by the backend's own prompt code). Results come from a document-search
-provider (`chakor.documents.provider.DocumentProvider`) when one is given, else from the record's
+provider (`documents.index.DocumentProvider`) when one is given, else from the record's
 `documents`. `echo` is a prefix the answer may start with (the title a grounded answer repeats before
 copying its source, "json.dumps: ..."); it is dropped before scoring.
 """
@@ -19,34 +19,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from chakor.evaluation.errors import EvalError
+from common.chat import DOCUMENT_RESULTS, SearchResult
+from documents.index import DocumentProvider
+from evaluation.errors import EvalError
 
 MODES = ("off", "documents")
 MAX_EXAMPLES = 5  # answers kept in the report per mode
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One search result placed in the prompt (the fields of `chakor.documents.index.Hit`)."""
-
-    title: str
-    url: str
-    snippet: str
-
-    @property
-    def content(self) -> str:
-        """The text the prompt renderer shows."""
-        return self.snippet
-
-
-class Provider(Protocol):
-    """A document search (`chakor.documents.provider.DocumentProvider`)."""
-
-    def search(self, query: str, limit: int = 5) -> Sequence[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -56,11 +38,11 @@ class QAItem:
     question: str
     reference: str
     id: str | None = None
-    documents: tuple[Document, ...] | None = None
+    documents: tuple[SearchResult, ...] | None = None
     echo: str | None = None
 
 
-Answerer = Callable[[str, Sequence[Any]], str]  # (question, search results) -> the model's answer
+Answerer = Callable[[str, Sequence[SearchResult]], str]  # (question, search results) -> the model's answer
 
 
 def _item(record: Any, where: str) -> QAItem:
@@ -72,13 +54,13 @@ def _item(record: Any, where: str) -> QAItem:
     if not isinstance(reference, str) or not reference.strip():
         raise EvalError(f"{where}: reference must be a non-empty string")
     documents = record.get("documents")
-    docs: tuple[Document, ...] | None = None
+    docs: tuple[SearchResult, ...] | None = None
     if documents is not None:
         if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
             raise EvalError(f"{where}: documents must be a list of {{title, url, snippet}}")
         try:
             docs = tuple(
-                Document(str(d["title"]), str(d.get("url", "")), str(d["snippet"])) for d in documents
+                SearchResult(str(d["title"]), str(d.get("url", "")), str(d["snippet"])) for d in documents
             )
         except KeyError as exc:
             raise EvalError(f"{where}: a document lacks {exc}") from None
@@ -162,8 +144,8 @@ def score_qa(
     items: Sequence[QAItem],
     answer: Answerer,
     modes: Sequence[str] = MODES,
-    provider: Provider | None = None,
-    results: int = 3,
+    provider: DocumentProvider | None = None,
+    results: int = DOCUMENT_RESULTS,
 ) -> dict[str, ModeScore]:
     """Ask every item in every mode and score each answer by token-F1 (and exact match after normalising)."""
     unknown = [mode for mode in modes if mode not in MODES]
@@ -173,7 +155,7 @@ def score_qa(
     for item in items:
         for mode in modes:
             score = scores[mode]
-            documents: Sequence[Any] = ()
+            documents: Sequence[SearchResult] = ()
             if mode == "documents":
                 found = provider.search(item.question, results) if provider is not None else item.documents
                 if not found:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chakor.evaluation.errors import EvalError
 from converter.errors import ConversionError
 from converter.llama_tools import llama_tool
+from evaluation.errors import EvalError
 
 PROMPT_TOKENS = 128
 GEN_TOKENS = 64

@@ -21,11 +21,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tantivy
 
-from chakor.documents.passages import (
+from common.chat import SearchResult
+from common.hashing import sha256_file
+from documents.passages import (
     BUILTIN_DOCS,
     DocumentSourceError,
     Passage,
@@ -34,7 +36,6 @@ from chakor.documents.passages import (
     file_passages,
     source_files,
 )
-from chakor.hashing import sha256_file
 
 REGISTRY = "collections.json"
 WRITER_HEAP_BYTES = 50_000_000  # tantivy's minimum is 15 MB per thread; one thread is enough here
@@ -47,20 +48,11 @@ class DocumentIndexError(RuntimeError):
     """The index folder is missing, locked by another writer, or not a Chakor document index."""
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
+class DocumentProvider(Protocol):
+    """Anything that returns the best passages for a free-text query: `DocumentIndex`, or a search server
+    (docs/documents.md) behind the same method."""
 
-    title: str
-    url: str
-    snippet: str
-    score: float
-    collection: str
-
-    @property
-    def content(self) -> str:
-        """The snippet, under the name the prompt renderer reads (like a web result's `content`)."""
-        return self.snippet
+    def search(self, query: str, limit: int = 5) -> list[SearchResult]: ...
 
 
 @dataclass(frozen=True)
@@ -151,7 +143,7 @@ class DocumentIndex:
             for name, info in sorted(self._registry().items())
         ]
 
-    def search(self, query: str, limit: int = 5) -> list[Hit]:
+    def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         """The best `limit` passages for a free-text query (BM25 over title and body), newest commit."""
         words = query_text(query)
         if not words:
@@ -164,10 +156,10 @@ class DocumentIndex:
         for score, address in searcher.search(parsed, limit).hits:
             doc = searcher.doc(address)
             hits.append(
-                Hit(
+                SearchResult(
                     title=doc.get_first("title") or "",
                     url=doc.get_first("url") or "",
-                    snippet=doc.get_first("snippet") or "",
+                    content=doc.get_first("snippet") or "",
                     score=float(score),
                     collection=doc.get_first("collection") or "",
                 )

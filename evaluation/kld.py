@@ -17,9 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from chakor.evaluation.errors import EvalError
 from converter.errors import ConversionError
 from converter.llama_tools import NO_REPACK, llama_tool
+from evaluation.errors import EvalError
 
 # llama.cpp's logger thread drops the lines still queued when the tool exits, more often the busier the
 # machine (measured: 3 to 6 of 10 KL-divergence runs lost their final statistics at a load of 14 on 2

@@ -18,9 +18,9 @@ import numpy as np
 from tokenizers import Tokenizer
 from tokenizers.pre_tokenizers import ByteLevel
 
-from chakor.evaluation.errors import EvalError
 from converter.errors import ConversionError
 from converter.export_dir import read_json
+from evaluation.errors import EvalError
 
 BATCH_WINDOWS = 8  # windows per forward pass: enough to keep the CPU busy, little memory
 

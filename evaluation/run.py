@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chakor.evaluation import bpb, gates, kld, plots, qa, report, speed
-from chakor.evaluation.errors import EvalError
+from documents.index import DocumentProvider
+from evaluation import bpb, gates, kld, plots, qa, report, speed
+from evaluation.errors import EvalError
 
 F32_PPL_RTOL = 1e-3  # llama.cpp f32 vs PyTorch perplexity on the same windows (measured: ~1e-5)
 QUANT_NAMES = {
@@ -36,7 +37,7 @@ class EvalOptions:
     out_dir: Path
     qa_path: Path | None = None
     qa_modes: Sequence[str] = qa.MODES
-    provider: qa.Provider | None = None  # document search for the `documents` QA mode
+    provider: DocumentProvider | None = None  # document search for the `documents` QA mode
     runs: Sequence[Path] = ()  # training runs whose loss curves are drawn
     min_kld_tokens: int = 16384
     max_val_tokens: int = 65536
@@ -172,13 +173,13 @@ def kld_text(options: EvalOptions, ref: Any, tokenizer_hash: str, context: int) 
 
 def evaluate(options: EvalOptions) -> dict[str, Any]:
     """Run every part of the evaluation; write eval.json, eval.md and the PNGs into out_dir."""
-    from chakor.documents.render import DOCUMENT_RESULTS
-    from chakor.evaluation.ask import ChatModel
-    from chakor.hashing import sha256_file
-    from chakor.settings import get_settings
+    from common.chat import DOCUMENT_RESULTS
+    from common.hashing import sha256_file
+    from common.settings import get_settings
     from converter.export_dir import read_export
     from converter.llama_server import llama_server
     from converter.reference import Reference
+    from evaluation.ask import ChatModel
 
     started = time.monotonic()
     out_dir = Path(options.out_dir)

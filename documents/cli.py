@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from chakor.documents.index import Change, DocumentIndex, DocumentIndexError
-from chakor.documents.passages import BUILTIN_DOCS, DocumentSourceError
+from common.cli import console, settings_or_exit, user_errors
+from documents.index import Change, DocumentIndex, DocumentIndexError
+from documents.passages import BUILTIN_DOCS, DocumentSourceError
 
-console = Console()
 docs_app = typer.Typer(
     help="Offline document search: the folders and JSONL files chat answers from (DOCUMENTS search).",
     no_args_is_help=True,
 )
-F = TypeVar("F", bound=Callable[..., Any])
+# Bad input or a busy index: one red line and exit status 2, nothing changed.
+clear_errors = user_errors(DocumentIndexError, DocumentSourceError, OSError)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,23 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _index() -> DocumentIndex:
-    from chakor.cli import settings_or_exit
-
     return DocumentIndex(settings_or_exit().docs_index_dir)
-
-
-def _clear_errors(command: F) -> F:
-    """Bad input or a busy index: one red line and exit status 2, nothing changed."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (DocumentIndexError, DocumentSourceError, OSError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _print_changes(changes: list[Change]) -> None:
@@ -61,7 +42,7 @@ def _print_changes(changes: list[Change]) -> None:
 
 
 @docs_app.command()
-@_clear_errors
+@clear_errors
 def add(
     path: str = typer.Argument(..., help=f"a folder, a .jsonl/.md/.txt/.rst/.py file, or {BUILTIN_DOCS}"),
     name: str | None = typer.Option(None, help="collection name (default: the absolute path)"),
@@ -76,7 +57,7 @@ def add(
 
 
 @docs_app.command("list")
-@_clear_errors
+@clear_errors
 def list_() -> None:
     """The indexed collections."""
     index = _index()
@@ -87,7 +68,7 @@ def list_() -> None:
 
 
 @docs_app.command()
-@_clear_errors
+@clear_errors
 def remove(name: str = typer.Argument(..., help="a collection name from `chakor docs list`")) -> None:
     """Drop a collection from the index."""
     passages = _index().remove(name)
@@ -95,19 +76,19 @@ def remove(name: str = typer.Argument(..., help="a collection name from `chakor 
 
 
 @docs_app.command()
-@_clear_errors
+@clear_errors
 def reindex(name: str | None = typer.Argument(None, help="one collection (default: all)")) -> None:
     """Re-read changed files and drop deleted ones."""
     _print_changes(_index().reindex(name))
 
 
 @docs_app.command()
-@_clear_errors
+@clear_errors
 def search(
     query: str = typer.Argument(...), limit: int = typer.Option(5, min=1, max=50, help="results")
 ) -> None:
     """Search the index from the shell (what DOCUMENTS search in chat will find)."""
     table = Table("#", "score", "title", "source", "snippet", title=f"results for {query!r}")
     for n, hit in enumerate(_index().search(query, limit), start=1):
-        table.add_row(str(n), f"{hit.score:.2f}", hit.title, hit.url, hit.snippet)
+        table.add_row(str(n), f"{hit.score:.2f}", hit.title, hit.url, hit.content)
     console.print(table)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from chakor.hashing import sha256_file
+from common.hashing import sha256_file
 
 EVAL_JSON = "eval.json"
 EVAL_MD = "eval.md"
