@@ -41,6 +41,11 @@ class IsAdmin(BasePermission):
         return True
 
 
+# The `permission_classes` of the resolvers: one list each, shared by every root type.
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
+ADMINS: list[type[BasePermission]] = [IsAdmin]
+
+
 def check_admin(user: User) -> User:
     """`user` when an admin; ForbiddenError otherwise."""
     if user.role != Role.ADMIN:

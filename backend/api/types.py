@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from enum import Enum
 from typing import Annotated
@@ -353,32 +354,18 @@ class LlamaServerStatus:
 
 
 @strawberry.type(description="Health of the whole serving stack (admins only).")
-class ServerStatus:
+class ServerStatus(status.Status[LlamaServerStatus]):
+    """`status.Status`'s fields in its order, then when the snapshot was taken."""
+
+    # Restated for Strawberry, which reads an inherited annotation in this module (where `ServerT` is unknown).
     llama_servers: list[LlamaServerStatus]
-    cpu_percent: float
-    memory_rss_mb: float
-    system_memory_percent: float
-    database_ok: bool
-    database_latency_ms: float | None
-    database_error: str | None
-    active_streams: int
-    uptime_seconds: float
     timestamp: datetime
 
     @classmethod
-    def from_status(cls, s: status.Status, now: datetime) -> ServerStatus:
-        return cls(
-            llama_servers=[LlamaServerStatus.from_state(server) for server in s.llama_servers],
-            cpu_percent=s.cpu_percent,
-            memory_rss_mb=s.memory_rss_mb,
-            system_memory_percent=s.system_memory_percent,
-            database_ok=s.database_ok,
-            database_latency_ms=s.database_latency_ms,
-            database_error=s.database_error,
-            active_streams=s.active_streams,
-            uptime_seconds=s.uptime_seconds,
-            timestamp=now,
-        )
+    def from_status(cls, s: status.Status[llama.ServerState], now: datetime) -> ServerStatus:
+        snapshot = {field.name: getattr(s, field.name) for field in dataclasses.fields(s)}
+        servers = [LlamaServerStatus.from_state(server) for server in s.llama_servers]
+        return cls(**{**snapshot, "llama_servers": servers, "timestamp": now})
 
 
 @strawberry.input(description="One chat turn.")

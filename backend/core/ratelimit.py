@@ -9,6 +9,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.core.errors import RateLimitedError
+from backend.models import LoginFailure
 from backend.models.common import utcnow
 
 
@@ -36,8 +37,6 @@ class WindowLimiter:
     @property
     def collection(self) -> AsyncCollection[Any]:
         if self._collection is None:
-            from backend.models import LoginFailure
-
             self._collection = LoginFailure.get_pymongo_collection()
         return self._collection
 

@@ -1,9 +1,10 @@
 """A pool of llama-server instances: health and slot checks, failover, streamed completions.
 
-HTTP goes through aiohttp: one 17-event answer from llama-server took 1.6-2.0 ms of event-loop CPU
-against 3.5-3.9 ms with httpx + httpx-sse (plain asyncio loop), and in `make bench` the backend's CPU
-per streamed token fell from 0.65-0.71 to 0.55-0.62 ms. Where llama-server shares the cores, that CPU
-is taken from generation.
+A completion goes to the healthy server with the most idle slots and fails over to the next while
+nothing has been generated; once tokens have come, a failure ends the answer (`LlamaUnavailable`). HTTP goes
+through aiohttp because the backend often shares its cores with llama-server, so its CPU per streamed
+token is taken from generation: a 17-event answer costs 1.6-2.0 ms of event-loop CPU with aiohttp and
+3.5-3.9 ms with httpx + httpx-sse.
 """
 
 from __future__ import annotations

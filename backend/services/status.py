@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import psutil
 from pymongo import AsyncMongoClient
@@ -13,12 +14,14 @@ from backend.core.db import ping
 from backend.services.llama import LlamaPool, ServerState
 from backend.services.streams import StreamRegistry
 
+ServerT = TypeVar("ServerT")
+
 
 @dataclass
-class Status:
-    """One snapshot."""
+class Status(Generic[ServerT]):
+    """One snapshot; generic in how a llama-server is described, so the GraphQL type can inherit it."""
 
-    llama_servers: list[ServerState]
+    llama_servers: list[ServerT]
     cpu_percent: float
     memory_rss_mb: float
     system_memory_percent: float
@@ -38,7 +41,7 @@ class StatusReporter:
         self._process.cpu_percent(None)
         self._started = time.monotonic()
 
-    async def snapshot(self) -> Status:
+    async def snapshot(self) -> Status[ServerState]:
         """The current status."""
         servers = await self.pool.probe_all()
         latency, error = None, None

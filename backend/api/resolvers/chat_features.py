@@ -7,10 +7,9 @@ their own documents (another user's id reads as not found).
 from __future__ import annotations
 
 import strawberry
-from strawberry.permission import BasePermission
 
 from backend.api.context import Info
-from backend.api.permissions import IsAdmin, IsAuthenticated
+from backend.api.permissions import ADMINS, SIGNED_IN
 from backend.api.types import (
     ApiKey,
     ApiKeyCreated,
@@ -22,9 +21,6 @@ from backend.api.types import (
 )
 from backend.models import User
 from backend.services import api_keys, conversations, titles, transfer, usage
-
-SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
-ADMINS: list[type[BasePermission]] = [IsAdmin]
 
 
 @strawberry.type

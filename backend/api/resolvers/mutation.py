@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.permission import BasePermission
 
 from backend.api.context import Info
-from backend.api.permissions import IsAdmin, IsAuthenticated
+from backend.api.permissions import ADMINS, SIGNED_IN
 from backend.api.types import AuthPayload, Conversation, ConversationInput, RegisterPayload, Role, User
 from backend.models.common import oid
 from backend.services import auth, conversations, users
 from backend.services.validation import object_id
-
-SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
-ADMINS: list[type[BasePermission]] = [IsAdmin]
 
 
 def _payload(result: auth.AuthResult) -> AuthPayload:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import strawberry
-from strawberry.permission import BasePermission
 
 from backend.api.context import Info
-from backend.api.permissions import IsAdmin, IsAuthenticated
+from backend.api.permissions import ADMINS, SIGNED_IN
 from backend.api.types import (
     Conversation,
     ConversationConnection,
@@ -27,9 +26,6 @@ from backend.services import conversations, model_info, users
 from backend.services.document_search import search_availability
 from backend.services.pagination import encode_cursor
 from common.chat import DOCUMENT_RESULTS
-
-SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]
-ADMINS: list[type[BasePermission]] = [IsAdmin]
 
 
 @strawberry.type

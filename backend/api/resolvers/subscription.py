@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import strawberry
 
 from backend.api.context import Info
-from backend.api.permissions import HasCredentials, IsAdmin, check_admin
+from backend.api.permissions import ADMINS, HasCredentials, check_admin
 from backend.api.types import (
     ChatDone,
     ChatError,
@@ -78,7 +78,7 @@ class Subscription:
             yield _event(event)
 
     @strawberry.subscription(
-        description="Server status every `intervalMs` (admins only).", permission_classes=[IsAdmin]
+        description="Server status every `intervalMs` (admins only).", permission_classes=ADMINS
     )
     async def server_status(
         self, info: Info, interval_ms: int | None = 2000

@@ -288,12 +288,7 @@ class AdminState(AuthState):
     @rx.event
     async def set_user_search(self, value: str) -> EventSpec | None:
         self.user_search = value
-        self.users_after, self.users_before = "", []
-        try:
-            await self._load_users()
-        except ApiError as exc:
-            self.admin_error = exc.message
-        return self._expired_redirect()
+        return await self._users_page("", [])
 
     @rx.event
     async def set_role(self, user_id: str, role: str) -> EventSpec | None:
