@@ -7,14 +7,17 @@ from pathlib import Path
 
 import typer
 
+from backend.core.errors import UserError
 from common import REPO_ROOT
+from common.cli import settings_or_exit, user_errors
+from common.settings import Settings
 
 SCHEMA_PATH = REPO_ROOT / "schema.graphql"
 
 
 def schema_sdl() -> str:
     """The GraphQL schema in SDL, as `schema.graphql` holds it."""
-    from backend.api.schema import schema
+    from backend.api.schema import schema  # lazy: pulls in strawberry and beanie; `chakor --help` stays fast
 
     return schema.as_str().rstrip("\n") + "\n"
 
@@ -27,12 +30,14 @@ def export_schema(
     typer.echo(f"wrote {output}")
 
 
-async def _create_user(email: str, password: str, display_name: str | None, admin: bool) -> str:
+async def _create_user(
+    settings: Settings, email: str, password: str, display_name: str | None, admin: bool
+) -> str:
+    # lazy, both: they pull in beanie and pymongo; `chakor --help` stays fast
     from backend.core import db
-    from backend.core.config import get_settings
-    from backend.services.auth import create_user
+    from backend.services.auth import create_user  # lazy: the same
 
-    client = await db.connect(get_settings())
+    client = await db.connect(settings)
     try:
         user = await create_user(email, password, display_name, admin=admin)
         return f"created {user.email} ({user.role.value}) id={user.id}"
@@ -40,6 +45,8 @@ async def _create_user(email: str, password: str, display_name: str | None, admi
         await client.close()
 
 
+# A malformed or taken e-mail, a weak password (all UserErrors): one red line and exit status 2.
+@user_errors(UserError)
 def create_user_command(
     email: str = typer.Argument(..., help="The new user's e-mail."),
     password: str = typer.Option(
@@ -49,13 +56,8 @@ def create_user_command(
     admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
 ) -> None:
     """Create a user in the configured database (the way to make the first admin: `--admin`)."""
-    from backend.core.errors import UserError
-
-    try:
-        typer.echo(asyncio.run(_create_user(email, password, display_name, admin)))
-    except UserError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+    settings = settings_or_exit()
+    typer.echo(asyncio.run(_create_user(settings, email, password, display_name, admin)))
 
 
 def register(app: typer.Typer) -> None:

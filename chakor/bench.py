@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from chakor.bench_tools import ToolsUnavailable, llama_cpp_converter
 from common import REPO_ROOT
+from common.cli import FAILED, console, fail
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+# pytest's exit codes for a bad option (ExitCode.USAGE_ERROR) and a `-k` that selects nothing
+# (ExitCode.NO_TESTS_COLLECTED): the command cannot run as given.
+PYTEST_USAGE_ERRORS = (4, 5)
 
 
 def converter_env() -> dict[str, str]:
@@ -21,7 +26,10 @@ def converter_env() -> dict[str, str]:
     try:
         return {"CHAKOR_LLAMA_CPP_DIR": str(llama_cpp_converter(REPO_ROOT / ".tools"))}
     except ToolsUnavailable as exc:
-        typer.echo(f"llama.cpp's convert_hf_to_gguf.py is not available, the comparison will not run: {exc}")
+        console.print(
+            "[yellow]llama.cpp's convert_hf_to_gguf.py is not available, the comparison will not run: "
+            f"{escape(str(exc))}[/]"
+        )
         return {"CHAKOR_LLAMA_CPP_UNAVAILABLE": str(exc)}
 
 
@@ -66,7 +74,11 @@ def register(app: typer.Typer) -> None:
             else {"CHAKOR_LLAMA_CPP_UNAVAILABLE": "--no-compare-llama-cpp"}
         )
         code = subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, **tools}).returncode
+        if code in PYTEST_USAGE_ERRORS:
+            fail(f"pytest exited with {code}: a bad option, or -k {select!r} selects no benchmark")
         if results.exists():  # a report of what ran, even when some benchmark failed
             report = [sys.executable, "-m", "benchmarks.report", str(results), str(out)]
-            code = subprocess.run(report, cwd=REPO_ROOT).returncode or code
-        raise typer.Exit(code)
+            if written := subprocess.run(report, cwd=REPO_ROOT).returncode:
+                fail(f"benchmarks.report exited with {written}", FAILED)
+        if code:
+            fail(f"pytest exited with {code}: a benchmark failed (see above)", FAILED)

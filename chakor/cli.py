@@ -27,7 +27,7 @@ from chakor.services import (
     llama_process,
 )
 from chakor.supervisor import Component, Supervisor, SupervisorError, pid_alive, read_state
-from common.cli import console, settings_or_exit
+from common.cli import FAILED, USAGE, console, fail, settings_or_exit
 from common.llama_cpp import LlamaCppNotFound
 from common.process import port_in_use
 from common.settings import Settings
@@ -59,14 +59,14 @@ def tokenizer_beside(model: Path) -> Path | None:
 def warn_unvetted(model: Path) -> None:
     """Warn when no `chakor eval` report beside `model` says this very file passed its gate."""
     report, row = report_for(model)
-    if row is not None and row.get("passed"):
+    if row is not None and row.passed:
         return
     if report is None:
         why = f"no {EVAL_JSON} next to it"
     elif row is None:
         why = f"{model.parent / EVAL_JSON} does not cover this file (name, size or SHA-256 differ)"
     else:
-        why = row.get("message") or f"{row['quant']} failed its check"
+        why = row.message or f"{row.quant} failed its check"
     console.print(f"[yellow]warning: {model} has no passing eval report ({why}); run `chakor eval` on it[/]")
 
 
@@ -121,10 +121,7 @@ def up(
     """Start database, llama-server, backend and frontend; supervise them until Ctrl-C or `chakor down`."""
     settings = settings_or_exit()
     if read_state(state_file(settings)):
-        console.print(
-            "[red]Chakor is already running here:[/] see `chakor status`, stop it with `chakor down`"
-        )
-        raise typer.Exit(1)
+        fail("Chakor is already running here: see `chakor status`, stop it with `chakor down`", FAILED)
     model = model.resolve() if model else default_model(settings)
     if model is None:
         console.print("[yellow]no model yet: llama-server will not start (run `chakor quickstart` first)[/]")
@@ -136,9 +133,10 @@ def up(
         supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
         console.print("Starting Chakor ...")
         supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
-    except (ComponentError, LlamaCppNotFound, SupervisorError) as exc:
-        console.print(f"[red]cannot start:[/] {exc}")
-        raise typer.Exit(1) from None
+    except (ComponentError, LlamaCppNotFound) as exc:  # a missing GGUF or tool: what to install or set
+        fail(f"cannot start: {exc}", USAGE)
+    except SupervisorError as exc:  # a component was started and failed (or its port is taken)
+        fail(f"cannot start: {exc}", FAILED)
 
 
 def print_urls(settings: Settings, frontend: bool) -> None:
@@ -167,8 +165,7 @@ def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean s
             console.print("Chakor stopped.")
             return
         time.sleep(0.2)
-    console.print(f"[red]supervisor {pid} did not stop within {timeout:.0f}s[/]")
-    raise typer.Exit(1)
+    fail(f"supervisor {pid} did not stop within {timeout:.0f}s", FAILED)
 
 
 def component_healthy(info: dict) -> bool:
@@ -215,8 +212,7 @@ def logs(
     log_dir = settings.var_dir / "logs"
     matches = sorted(log_dir.glob(f"{component}*.log"))
     if not matches:
-        console.print(f"[red]no log for {component!r} in {log_dir}[/]")
-        raise typer.Exit(1)
+        fail(f"no log for {component!r} in {log_dir}", USAGE)
     # One handle for the tail and the follow, so a line written in between is not lost; a deque keeps
     # only the last `lines` lines of a log of any size in memory.
     with matches[0].open(errors="replace") as handle:

@@ -77,14 +77,14 @@ def test_up_refuses_a_port_in_use(stack_env: dict[str, str]) -> None:
 def test_up_reports_a_missing_gguf(stack_env: dict[str, str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.gguf"
     result = chakor("up", "--no-frontend", "--model", str(missing), env=stack_env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input: nothing was started
     assert f"model not found: {missing}" in " ".join(result.stdout.split())
 
 
 def test_up_reports_a_missing_llama_server(stack_env: dict[str, str], tiny_model: TinyModel) -> None:
     env = {**stack_env, "CHAKOR_LLAMA_SERVER_BIN": "/opt/none/llama-server"}
     result = chakor("up", "--no-frontend", "--model", str(tiny_model.gguf_path), env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad setting: nothing was started
     assert "CHAKOR_LLAMA_SERVER_BIN=/opt/none/llama-server does not exist" in " ".join(result.stdout.split())
 
 
@@ -170,7 +170,7 @@ def test_logs_prints_a_components_last_lines(stack_env: dict[str, str]) -> None:
     result = chakor("logs", "backend", "--lines", "2", env=stack_env)
     assert (result.returncode, result.stdout) == (0, "second\nthird\n")
     missing = chakor("logs", "frontend", env=stack_env)
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert f"no log for 'frontend' in {logs}" in " ".join(missing.stdout.split())
 
 

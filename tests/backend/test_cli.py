@@ -51,5 +51,5 @@ def test_admin_create_user(backend) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("created cli-admin@example.test (admin) id=")
     again = create_user_cli(backend.settings, "cli-admin@example.test")
-    assert again.returncode == 1
-    assert again.stderr.strip() == "error: an account with this e-mail already exists"
+    assert again.returncode == 2  # bad input: the e-mail is taken
+    assert again.stdout.strip() == "error: an account with this e-mail already exists"

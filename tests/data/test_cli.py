@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from trainer.data import prepare
 from trainer.data.cli import register
+from trainer.data.executor import StageError
 
 runner = CliRunner()
 
@@ -112,3 +115,15 @@ def test_executor_options_are_checked_before_any_work(tmp_path: Path, corpus_sou
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.output.split())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_that_fails_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: object, **kwargs: object) -> None:
+        raise StageError("stage 'read': tasks [0] did not complete (see logs)")
+
+    monkeypatch.setattr(prepare, "prepare", failing)
+    result = runner.invoke(
+        chakor(), ["data", "prepare", "--source", "local:python-docs", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1  # the work was tried and failed, unlike the bad input above (2)
+    assert "error: stage 'read': tasks [0] did not complete" in result.output

@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from common.cli import console, user_errors
+from trainer.data.sft import build_sft
+from trainer.tokenizer.train import train_tokenizer
+
+if TYPE_CHECKING:
+    from trainer.data.executor import ExecutorConfig
+
 data_app = typer.Typer(
     help="Prepare text data: clean, filter, dedup, tokenize, SFT conversations.", no_args_is_help=True
 )
 tokenizer_app = typer.Typer(help="Train the byte-level BPE tokenizer.", no_args_is_help=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
+# Bad input (a bad option, a missing source, an `--out` that is not ours) exits 2; a stage whose tasks
+# did not complete (StageError, a RuntimeError) is work that failed and exits 1.
+clear_errors = user_errors(ValueError, FileNotFoundError, FileExistsError, failed=(RuntimeError,))
 
 
 def register(app: typer.Typer) -> None:
     """Add the `data` and `tokenizer` command groups to the main `chakor` app."""
     app.add_typer(data_app, name="data")
     app.add_typer(tokenizer_app, name="tokenizer")
-
-
-def clear_errors(command: F) -> F:
-    """Turn bad-input errors into one red line and exit status 2 (no traceback)."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def parse_weights(items: list[str]) -> dict[str, float]:
@@ -82,31 +75,70 @@ def print_prepare_report(report: dict[str, Any]) -> None:
     console.print(f"kept {report['documents']} documents, {report['bytes'] / 1e6:.2f} MB")
 
 
-def executor_config(
-    executor: str, workers: int, partition: str | None, time: str, cpus: int, mem: float, venv: str | None
-) -> Any:
-    """The `--executor ...` options as an ExecutorConfig (checked)."""
-    from trainer.data.executor import ExecutorConfig
+def executor_config(**options: Any) -> ExecutorConfig:
+    """The executor options (EXECUTOR_OPTIONS) as an ExecutorConfig, checked."""
+    from trainer.data.executor import ExecutorConfig  # lazy: pulls in datatrove; `chakor --help` stays fast
 
-    config = ExecutorConfig(
-        kind=executor,  # type: ignore[arg-type]
-        workers=workers,
-        partition=partition,
-        time=time,
-        cpus_per_task=cpus,
-        mem_per_cpu_gb=mem,
-        venv=venv,
-    )
+    config = ExecutorConfig(kind=options.pop("executor"), **options)
     config.check()
     return config
 
 
-EXECUTOR_HELP = "local (processes on this machine), ray (RAY_ADDRESS or a local cluster), slurm (sbatch)."
-PARTITION_HELP = "Slurm partition (required with --executor slurm)."
-TIME_HELP = "Slurm time limit per task."
-CPUS_HELP = "CPUs a Ray actor / Slurm task reserves."
-MEM_HELP = "GB of memory per CPU a Ray actor / Slurm task reserves."
-VENV_HELP = "Slurm: virtualenv activate script sourced by each job (default: none)."
+# Where and how wide a datatrove-running command's stages run: parameter name -> (type, typer option).
+EXECUTOR_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "executor": (
+        str,
+        typer.Option(
+            "local",
+            "--executor",
+            help="local (processes on this machine), ray (RAY_ADDRESS or a local cluster), slurm (sbatch).",
+        ),
+    ),
+    "workers": (int, typer.Option(1, "--workers", min=1, help="Tasks running at once.")),
+    "partition": (
+        str | None,
+        typer.Option(None, "--partition", help="Slurm partition (required with --executor slurm)."),
+    ),
+    "time": (str, typer.Option("04:00:00", "--time", help="Slurm time limit per task.")),
+    "cpus_per_task": (
+        int,
+        typer.Option(1, "--cpus-per-task", min=1, help="CPUs a Ray actor / Slurm task reserves."),
+    ),
+    "mem_per_cpu_gb": (
+        float,
+        typer.Option(2.0, "--mem-per-cpu-gb", help="GB of memory per CPU a Ray actor / Slurm task reserves."),
+    ),
+    "venv": (
+        str | None,
+        typer.Option(
+            None, "--venv", help="Slurm: virtualenv activate script sourced by each job (default: none)."
+        ),
+    ),
+}
+
+
+def executor_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` the EXECUTOR_OPTIONS (after its own options); it gets them as one checked
+    ExecutorConfig, its `executor` parameter."""
+    signature = inspect.signature(command)
+    own = [parameter for name, parameter in signature.parameters.items() if name != "executor"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, (kind, option) in EXECUTOR_OPTIONS.items()
+    ]
+
+    @wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        options = {name: kwargs.pop(name) for name in EXECUTOR_OPTIONS}
+        command(executor=executor_config(**options), **kwargs)
+
+    # typer reads the options from the signature and resolves the (string) annotations of `command`
+    # but `executor`, an ExecutorConfig, which is imported only for type checking.
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {
+        name: kind for name, kind in command.__annotations__.items() if name != "executor"
+    }
+    return wrapper
 
 
 def print_submitted(jobs: list[str], work: Path, out: Path) -> None:
@@ -117,6 +149,7 @@ def print_submitted(jobs: list[str], work: Path, out: Path) -> None:
 
 @data_app.command("prepare")
 @clear_errors
+@executor_options
 def prepare_command(
     source: list[str] = typer.Option(
         ..., "--source", help="local:python-docs, local:python-code, DIR, FILE[.jsonl[:field]]"
@@ -125,8 +158,6 @@ def prepare_command(
     weight: list[str] = typer.Option(
         [], "--weight", help="Mixing weight SOURCE=W (up-sampling at tokenize)."
     ),
-    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
-    workers: int = typer.Option(1, "--workers", min=1, help="Tasks running at once."),
     tasks: int | None = typer.Option(
         None, "--tasks", min=1, help="Tasks sharing the filter/dedup stages (default: --workers)."
     ),
@@ -146,15 +177,13 @@ def prepare_command(
     drop_worst: float | None = typer.Option(
         None, "--drop-worst", help="Instead of --max-perplexity: remove the worst PCT percent of documents."
     ),
-    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
-    time: str = typer.Option("04:00:00", "--time", help=TIME_HELP),
-    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help=CPUS_HELP),
-    mem_per_cpu_gb: float = typer.Option(2.0, "--mem-per-cpu-gb", help=MEM_HELP),
-    venv: str | None = typer.Option(None, "--venv", help=VENV_HELP),
+    *,
+    executor: ExecutorConfig,
 ) -> None:
     """Read, clean, filter and deduplicate documents; print and write the removal report."""
+    # lazy: both pull in datatrove and numpy; `chakor --help` stays fast
     from trainer.data.filters import FilterConfig
-    from trainer.data.prepare import PrepareConfig, prepare, submit_prepare
+    from trainer.data.prepare import PrepareConfig, prepare, submit_prepare  # lazy: the same
 
     if (perplexity_model is None) != (max_perplexity is None and drop_worst is None) or (
         max_perplexity is not None and drop_worst is not None
@@ -169,13 +198,13 @@ def prepare_command(
         sources=source,
         out_dir=out,
         weights=parse_weights(weight),
-        workers=workers,
+        workers=executor.workers,
         tasks=tasks,
         seed=seed,
         max_docs=max_docs,
         max_bytes=max_bytes,
         filters=filters,
-        executor=executor_config(executor, workers, partition, time, cpus_per_task, mem_per_cpu_gb, venv),
+        executor=executor,
     )
     if config.executor.kind == "slurm":
         print_submitted(*submit_prepare(config), out)
@@ -188,6 +217,7 @@ def prepare_command(
 
 @data_app.command("tokenize")
 @clear_errors
+@executor_options
 def tokenize_command(
     data: Path = typer.Option(..., "--data", help="A `chakor data prepare` output."),
     tokenizer: Path = typer.Option(..., "--tokenizer", help="A tokenizer directory."),
@@ -197,16 +227,11 @@ def tokenize_command(
         0.05, "--val-fraction", min=0.0, max=0.99, help="Share of docs in val."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Defaults to the seed given to prepare."),
-    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
-    workers: int = typer.Option(1, "--workers", min=1, help="Tasks running at once."),
-    partition: str | None = typer.Option(None, "--partition", help=PARTITION_HELP),
-    time: str = typer.Option("04:00:00", "--time", help=TIME_HELP),
-    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, help=CPUS_HELP),
-    mem_per_cpu_gb: float = typer.Option(2.0, "--mem-per-cpu-gb", help=MEM_HELP),
-    venv: str | None = typer.Option(None, "--venv", help=VENV_HELP),
+    *,
+    executor: ExecutorConfig,
 ) -> None:
     """Tokenize prepared documents into uint16/uint32 shards and write manifest.json."""
-    from trainer.data.shards import TokenizeConfig, submit_tokenize, tokenize
+    from trainer.data.shards import TokenizeConfig, submit_tokenize, tokenize  # lazy: pulls in datatrove
 
     config = TokenizeConfig(
         data,
@@ -215,8 +240,8 @@ def tokenize_command(
         shard_tokens,
         val_fraction,
         seed,
-        workers=workers,
-        executor=executor_config(executor, workers, partition, time, cpus_per_task, mem_per_cpu_gb, venv),
+        workers=executor.workers,
+        executor=executor,
     )
     if config.executor.kind == "slurm":
         print_submitted(*submit_tokenize(config), out)
@@ -234,7 +259,7 @@ def tokenize_command(
 @clear_errors
 def count_tokens_command(data: Path = typer.Argument(..., help="A `chakor data tokenize` output.")) -> None:
     """Print the number of tokens per split (counted from the shard files)."""
-    from trainer.data.shards import count_tokens
+    from trainer.data.shards import count_tokens  # lazy: pulls in datatrove and numpy
 
     counts = count_tokens(data)
     for split, tokens in counts.items():
@@ -251,8 +276,6 @@ def sft_command(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N conversations."),
 ) -> None:
     """Write validated multi-turn chat conversations for supervised fine-tuning."""
-    from trainer.data.sft import build_sft
-
     report = build_sft(source, out, seed=seed, limit=limit)
     console.print(
         f"wrote {report['conversations']} conversations ({report['messages']} messages), "
@@ -270,8 +293,7 @@ def tokenizer_train_command(
     out: Path = typer.Option(..., "--out", help="Tokenizer directory to write."),
 ) -> None:
     """Train the byte-level BPE tokenizer on prepared documents."""
-    from trainer.data.prepare import iter_documents
-    from trainer.tokenizer.train import train_tokenizer
+    from trainer.data.prepare import iter_documents  # lazy: pulls in datatrove and numpy
 
     train_tokenizer((doc["text"] for doc in iter_documents(data)), vocab_size, out)
     console.print(f"wrote {out / 'tokenizer.json'}")
