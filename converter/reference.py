@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
-from common.chat import BOS, load_tokenizer, special_id
+from common.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
 from trainer.export import load_export
 
 PPL_BATCH = 8  # windows per forward pass: the logits of all windows at once can take gigabytes
@@ -21,8 +20,7 @@ class Reference:
     def __init__(self, export_dir: Path) -> None:
         self.model, self.config = load_export(Path(export_dir))
         self.tokenizer = load_tokenizer(Path(export_dir))
-        self.plain = Tokenizer.from_str(self.tokenizer.to_str())
-        self.plain.encode_special_tokens = True
+        self.plain = plain_text_tokenizer(self.tokenizer)
         self.bos_id = special_id(self.tokenizer, BOS)
 
     def encode(self, text: str, parse_special: bool = False) -> list[int]:

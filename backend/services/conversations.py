@@ -11,7 +11,7 @@ from beanie import PydanticObjectId
 from backend.core.errors import NotFoundError, ValidationError
 from backend.models import Conversation, Message, User
 from backend.models.common import Owner, oid, utcnow
-from backend.services.pagination import after_filter, encode_cursor
+from backend.services.pagination import after_filter, newest_first
 from backend.services.tree import MessageTree
 from backend.services.validation import MAX_TITLE_CHARS, clean_text, object_id, page_size, search_regex
 
@@ -141,11 +141,7 @@ async def list_conversations(
             "conversation_id", {"user_id": user.id, "content": pattern}
         )
         query = {"$and": [query, {"$or": [{"title": pattern}, {"_id": {"$in": hits}}]}]}
-    found = await Conversation.find(query).sort("-updated_at", "-_id").limit(limit + 1).to_list()
-    has_next = len(found) > limit
-    found = found[:limit]
-    cursor = encode_cursor(found[-1].updated_at, oid(found[-1])) if found else None
-    return found, has_next, cursor
+    return await newest_first(Conversation.find(query), "updated_at", limit)
 
 
 async def tree(conversation: Conversation) -> MessageTree:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from beanie import PydanticObjectId
+from beanie import Document, PydanticObjectId
+from beanie.odm.queries.find import FindMany
 
 from backend.core.errors import ValidationError
+from backend.models.common import oid
+
+D = TypeVar("D", bound=Document)
 
 
 def encode_cursor(when: datetime, doc_id: PydanticObjectId) -> str:
@@ -33,3 +37,12 @@ def after_filter(field: str, cursor: str | None) -> dict[str, Any]:
         return {}
     when, doc_id = decode_cursor(cursor)
     return {"$or": [{field: {"$lt": when}}, {field: when, "_id": {"$lt": doc_id}}]}
+
+
+async def newest_first(found: FindMany[D], field: str, limit: int) -> tuple[list[D], bool, str | None]:
+    """Up to `limit` of `found` in (`field` desc, `_id` desc) order, whether more follow, and the
+    cursor just after the last (None for an empty page)."""
+    page = await found.sort(f"-{field}", "-_id").limit(limit + 1).to_list()
+    has_next, page = len(page) > limit, page[:limit]
+    cursor = encode_cursor(getattr(page[-1], field), oid(page[-1])) if page else None
+    return page, has_next, cursor

@@ -6,9 +6,8 @@ from typing import Any
 
 from backend.core.errors import NotFoundError, ValidationError
 from backend.models import Conversation, Message, RefreshToken, Role, User
-from backend.models.common import oid
 from backend.services.auth import revoke_all
-from backend.services.pagination import after_filter, encode_cursor
+from backend.services.pagination import after_filter, newest_first
 from backend.services.validation import object_id, page_size, search_regex
 
 
@@ -30,11 +29,7 @@ async def list_users(
     if search:
         pattern = {"$regex": search_regex(search), "$options": "i"}
         query = {"$and": [query, {"$or": [{"email": pattern}, {"display_name": pattern}]}]}
-    users = await User.find(query).sort("-created_at", "-_id").limit(limit + 1).to_list()
-    has_next = len(users) > limit
-    users = users[:limit]
-    cursor = encode_cursor(users[-1].created_at, oid(users[-1])) if users else None
-    return users, has_next, cursor
+    return await newest_first(User.find(query), "created_at", limit)
 
 
 async def _other_admins(user: User) -> int:
