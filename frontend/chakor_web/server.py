@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from reflex.utils import prerequisites
+from reflex_base import constants
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -162,9 +164,6 @@ def content_security_policy() -> str:
     Scripts allow eval: Reflex runs the code of server-sent events (toasts, `call_script`) with it;
     markup injected into the page still cannot run a script (no 'unsafe-inline').
     """
-    from reflex.utils import prerequisites
-    from reflex_base import constants
-
     static = prerequisites.get_web_dir() / constants.Dirs.STATIC
     hashes = " ".join(_script_hashes(static.rglob("*.html"))) if static.is_dir() else ""
     return "; ".join(

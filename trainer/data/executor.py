@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.utils.logging import logger
 
@@ -141,8 +141,6 @@ def _local(stage: Stage, logs: Path, config: ExecutorConfig) -> PipelineExecutor
 
 
 def _ray(stage: Stage, logs: Path, config: ExecutorConfig) -> PipelineExecutor:
-    from datatrove.executor import RayPipelineExecutor
-
     return RayPipelineExecutor(
         pipeline=stage.pipeline,
         tasks=stage.tasks,
@@ -157,8 +155,6 @@ def slurm_executor(
     stage: Stage, logs: Path, config: ExecutorConfig, depends: PipelineExecutor | None, job_prefix: str
 ) -> PipelineExecutor:
     """The `SlurmPipelineExecutor` of one stage (a job array of `stage.tasks` tasks after `depends`)."""
-    from datatrove.executor import SlurmPipelineExecutor
-
     return SlurmPipelineExecutor(
         pipeline=stage.pipeline,
         tasks=stage.tasks,
@@ -179,7 +175,7 @@ def slurm_executor(
 
 def ensure_ray() -> None:
     """Join the Ray cluster at `RAY_ADDRESS`, or start a local one, unless this process already has one."""
-    import ray
+    import ray  # lazy: seconds to import, and only the Ray executor needs it
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)

@@ -14,6 +14,7 @@ import types
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 _EP_KERNELS = "torchtitan.distributed.minimal_async_ep.kernels"
 _EP_KERNEL_NAMES = (
@@ -30,8 +31,6 @@ _EP_KERNEL_NAMES = (
 
 def _torch_compat() -> None:
     """torchtitan calls `torch.distributed.set_timeout` (newer torch); 2.13.0 has `_set_pg_timeout`."""
-    import torch.distributed as dist
-
     if not hasattr(dist, "set_timeout"):
         # Not in torch 2.13's stubs: this is where it gets added.
         dist.set_timeout = dist.distributed_c10d._set_pg_timeout  # type: ignore[attr-defined]
@@ -85,7 +84,7 @@ class _CpuDeviceModule:
 
 def _force_cpu_device() -> None:
     """torchtitan picks "cuda" when no accelerator is found; make its device globals say "cpu"."""
-    import torch._utils as tu
+    import torch._utils as tu  # torchtitan must not be imported before this patch: see apply()
 
     saved = tu._get_available_device_type, tu._get_device_module
     tu._get_available_device_type = lambda: "cpu"
@@ -96,7 +95,7 @@ def _force_cpu_device() -> None:
     # A plain function in place of torch's lru_cache wrapper, only while torchtitan imports (restored below).
     tu._get_device_module = device_module  # type: ignore[assignment]
     try:
-        import torchtitan.tools.utils as tt_utils
+        import torchtitan.tools.utils as tt_utils  # its device globals are read while this patch holds
     finally:
         tu._get_available_device_type, tu._get_device_module = saved
     if tt_utils.device_type != "cpu":
@@ -105,6 +104,7 @@ def _force_cpu_device() -> None:
 
 def _gloo_sum_reduction() -> None:
     """Gloo rejects FSDP's PREMUL_SUM; torchtitan's divide factor is 1.0, so plain SUM is the same."""
+    # after _force_cpu_device: importing torchtitan earlier would fix its device type to "cuda"
     import torchtitan.distributed.fsdp as tt_fsdp
     from torch.distributed.fsdp import FSDPModule
 
