@@ -325,9 +325,8 @@ async def _prepare(
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
     tokenizer = tokenizer_at(settings.tokenizer_path)
-    fitted = await run_prompt(
-        turn_prompt, tokenizer, plan.system_prompt, plan.history, plan.user_text, ctx_size, plan.max_tokens
-    )  # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
+    # tokenizing a long history takes milliseconds: off the event loop, like every prompt here
+    fitted = await run_prompt(turn_prompt, tokenizer, plan)
     plan.prompt_tokens = len(fitted.ids)
     return plan, tokenizer, fitted.ids
 
@@ -450,10 +449,7 @@ def _prompt(
 ) -> list[int]:
     """The prompt with as many search results as fit the context (the first ones, in order); the
     answer records the system turn the model saw and which results were left out."""
-    fitted = turn_prompt(
-        tokenizer, plan.system_prompt, plan.history, plan.user_text, plan.ctx_size, plan.max_tokens,
-        sources, mode,
-    )  # fmt: skip
+    fitted = turn_prompt(tokenizer, plan, sources, mode)
     kept = fitted.sources_kept
     if kept:
         answer.context = fitted.system
