@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +40,47 @@ class MetricsWriter:
             f.write(json.dumps(record) + "\n")
 
 
-def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path:
-    """Draw train loss and validation loss against step; returns the PNG path."""
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only (no display)."""
+    # imported on first use: matplotlib takes ~0.5 s to import, and most users of this module draw nothing
     import matplotlib
 
     matplotlib.use("Agg")
+    # after choosing the Agg backend, which must come first
     import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path)
-    train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
-    val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
-    if val:
-        ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    return plt
+
+
+def plot_loss_curves(metrics_paths: Sequence[Path], png_path: Path) -> Path | None:
+    """Train and validation loss against step, one panel per metrics file, titled with its run folder's name.
+
+    The training run's loss.png and `chakor eval`'s runs side by side (pretrain, then SFT) are both drawn
+    here. Files without records get no panel; returns the PNG path, or None (and no PNG) when none has any.
+    """
+    series = [(Path(path).parent.name, records) for path in metrics_paths if (records := read_metrics(path))]
+    if not series:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(series), figsize=(6 * len(series), 3.8), squeeze=False)
+    for ax, (name, records) in zip(axes[0], series, strict=True):
+        train = [(r["step"], r["loss"]) for r in records if r.get("loss") is not None]
+        val = [(r["step"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+        if train:
+            ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", label="validation loss")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats/token)")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return Path(png_path)
+
+
+def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path | None:
+    """One run's loss curve (its loss.png): `plot_loss_curves` of its metrics file alone."""
+    return plot_loss_curves([metrics_path], png_path)
