@@ -18,6 +18,9 @@ from rich.table import Table
 from common import REPO_ROOT
 from common.cli import console, settings_or_exit
 from common.settings import Settings
+from evaluation.gates import K_QUANTS, k_quant_obstacle
+from evaluation.report import EVAL_JSON, EvalReport, read_report
+from trainer.configs import ModelConfig
 
 # f32 is the KL-divergence base of `chakor eval`; q4_k_m is made only when the model is wide enough for K-quants.
 QUANT_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
@@ -137,8 +140,6 @@ def stages(root: Path) -> list[Stage]:
 
 def quant_types(root: Path) -> tuple[tuple[str, ...], str | None]:
     """The GGUF types to make from the export, and why K-quants are left out (None when they are not)."""
-    from evaluation.gates import K_QUANTS, k_quant_obstacle
-
     config = read_json(root / "export" / "config.json")
     obstacle = k_quant_obstacle(config["dim"], config["ffn_hidden_dim"])
     return tuple(q for q in QUANT_TYPES if obstacle is None or q not in K_QUANTS), obstacle
@@ -239,14 +240,12 @@ def run_stage(stage: Stage, stamps: Path) -> float | None:
 
 def served_quant(root: Path, quants: tuple[str, ...]) -> str:
     """The smallest GGUF that passed its eval gate; f32 (the exact model) when none did or there is no report."""
-    from evaluation.report import read_report
-
-    report = read_report(root / "eval.json")
+    report = read_report(root / EVAL_JSON)
     if report is None:
         console.print("[yellow]no eval report: serving the f32 GGUF[/]")
         return "f32"
-    if report.get("serve") in quants:
-        return str(report["serve"])
+    if report.serve in quants:
+        return report.serve
     console.print("[yellow]no quantized GGUF passed its eval gate: serving the f32 GGUF[/]")
     return "f32"
 
@@ -278,31 +277,28 @@ def last_metric(run_dir: Path, key: str) -> float:
     return float(values[-1])
 
 
-def add_eval_rows(facts: Table, report: dict) -> None:
+def add_eval_rows(facts: Table, report: EvalReport) -> None:
     """The eval's numbers in the summary: bits per byte, QA F1, each quant's KLD and verdict."""
-    val = report["validation"]
+    val = report.validation
     facts.add_row(
-        "val bits per byte",
-        f"{val['bits_per_byte']:.4f} (loss {val['loss']:.3f} over {val['tokens']:,} tokens)",
+        "val bits per byte", f"{val.bits_per_byte:.4f} (loss {val.loss:.3f} over {val.tokens:,} tokens)"
     )
-    for mode in report["qa"].get("modes", {}).values():
-        f1 = "-" if mode["mean_f1"] is None else f"{mode['mean_f1']:.3f}"
-        facts.add_row(f"held-out QA F1, search {mode['mode']}", f"{f1} ({mode['asked']} questions)")
-    for row in report["quantization"]["rows"]:
-        if row.get("mean_kld") is not None:
+    for mode in report.qa.modes.values():
+        f1 = "-" if mode.mean_f1 is None else f"{mode.mean_f1:.3f}"
+        facts.add_row(f"held-out QA F1, search {mode.mode}", f"{f1} ({mode.asked} questions)")
+    for row in report.quantization.rows:
+        if row.kld is not None and row.gate is not None:
             facts.add_row(
-                f"eval {row['quant']}",
-                f"{row['verdict']}: mean KLD {row['mean_kld']:.3g} (gate {row['gate']['max_mean_kld']:g}), "
-                f"same top {row['same_top']:.2%}",
+                f"eval {row.quant}",
+                f"{row.verdict}: mean KLD {row.kld.mean_kld:.3g} (gate {row.gate.max_mean_kld:g}), "
+                f"same top {row.kld.same_top:.2%}",
             )
-    if report["quantization"].get("k_quants_skipped"):
-        facts.add_row("K-quants", "not made: " + report["quantization"]["k_quants_skipped"])
+    if report.quantization.k_quants_skipped:
+        facts.add_row("K-quants", "not made: " + report.quantization.k_quants_skipped)
 
 
 def print_summary(root: Path, seconds: dict[str, float | None], settings: Settings, served: str) -> None:
     """Stage timings, then the numbers that say what was trained and whether llama.cpp reproduces it."""
-    from trainer.configs import ModelConfig
-
     timings = Table("stage", "seconds", title="Quickstart stages")
     for name, took in seconds.items():
         timings.add_row(name, "cached" if took is None else f"{took:.1f}")
@@ -321,9 +317,9 @@ def print_summary(root: Path, seconds: dict[str, float | None], settings: Settin
         for gguf in read_json(report)["reports"]:
             checks = ", ".join(f"{c['name']} {VERDICTS[c['passed']]}" for c in gguf["checks"])
             facts.add_row(f"verify {gguf['file_type']}", checks)
-    evaluation = root / "eval.json"
-    if evaluation.exists():
-        add_eval_rows(facts, read_json(evaluation))
+    evaluation = read_report(root / EVAL_JSON)
+    if evaluation is not None:
+        add_eval_rows(facts, evaluation)
     facts.add_row("served GGUF", served)
     facts.add_row("chat app", settings.frontend_url)
     facts.add_row("GraphQL API", settings.graphql_url)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from common.cli import FAILED, console, fail, user_errors
+from common.cli import FAILED, console, fail, settings_or_exit, user_errors
 from common.hashing import sha256_file
 from converter.errors import ConversionError
 
@@ -25,8 +25,14 @@ def convert_command(
     """Convert an export directory to a llama.cpp GGUF."""
     from converter.convert import convert  # lazy: pulls in gguf and numpy; `chakor --help` stays fast
 
+    server_bin = settings_or_exit().llama_server_bin  # K-quants: llama-quantize beside it
     path = convert(
-        export_dir, outfile or export_dir / f"model-{outtype}.gguf", outtype, name=name, progress=True
+        export_dir,
+        outfile or export_dir / f"model-{outtype}.gguf",
+        outtype,
+        name=name,
+        progress=True,
+        server_bin=server_bin,
     )
     typer.echo(str(path))
 
@@ -50,6 +56,7 @@ def verify_command(
     from converter.valdata import validation_text  # lazy: the same
     from converter.verify import verify, write_report  # lazy: the same
 
+    settings = settings_or_exit()
     reference = Reference(export)
     text = None
     if val_text is not None:
@@ -66,6 +73,8 @@ def verify_command(
             max_positions=max_positions,
             ppl_ctx=ppl_ctx,
             ppl_chunks=ppl_chunks,
+            llama_threads=settings.llama_threads,
+            server_bin=settings.llama_server_bin,
         )
         for path in ggufs
     ]

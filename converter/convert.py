@@ -174,8 +174,12 @@ def convert(
     *,
     name: str | None = None,
     progress: bool = False,
+    server_bin: Path | None = None,
 ) -> Path:
-    """Convert `export_dir` to `outfile` as `outtype`; a failure leaves no file at `outfile`."""
+    """Convert `export_dir` to `outfile` as `outtype`; a failure leaves no file at `outfile`.
+
+    `server_bin`: the configured llama-server (CHAKOR_LLAMA_SERVER_BIN), beside which K-quants find llama-quantize.
+    """
     if outtype not in OUTTYPES:
         raise ConversionError(f"unsupported outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     export = read_export(Path(export_dir))
@@ -189,7 +193,7 @@ def convert(
         else:
             with temp_path(outfile, ".f16.part") as f16:
                 write_gguf(export, "f16", f16, model_name, progress)
-                fallbacks = llama_quantize(f16, part, outtype)
+                fallbacks = llama_quantize(f16, part, outtype, server_bin)
         os.replace(part, outfile)
     if fallbacks:
         Console(stderr=True).print(

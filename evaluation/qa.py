@@ -17,13 +17,14 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.chat import DOCUMENT_RESULTS, SearchResult
 from documents.index import DocumentProvider
 from evaluation.errors import EvalError
+from evaluation.report import QAMode
 
 MODES = ("off", "documents")
 MAX_EXAMPLES = 5  # answers kept in the report per mode
@@ -129,15 +130,19 @@ class ModeScore:
     exact: int = 0
     examples: list[dict[str, Any]] = field(default_factory=list)
 
+    def result(self) -> QAMode:
+        """The scores as the report keeps them: means over the questions asked (None when none was)."""
+        return QAMode(
+            mode=self.mode,
+            asked=self.asked,
+            skipped=self.skipped,
+            mean_f1=self.f1_sum / self.asked if self.asked else None,
+            exact_match=self.exact / self.asked if self.asked else None,
+            examples=self.examples,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "asked": self.asked,
-            "skipped": self.skipped,
-            "mean_f1": self.f1_sum / self.asked if self.asked else None,
-            "exact_match": self.exact / self.asked if self.asked else None,
-            "examples": self.examples,
-        }
+        return asdict(self.result())
 
 
 def score_qa(

@@ -46,10 +46,13 @@ def parse_bench(output: str) -> dict[str, Speed]:
         ) from None
 
 
-def bench(models: Sequence[Path], threads: int = 2) -> dict[str, Speed]:
-    """Run llama-bench once over all `models` (each tested REPETITIONS times, without repacking)."""
+def bench(models: Sequence[Path], threads: int = 2, server_bin: Path | None = None) -> dict[str, Speed]:
+    """Run llama-bench (beside `server_bin`, see llama_tool) once over all `models`.
+
+    Each is tested REPETITIONS times, without repacking.
+    """
     try:
-        tool = llama_tool("llama-bench")
+        tool = llama_tool("llama-bench", server_bin)
     except ConversionError as exc:
         raise EvalError(str(exc)) from None
     argv = [str(tool)]

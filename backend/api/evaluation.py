@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
 from strawberry.scalars import JSON
+
+from backend.services.model_info import Evaluation
+from evaluation.report import QuantRow
 
 
 @strawberry.type(
@@ -31,24 +32,24 @@ class QuantEvaluation:
     generation_tokens_per_second: float | None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> QuantEvaluation:
-        gate, speed = row.get("gate") or {}, row.get("speed") or {}
+    def from_row(cls, row: QuantRow) -> QuantEvaluation:
+        kld, gate, speed = row.kld, row.gate, row.speed
         return cls(
-            quant=row["quant"],
-            file=row["file"],
-            size_bytes=row["size_bytes"],
-            mean_kld=row.get("mean_kld"),
-            p99_kld=row.get("p99_kld"),
-            same_top=row.get("same_top"),
-            ppl_ratio=row.get("ppl_ratio"),
-            max_mean_kld=gate.get("max_mean_kld"),
-            min_same_top=gate.get("min_same_top"),
-            gate_reference=gate.get("llama_cpp_reference"),
-            passed=row.get("passed"),
-            verdict=row["verdict"],
-            message=row.get("message"),
-            prompt_tokens_per_second=speed.get("prompt_tps"),
-            generation_tokens_per_second=speed.get("gen_tps"),
+            quant=row.quant,
+            file=row.file,
+            size_bytes=row.size_bytes,
+            mean_kld=None if kld is None else kld.mean_kld,
+            p99_kld=None if kld is None else kld.p99_kld,
+            same_top=None if kld is None else kld.same_top,
+            ppl_ratio=None if kld is None else kld.ppl_ratio,
+            max_mean_kld=None if gate is None else gate.max_mean_kld,
+            min_same_top=None if gate is None else gate.min_same_top,
+            gate_reference=None if gate is None else gate.llama_cpp_reference,
+            passed=row.passed,
+            verdict=row.verdict,
+            message=row.message,
+            prompt_tokens_per_second=None if speed is None else speed.prompt_tps,
+            generation_tokens_per_second=None if speed is None else speed.gen_tps,
         )
 
 
@@ -82,22 +83,23 @@ class ModelEvaluation:
     plots: list[EvalPlot]
 
     @classmethod
-    def from_summary(cls, card: dict[str, Any]) -> ModelEvaluation:
+    def from_summary(cls, evaluation: Evaluation) -> ModelEvaluation:
+        card = evaluation.card
         return cls(
-            passed=card["passed"],
-            bits_per_byte=card["bits_per_byte"],
-            val_loss=card["val_loss"],
-            qa_f1=card["qa_f1"],
-            qa_f1_documents=card["qa_f1_documents"],
-            qa_questions=card["qa_questions"],
-            recommended_quant=card["recommended"],
-            served_quant=card["served_quant"],
-            served_passed=card["served_passed"],
-            scored_tokens=card["scored_tokens"],
-            k_quants_skipped=card["k_quants_skipped"],
-            evaluated_at=card["created"],
-            eval_seconds=card["total_seconds"],
-            quants=[QuantEvaluation.from_row(row) for row in card["rows"]],
-            lineage=JSON(card["lineage"]),
-            plots=[EvalPlot(name=p["name"], data_uri=p["data_uri"]) for p in card["plot_images"]],
+            passed=card.passed,
+            bits_per_byte=card.bits_per_byte,
+            val_loss=card.val_loss,
+            qa_f1=card.qa_f1,
+            qa_f1_documents=card.qa_f1_documents,
+            qa_questions=card.qa_questions,
+            recommended_quant=card.recommended,
+            served_quant=card.served_quant,
+            served_passed=card.served_passed,
+            scored_tokens=card.scored_tokens,
+            k_quants_skipped=card.k_quants_skipped,
+            evaluated_at=card.created,
+            eval_seconds=card.total_seconds,
+            quants=[QuantEvaluation.from_row(row) for row in card.rows],
+            lineage=JSON(card.lineage),
+            plots=[EvalPlot(name=p.name, data_uri=p.data_uri) for p in evaluation.plot_images],
         )

@@ -11,7 +11,7 @@ from typing import Any
 
 from backend.core.config import Settings
 from backend.services.llama import LlamaPool
-from evaluation.report import EVAL_JSON, report_for, summary
+from evaluation.report import EVAL_JSON, ModelCard, report_for, summary
 
 SKIPPED_PREFIXES = (
     "tokenizer.ggml.tokens",
@@ -21,6 +21,22 @@ SKIPPED_PREFIXES = (
 )
 MAX_METADATA_VALUE_CHARS = 2000
 MAX_PLOT_BYTES = 2 << 20  # the eval's PNGs are ~50 KB; anything far larger is not one of them
+
+
+@dataclass(frozen=True)
+class PlotImage:
+    """One of the eval report's PNGs, inline."""
+
+    name: str
+    data_uri: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The model card of the eval report beside the served GGUF, with its plots."""
+
+    card: ModelCard
+    plot_images: tuple[PlotImage, ...]
 
 
 @dataclass
@@ -39,7 +55,7 @@ class ModelDetails:
     metadata: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     verify_report: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
+    evaluation: Evaluation | None = None
 
 
 def _value(reader_field: Any) -> Any:
@@ -79,7 +95,7 @@ def _verify_report(gguf_path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _plot_images(folder: Path, names: dict[str, str]) -> list[dict[str, str]]:
+def _plot_images(folder: Path, names: dict[str, str]) -> tuple[PlotImage, ...]:
     """The report's PNGs as data: URIs; only plain `.png` names inside the report's folder are read."""
     images = []
     for name in names.values():
@@ -89,23 +105,18 @@ def _plot_images(folder: Path, names: dict[str, str]) -> list[dict[str, str]]:
         if path.stat().st_size > MAX_PLOT_BYTES:
             continue
         images.append(
-            {
-                "name": name,
-                "data_uri": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode(),
-            }
+            PlotImage(name, "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode())
         )
-    return images
+    return tuple(images)
 
 
 @lru_cache(maxsize=4)
-def _evaluation(path: str, gguf_mtime: float, report_mtime: float) -> dict[str, Any] | None:
+def _evaluation(path: str, gguf_mtime: float, report_mtime: float) -> Evaluation | None:
     """The model card for the GGUF at `path` (cached until the GGUF or its eval.json changes)."""
     report, row = report_for(Path(path))
     if report is None:
         return None
-    card = summary(report, row)
-    card["plot_images"] = _plot_images(Path(path).parent, report.get("plots") or {})
-    return card
+    return Evaluation(summary(report, row), _plot_images(Path(path).parent, report.plots))
 
 
 def _mtime(path: Path) -> float:

@@ -104,11 +104,12 @@ def odd_export_dir(
 
 
 def _llama_installed() -> bool:
+    from common.settings import get_settings
     from converter.errors import ConversionError
     from converter.llama_tools import llama_tool
 
     try:
-        llama_tool("llama-server")
+        llama_tool("llama-server", get_settings().llama_server_bin)
     except ConversionError:
         return False
     return True

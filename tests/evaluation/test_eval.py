@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from converter.convert import convert
 from evaluation.cli import register
-from evaluation.report import report_for
+from evaluation.report import EvalReport, QuantRow, read_report, report_for
 from tests.converter.conftest import CORPUS, make_export, requires_llama
 from tests.converter.test_valdata import write_data
 from trainer.configs import ModelConfig
@@ -50,6 +50,15 @@ def corrupt(source: Path, target: Path, tensor: str, factor: float) -> Path:
     return target
 
 
+def read_back(path: Path) -> dict:
+    """eval.json as written, after checking that its typed report writes exactly the same file."""
+    report = read_report(path)
+    assert isinstance(report, EvalReport)
+    written = path.read_text(encoding="utf-8")
+    assert json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n" == written
+    return json.loads(written)
+
+
 def run_cli(*args: str) -> tuple[int, str]:
     app = typer.Typer()
     register(app)
@@ -73,7 +82,7 @@ def test_eval_writes_the_report_and_gates_each_quant(
         "--qa", str(qa), "--min-kld-tokens", MIN_TOKENS, "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 0, output
-    report = json.loads((tmp_path / "eval.json").read_text())
+    report = read_back(tmp_path / "eval.json")
     rows = {row["quant"]: row for row in report["quantization"]["rows"]}
     assert list(rows) == ["f32", "f16", "q8_0"]
     assert rows["f32"]["verdict"] == "base" and rows["f32"]["passed"] is True
@@ -97,7 +106,7 @@ def test_eval_writes_the_report_and_gates_each_quant(
     # the report vouches for exactly these files, and `chakor up` says when it does not
     served = tmp_path / "model-q8_0.gguf"
     shutil.copyfile(ggufs["q8_0"], served)
-    assert report_for(served)[1] == rows["q8_0"]
+    assert report_for(served)[1] == QuantRow.from_dict(rows["q8_0"])
     assert warning(served) == ""
     served.write_bytes(ggufs["f16"].read_bytes())
     assert report_for(served)[1] is None  # same name, other bytes
@@ -131,7 +140,7 @@ def test_corrupted_gguf_fails_its_gate(
         "--min-kld-tokens", MIN_TOKENS, "--no-bench", "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 1, output
-    report = json.loads((tmp_path / "eval.json").read_text())
+    report = read_back(tmp_path / "eval.json")
     rows = {row["quant"]: row for row in report["quantization"]["rows"]}
     kld = rows["f16"]["mean_kld"]
     assert kld > 1e-3  # orders of magnitude above the f16 gate
@@ -161,7 +170,7 @@ def test_k_quant_of_a_wide_model_is_gated(
         "--no-bench", "--out", str(tmp_path),
     )  # fmt: skip
     assert code == 0, output
-    report = json.loads((tmp_path / "eval.json").read_text())
+    report = read_back(tmp_path / "eval.json")
     (row,) = [r for r in report["quantization"]["rows"] if r["quant"] == "q4_k_m"]
     assert row["gate"]["max_mean_kld"] == 5e-2 and row["passed"] and report["serve"] == "q4_k_m"
     assert report["quantization"]["k_quants_skipped"] is None

@@ -21,6 +21,7 @@ QUESTIONS = [
 
 def tiny_model_eval(tiny: TinyModel) -> dict[str, Any]:
     """eval.json of the tiny model (f32 + f16), made once per session: later calls read it back."""
+    from common.settings import get_settings
     from converter.convert import convert
     from evaluation.report import EVAL_JSON, read_report
     from evaluation.run import EvalOptions, evaluate
@@ -30,11 +31,16 @@ def tiny_model_eval(tiny: TinyModel) -> dict[str, Any]:
     root = tiny.gguf_path.parent
     existing = read_report(root / EVAL_JSON)
     if existing is not None:
-        return existing
+        return existing.to_dict()
     data = root / "eval-shards"
     write_data(data, tiny.tokenizer_dir, tokenizer_sha256(tiny.tokenizer_dir), tiny_corpus()[:40])
     qa = root / "eval-qa.jsonl"
     qa.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     f16 = convert(tiny.export_dir, root / "model-f16.gguf", "f16")
-    options = EvalOptions(tiny.export_dir, [tiny.gguf_path, f16], data, root, qa_path=qa, min_kld_tokens=1024)
-    return evaluate(options)
+    settings = get_settings()
+    options = EvalOptions(
+        tiny.export_dir, [tiny.gguf_path, f16], data, root, qa_path=qa, min_kld_tokens=1024,
+        system_prompt=settings.chat_system_prompt, max_tokens=settings.chat_max_tokens,
+        serving_threads=settings.llama_threads, llama_server_bin=settings.llama_server_bin,
+    )  # fmt: skip
+    return evaluate(options).to_dict()
