@@ -151,6 +151,16 @@ def test_no_import_circle_between_modules() -> None:
     assert cycles == []
 
 
+def explained(lines: list[str], line: int) -> bool:
+    """A comment on the import's line, or on the line above the run of imports it belongs to."""
+    if "#" in lines[line - 1]:
+        return True
+    above = line - 2
+    while above >= 0 and lines[above].strip().startswith(("import ", "from ")):
+        above -= 1
+    return above >= 0 and lines[above].strip().startswith("#")
+
+
 def function_level_imports(path: Path) -> Iterator[tuple[int, bool]]:
     """(line, commented) of every import inside a function body, of any module."""
     source = path.read_text(encoding="utf-8")
@@ -159,8 +169,7 @@ def function_level_imports(path: Path) -> Iterator[tuple[int, bool]]:
         if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             for node in ast.walk(function):
                 if isinstance(node, ast.Import | ast.ImportFrom):
-                    above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-                    yield node.lineno, "#" in lines[node.lineno - 1] or above.startswith("#")
+                    yield node.lineno, explained(lines, node.lineno)
 
 
 def test_imports_sit_at_the_top_unless_a_comment_says_why() -> None:
