@@ -79,8 +79,3 @@ def plot_loss_curves(metrics_paths: Sequence[Path], png_path: Path) -> Path | No
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return Path(png_path)
-
-
-def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path | None:
-    """One run's loss curve (its loss.png): `plot_loss_curves` of its metrics file alone."""
-    return plot_loss_curves([metrics_path], png_path)

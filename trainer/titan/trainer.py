@@ -24,7 +24,7 @@ from torchtitan.trainer import Trainer
 
 from common.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.configs import ModelConfig
-from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curve
+from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curves
 from trainer.model import Transformer
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.titan.model_spec import model_spec
@@ -67,12 +67,12 @@ class JsonlLogger(BaseLogger):
                 record[name] = round(value, 6) if math.isfinite(value) else None  # JSON has no NaN
         if record.get("val_loss") is not None:
             record["val_ppl"] = round(math.exp(min(record["val_loss"], 50.0)), 4)
-            plot_loss_curve(self.run_dir / METRICS_FILE, self.run_dir / LOSS_PNG)
+            plot_loss_curves([self.run_dir / METRICS_FILE], self.run_dir / LOSS_PNG)
         self.writer.log(record)
 
     def close(self) -> None:
         if (self.run_dir / METRICS_FILE).is_file():
-            plot_loss_curve(self.run_dir / METRICS_FILE, self.run_dir / LOSS_PNG)
+            plot_loss_curves([self.run_dir / METRICS_FILE], self.run_dir / LOSS_PNG)
 
 
 class SampleValidator(Validator):
