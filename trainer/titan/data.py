@@ -41,15 +41,21 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def check_data_dir(data_dir: Path, tokenizer_dir: Path, seq_len: int) -> dict[str, Any]:
-    """Check shards against the tokenizer and the sequence length before a run starts."""
+def check_tokenizer(data_dir: Path, tokenizer_dir: Path) -> dict[str, Any]:
+    """The manifest of `data_dir`, once its shards are known to be tokenized with `tokenizer_dir`'s."""
     manifest = read_manifest(data_dir)
-    path = Path(data_dir) / MANIFEST
     if manifest["tokenizer_sha256"] != tokenizer_sha256(tokenizer_dir):
         raise ValueError(
-            f"{path}: tokenizer_sha256 does not match {Path(tokenizer_dir) / 'tokenizer.json'} "
-            "(the data was tokenized with another tokenizer)"
+            f"{Path(data_dir) / MANIFEST}: tokenizer_sha256 does not match "
+            f"{Path(tokenizer_dir) / 'tokenizer.json'} (the data was tokenized with another tokenizer)"
         )
+    return manifest
+
+
+def check_data_dir(data_dir: Path, tokenizer_dir: Path, seq_len: int) -> dict[str, Any]:
+    """Check shards against the tokenizer and the sequence length before a run starts."""
+    manifest = check_tokenizer(data_dir, tokenizer_dir)
+    path = Path(data_dir) / MANIFEST
     for split in ("train", "val"):
         info = manifest["splits"].get(split)
         tokens = info.get("tokens", 0) if info else 0
@@ -159,9 +165,64 @@ class WindowOrder:
         return x
 
 
-class TokenWindows(IterableDataset):
-    """Windows of `seq_len + 1` tokens at stride seq_len, a seeded shuffle per epoch, window i of an
-    epoch going to rank i % dp_world_size. Each rank reads only its own windows."""
+Sample = tuple[dict[str, torch.Tensor], torch.Tensor]
+
+
+class DealtRows(IterableDataset):
+    """Rows 0..n-1 of the data in a seeded shuffle per epoch (in order without `shuffle`), row i of an
+    epoch dealt to rank i % dp_world_size, so each rank reads only its own rows.
+
+    The position in the data, (epoch, position), is the state a checkpoint saves and `load_state_dict`
+    restores; with the order a pure function of (seed, epoch), a resumed run continues exactly.
+    Subclasses say what a row is (`_sample`).
+    """
+
+    def __init__(
+        self,
+        n_rows: int,
+        what: str,
+        dp_rank: int,
+        dp_world_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        infinite: bool = True,
+    ) -> None:
+        self.n_rows = n_rows
+        self.dp_rank, self.dp_world_size = dp_rank, dp_world_size
+        self.seed, self.shuffle, self.infinite = seed, shuffle, infinite
+        self.per_rank = n_rows // dp_world_size
+        if self.per_rank == 0:
+            raise ValueError(f"{what}, fewer than the {dp_world_size} data-parallel ranks")
+        self.epoch, self.position = 0, 0
+
+    def _window(self, order: WindowOrder | None, k: int) -> int:
+        """The row this rank reads k-th in the epoch (a benchmark overrides it with another order)."""
+        index = k * self.dp_world_size + self.dp_rank
+        return index if order is None else order[index]
+
+    def _sample(self, row: int) -> Sample:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Sample]:
+        while True:
+            order = WindowOrder(self.n_rows, self.seed, self.epoch) if self.shuffle else None
+            while self.position < self.per_rank:
+                row = self._window(order, self.position)
+                self.position += 1
+                yield self._sample(row)
+            if not self.infinite:
+                return
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+class TokenWindows(DealtRows):
+    """Windows of `seq_len + 1` tokens at stride seq_len (the rows of DealtRows)."""
 
     def __init__(
         self,
@@ -175,42 +236,46 @@ class TokenWindows(IterableDataset):
     ) -> None:
         self.tokens = ArrayTokens(tokens) if isinstance(tokens, np.ndarray) else tokens
         self.seq_len = seq_len
-        self.dp_rank, self.dp_world_size = dp_rank, dp_world_size
-        self.seed, self.shuffle, self.infinite = seed, shuffle, infinite
         self.n_windows = (len(self.tokens) - 1) // seq_len
-        self.per_rank = self.n_windows // dp_world_size
-        if self.per_rank == 0:
-            raise ValueError(
-                f"{len(self.tokens)} tokens make {self.n_windows} windows of {seq_len + 1}, "
-                f"fewer than the {dp_world_size} data-parallel ranks"
-            )
-        self.epoch, self.position = 0, 0
+        what = f"{len(self.tokens)} tokens make {self.n_windows} windows of {seq_len + 1}"
+        super().__init__(self.n_windows, what, dp_rank, dp_world_size, seed, shuffle, infinite)
 
-    def _window(self, order: WindowOrder | None, k: int) -> int:
-        index = k * self.dp_world_size + self.dp_rank
-        return index if order is None else order[index]
-
-    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        while True:
-            order = WindowOrder(self.n_windows, self.seed, self.epoch) if self.shuffle else None
-            while self.position < self.per_rank:
-                start = self._window(order, self.position) * self.seq_len
-                self.position += 1
-                window = torch.from_numpy(self.tokens.read(start, start + self.seq_len + 1))
-                yield {"input": window[:-1]}, window[1:].clone()
-            if not self.infinite:
-                return
-            self.epoch, self.position = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = state["epoch"], state["position"]
+    def _sample(self, row: int) -> Sample:
+        start = row * self.seq_len
+        window = torch.from_numpy(self.tokens.read(start, start + self.seq_len + 1))
+        return {"input": window[:-1]}, window[1:].clone()
 
 
-class ShardDataLoader(ParallelAwareDataloader):
-    """Pretraining shards (`dataset_path` = data directory) for torchtitan."""
+class PackedDataset(DealtRows):
+    """Packed SFT rows (trainer.titan.packing), dealt to the ranks as DealtRows does.
+
+    Yields `({"input", "positions"}, labels)`: labels are the next tokens where they are assistant
+    tokens, else IGNORE_INDEX; positions restart at each conversation (RoPE + document mask).
+    """
+
+    def __init__(
+        self,
+        rows: PackedRows,
+        dp_rank: int,
+        dp_world_size: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        infinite: bool = True,
+    ) -> None:
+        self.rows = rows
+        what = f"{len(rows.ids)} packed rows"
+        super().__init__(len(rows.ids), what, dp_rank, dp_world_size, seed, shuffle, infinite)
+
+    def _sample(self, row: int) -> Sample:
+        ids = torch.from_numpy(self.rows.ids[row])
+        labels = ids[1:].clone()
+        labels[~torch.from_numpy(self.rows.learn[row, 1:])] = IGNORE_INDEX
+        positions = torch.from_numpy(self.rows.positions[row, :-1])
+        return {"input": ids[:-1], "positions": positions}, labels
+
+
+class SplitDataLoader(ParallelAwareDataloader):
+    """A torchtitan dataloader over one split of Chakor data: `windows` builds this rank's dataset."""
 
     @dataclass(kw_only=True, slots=True)
     class Config(ParallelAwareDataloader.Config):
@@ -232,6 +297,19 @@ class ShardDataLoader(ParallelAwareDataloader):
         super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
 
     @staticmethod
+    def windows(config: Any, seq_len: int, dp_rank: int, dp_world_size: int) -> IterableDataset:
+        """This rank's rows of the split."""
+        raise NotImplementedError
+
+
+class ShardDataLoader(SplitDataLoader):
+    """Pretraining shards (`dataset_path` = data directory) for torchtitan."""
+
+    @dataclass(kw_only=True, slots=True)
+    class Config(SplitDataLoader.Config):  # its own Config: torchtitan builds the loader class it belongs to
+        pass
+
+    @staticmethod
     def windows(config: Config, seq_len: int, dp_rank: int, dp_world_size: int) -> IterableDataset:
         """This rank's token windows of the split (a benchmark overrides it with another data path)."""
         tokens = ShardTokens(Path(config.dataset_path or ""), config.split)
@@ -241,84 +319,21 @@ class ShardDataLoader(ParallelAwareDataloader):
         )  # fmt: skip
 
 
-class PackedDataset(IterableDataset):
-    """Packed SFT rows (trainer.titan.packing), shuffled per epoch, row i of an epoch to rank i % world.
-
-    Yields `({"input", "positions"}, labels)`: labels are the next tokens where they are assistant
-    tokens, else IGNORE_INDEX; positions restart at each conversation (RoPE + document mask).
-    """
-
-    def __init__(
-        self,
-        rows: PackedRows,
-        dp_rank: int,
-        dp_world_size: int,
-        seed: int = 0,
-        shuffle: bool = True,
-        infinite: bool = True,
-    ) -> None:
-        self.rows = rows
-        self.dp_rank, self.dp_world_size = dp_rank, dp_world_size
-        self.seed, self.shuffle, self.infinite = seed, shuffle, infinite
-        self.per_rank = len(rows.ids) // dp_world_size
-        if self.per_rank == 0:
-            raise ValueError(
-                f"{len(rows.ids)} packed rows are fewer than the {dp_world_size} data-parallel ranks"
-            )
-        self.epoch, self.position = 0, 0
-
-    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-        while True:
-            order = WindowOrder(len(self.rows.ids), self.seed, self.epoch) if self.shuffle else None
-            while self.position < self.per_rank:
-                index = self.position * self.dp_world_size + self.dp_rank
-                row = index if order is None else order[index]
-                self.position += 1
-                yield self._sample(row)
-            if not self.infinite:
-                return
-            self.epoch, self.position = self.epoch + 1, 0
-
-    def _sample(self, row: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        ids = torch.from_numpy(self.rows.ids[row])
-        labels = ids[1:].clone()
-        labels[~torch.from_numpy(self.rows.learn[row, 1:])] = IGNORE_INDEX
-        positions = torch.from_numpy(self.rows.positions[row, :-1])
-        return {"input": ids[:-1], "positions": positions}, labels
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = state["epoch"], state["position"]
-
-
-class ChatDataLoader(ParallelAwareDataloader):
+class ChatDataLoader(SplitDataLoader):
     """Packed multi-turn conversations (`dataset_path` = JSONL file), loss on assistant tokens only."""
 
     @dataclass(kw_only=True, slots=True)
-    class Config(ParallelAwareDataloader.Config):
+    class Config(SplitDataLoader.Config):
         tokenizer_dir: str = ""
-        split: str = "train"
-        infinite: bool = True
-        seed: int = 0
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        dp_world_size: int,
-        dp_rank: int,
-        seq_len: int,
-        local_batch_size: int,
-        **kwargs: Any,
-    ) -> None:
+    @staticmethod
+    def windows(config: Config, seq_len: int, dp_rank: int, dp_world_size: int) -> IterableDataset:
+        """This rank's packed rows of the split's conversations."""
         rows = pack_conversations(
             Path(config.dataset_path or ""), load_tokenizer(Path(config.tokenizer_dir)), seq_len,
             config.split,
         )  # fmt: skip
-        dataset = PackedDataset(
+        return PackedDataset(
             rows, dp_rank, dp_world_size,
             seed=config.seed, shuffle=config.split == "train", infinite=config.infinite,
         )  # fmt: skip
-        super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
