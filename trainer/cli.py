@@ -7,19 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from common.cli import USAGE, console, fail, settings_or_exit, user_errors
 from trainer.recipe import TOKENS_PER_PARAM
+from trainer.sft import run_sft
+from trainer.train import TrainingError, default_tokenizer_dir, plan_training, run_training
 
-console = Console()
-
-_USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
-
-
-def _error(exc: Exception) -> None:
-    console.print(str(exc), style="red", markup=False, soft_wrap=True)
+# Bad input (a missing --data dir, an unknown --config, a run that exists already): exit 2; a training
+# run that started and failed: exit 1.
+training_errors = user_errors(FileNotFoundError, FileExistsError, ValueError, failed=(TrainingError,))
 
 
+@training_errors
 def train(
     data: Path | None = typer.Option(
         None, "--data", help="Shard directory (manifest.json + train/val .bin); needed to train."
@@ -63,11 +62,11 @@ def train(
 ) -> None:
     """Pretrain a model with torchtitan (torchrun on --nproc processes).
 
-    The recipe (steps, batch, LR, warmup, seq_len) is derived per size from the parameter count and
-    --tokens-per-param (see `--plan`); tiny keeps its quickstart recipe. Options override it.
+    The recipe (steps, batch, LR, warmup, seq_len) is derived per size from the parameter count at the
+    tokenizer's vocabulary and --tokens-per-param (see `--plan`, which finds the tokenizer as a run does,
+    from --tokenizer or --data, and otherwise plans for the registry's vocabulary); tiny keeps its
+    quickstart recipe. Options override it.
     """
-    from trainer.train import TrainingError, run_training
-
     recipe: dict[str, Any] = {
         "steps": steps, "lr": lr, "local_batch_size": batch_size, "seq_len": seq_len,
         "global_batch_size": global_batch_size, "tensor_parallel": tp, "data_parallel_replicate": dp_replicate,
@@ -76,46 +75,42 @@ def train(
     }  # fmt: skip
     overrides = {k: v for k, v in recipe.items() if v is not None}
     if plan or dry_run:
-        _plan(config or "tiny", nproc, tokens_per_param, overrides, dry_run)
+        if tokenizer is None and data is not None:
+            tokenizer = default_tokenizer_dir(data, settings_or_exit().tokenizer_path)
+        _plan(config or "tiny", tokenizer, nproc, tokens_per_param, overrides, dry_run)
         return
     if data is None or out is None:
-        _error(ValueError("--data and --out are needed to train (or pass --plan / --dry-run)"))
-        raise typer.Exit(2)
-    try:
-        run_dir = run_training(
-            out, data, model=config, tokenizer=tokenizer, nproc=nproc, resume=resume,
-            tokens_per_param=tokens_per_param, **overrides,
-        )  # fmt: skip
-    except (*_USER_ERRORS, TrainingError) as exc:
-        _error(exc)
-        raise typer.Exit(1) from None
+        fail("--data and --out are needed to train (or pass --plan / --dry-run)", USAGE)
+    configured = settings_or_exit().tokenizer_path if tokenizer is None else None
+    run_dir = run_training(
+        out, data, model=config, tokenizer=tokenizer, nproc=nproc, resume=resume,
+        tokens_per_param=tokens_per_param, configured_tokenizer=configured, **overrides,
+    )  # fmt: skip
     console.print(f"[green]trained[/] {run_dir} (metrics.jsonl, loss.png, samples.jsonl)")
 
 
-def _plan(config: str, nproc: int, tokens_per_param: float, overrides: dict[str, Any], dry: bool) -> None:
-    """Print the recipe (and with `dry`, the sharded model's plan and memory per GPU) as JSON."""
-    from trainer.configs import get_model_config
-    from trainer.recipe import plan_recipe
+def _plan(
+    config: str,
+    tokenizer: Path | None,
+    nproc: int,
+    tokens_per_param: float,
+    overrides: dict[str, Any],
+    dry: bool,
+) -> None:
+    """Print the recipe a run would train with (and with `dry`, the sharded model's plan and memory per
+    GPU) as JSON: for the vocabulary of `tokenizer`, or the registry's without one."""
+    planned = plan_training(config, tokenizer, nproc, tokens_per_param, **overrides)
+    report: dict[str, Any] = planned.to_dict()
+    if dry:
+        # lazy: the dry run imports torch and torchtitan; `--plan` and `chakor --help` stay fast
+        from trainer.titan.dry_run import dry_run
 
-    try:
-        cfg = get_model_config(config)
-        planned = plan_recipe(
-            config, nproc, overrides.get("tensor_parallel", 1), tokens_per_param, **overrides
-        )
-        report = planned.to_dict()
-        if dry:
-            from trainer.titan.dry_run import dry_run
-
-            report = {
-                "plan": report,
-                "dry_run": dry_run(cfg, planned, overrides.get("data_parallel_replicate", 1)),
-            }
-    except ValueError as exc:
-        _error(exc)
-        raise typer.Exit(1) from None
+        replicas = overrides.get("data_parallel_replicate", 1)
+        report = {"plan": report, "dry_run": dry_run(planned.model, planned, replicas)}
     print(json.dumps(report, indent=2))
 
 
+@training_errors
 def sft(
     base: Path = typer.Option(..., "--base", help="Pretraining run folder to start from."),
     data: Path = typer.Option(..., "--data", help="Conversations, one JSON object per line."),
@@ -126,17 +121,10 @@ def sft(
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 3e-4)."),
 ) -> None:
     """Supervised fine-tuning on multi-turn chats: loss on assistant tokens only."""
-    from trainer.sft import run_sft
-    from trainer.train import TrainingError
-
     recipe: dict[str, Any] = {
         k: v for k, v in {"epochs": epochs, "steps": steps, "lr": lr}.items() if v is not None
     }
-    try:
-        run_dir = run_sft(base, data, out, nproc=nproc, **recipe)
-    except (*_USER_ERRORS, TrainingError) as exc:
-        _error(exc)
-        raise typer.Exit(1) from None
+    run_dir = run_sft(base, data, out, nproc=nproc, **recipe)
     packing = json.loads((run_dir / "run.json").read_text())["packing"]
     console.print(
         f"[green]fine-tuned[/] {run_dir} ({packing['rows']} packed rows, {packing['fill']:.1%} full; "
@@ -144,6 +132,7 @@ def sft(
     )
 
 
+@training_errors
 def export(
     run: Path = typer.Argument(..., help="Run folder (runs/NAME)."),
     out: Path = typer.Option(..., "--out", help="Export directory to write."),
@@ -153,15 +142,11 @@ def export(
 ) -> None:
     """Consolidate a run's last checkpoint into safetensors + config.json + tokenizer + lineage.json."""
     if format not in ("native", "hf"):
-        console.print(f"[red]--format must be native or hf, got {format!r}[/]")
-        raise typer.Exit(2)
+        fail(f"--format must be native or hf, got {format!r}", USAGE)
+    # lazy: trainer.export imports torch; `chakor --help` stays fast
     from trainer.export import export_run
 
-    try:
-        path = export_run(run, out, hf=format == "hf")
-    except _USER_ERRORS as exc:
-        _error(exc)
-        raise typer.Exit(1) from None
+    path = export_run(run, out, hf=format == "hf")
     console.print(f"[green]exported[/] {path}")
 
 

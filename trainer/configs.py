@@ -92,6 +92,26 @@ def get_model_config(name: str, vocab_size: int | None = None) -> ModelConfig:
     return cfg if vocab_size is None else replace(cfg, vocab_size=vocab_size)
 
 
+def resolve_model(
+    model: str | ModelConfig, vocab_size: int | None = None, tokenizer: str = "the tokenizer"
+) -> tuple[str, ModelConfig]:
+    """A model to train as (name, config), sized for a tokenizer of `vocab_size` tokens.
+
+    `model` is a MODEL_CONFIGS name, which gets the tokenizer's vocabulary (the registry's when
+    `vocab_size` is None), or a ModelConfig, named "custom", whose vocab_size must already match.
+    Every caller that turns a model name into a config (the recipe, `--plan`, a run) goes through here,
+    so they all plan and train the same model. `tokenizer` names the tokenizer in the error.
+    """
+    if not isinstance(model, ModelConfig):
+        return model, get_model_config(model, vocab_size)
+    if vocab_size is not None and model.vocab_size != vocab_size:
+        raise ValueError(
+            f"{tokenizer}: vocab size {vocab_size} does not match the model config's vocab_size "
+            f"{model.vocab_size}"
+        )
+    return "custom", model
+
+
 @dataclass
 class TrainConfig:
     """The pretraining recipe (defaults suit `tiny` on CPU)."""

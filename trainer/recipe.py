@@ -1,6 +1,8 @@
 """A pretraining recipe per model size, derived from the parameter count and a tokens-per-parameter target.
 
-`plan_recipe(name, nproc, tp, tokens_per_param=20)` derives, for every named config but `tiny`:
+`plan_recipe(name, cfg, nproc, tp, tokens_per_param=20)` derives, for every named config but `tiny` (`cfg`
+is the config `trainer.configs.resolve_model` sized for the tokenizer's vocabulary, which moves N: `small`
+is 123.7M parameters at the registry's 32,000 tokens and 102.3M at 4,096):
 
 - tokens D = tokens_per_param x N (N: all parameters, the tied embedding counted once). 20 is the
   Chinchilla compute-optimal ratio (Hoffmann et al. 2022); nanochat sizes its runs the same way, from
@@ -35,7 +37,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from trainer.configs import ModelConfig, TrainConfig, get_model_config
+from trainer.configs import ModelConfig, TrainConfig
 from trainer.memory import MemoryEstimate, estimate_memory
 
 TOKENS_PER_PARAM = 20.0
@@ -48,6 +50,7 @@ class Plan:
     """A planned run: the JSON `chakor train --plan` prints, and the TrainConfig it trains with."""
 
     config: str
+    vocab_size: int
     params: int
     tokens: int
     tokens_per_param: float
@@ -64,11 +67,12 @@ class Plan:
     recipe: str
     memory_per_gpu_gib: dict[str, float]
     fits_80gb: bool
+    model: ModelConfig
     train: TrainConfig
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["train"]
+        del data["model"], data["train"]
         return data
 
 
@@ -108,18 +112,16 @@ def _derive(cfg: ModelConfig, tokens_per_param: float, dp: int, tp: int, seq_len
 
 
 def plan_recipe(
-    model: str | ModelConfig,
+    name: str,
+    cfg: ModelConfig,
     nproc: int = 1,
     tp: int = 1,
     tokens_per_param: float = TOKENS_PER_PARAM,
-    vocab_size: int | None = None,
     **overrides: Any,
 ) -> Plan:
-    """The recipe for `model` (a MODEL_CONFIGS name, or a ModelConfig: the budget recipe) on `nproc`
-    processes with tensor-parallel degree `tp`; `overrides` replace TrainConfig fields afterwards."""
-    name, cfg = (
-        ("custom", model) if isinstance(model, ModelConfig) else (model, get_model_config(model, vocab_size))
-    )
+    """The recipe for model `cfg` named `name` (as `trainer.configs.resolve_model` returns them; "custom"
+    gets the budget recipe) on `nproc` processes with tensor-parallel degree `tp`; `overrides` replace
+    TrainConfig fields afterwards."""
     if tokens_per_param <= 0:
         raise ValueError(f"tokens_per_param must be positive, got {tokens_per_param}")
     if nproc % tp:
@@ -144,6 +146,7 @@ def plan_recipe(
     changed = sorted(k for k in overrides if k != "tensor_parallel")  # parallelism, not recipe
     return Plan(
         config=name,
+        vocab_size=cfg.vocab_size,
         params=params,
         tokens=train.steps * batch_tokens,
         tokens_per_param=round(train.steps * batch_tokens / params, 3),
@@ -160,5 +163,6 @@ def plan_recipe(
         recipe=f"{source} + overrides ({', '.join(changed)})" if changed else source,
         memory_per_gpu_gib=memory.to_gib(),
         fits_80gb=memory.fits(),
+        model=cfg,
         train=train,
     )

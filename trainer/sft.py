@@ -10,29 +10,21 @@ dropped for being longer than a row.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 
 from common.chat import load_tokenizer
-from common.hashing import sha256_file
 from trainer.configs import ModelConfig, SFTConfig
-from trainer.run_folder import (
-    CHECKPOINT_SUBDIR,
-    RUN_FILE,
-    TOKENIZER_SUBDIR,
-    checkpoint_steps,
-    git_commit,
-    read_run,
-    write_run,
-)
-from trainer.train import launch
+from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
+from trainer.train import launch, record_run
 
 
 def _val_rows(data: Path, tokenizer: Tokenizer, seq_len: int) -> int:
     """Packed rows of the held-out conversations (0 when none fits a row)."""
+    # lazy: trainer.titan imports torch and torchtitan; `chakor sft --help` stays fast
     from trainer.titan.packing import pack_conversations
 
     try:
@@ -50,6 +42,7 @@ def run_sft(
     **recipe: Any,
 ) -> Path:
     """Fine-tune the last checkpoint of run `base` on conversations (JSONL). Returns the run folder."""
+    # lazy: trainer.titan imports torch and torchtitan; `chakor sft --help` stays fast
     from trainer.titan.packing import pack_conversations, read_conversations, split_conversations
 
     base, out, data = Path(base).resolve(), Path(out).resolve(), Path(data).resolve()
@@ -73,26 +66,15 @@ def run_sft(
     val_rows = _val_rows(data, tokenizer, sft.seq_len) if held_out else 0
     first_users = (next((m["content"] for m in c if m["role"] == "user"), None) for c in held_out)
     prompts = [p for p in first_users if p is not None][:3]
-    run = {
-        "kind": "sft",
-        "model_name": base_run.get("model_name", "custom"),
-        "model": cfg.to_dict(),
-        "train": asdict(sft),
-        "data": str(data),
-        "data_manifest_sha256": sha256_file(data),
-        "tokenizer_sha256": base_run["tokenizer_sha256"],
-        "base_run": str(base),
-        "base_checkpoint": str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
-        "packing": {
-            "rows": len(packed.ids),
-            "fill": round(packed.fill, 4),
-            "dropped_too_long": packed.dropped,
-        },
+    record_run(
+        out, base / TOKENIZER_SUBDIR, "sft", base_run.get("model_name", "custom"), cfg, sft, data,
+        base_run["tokenizer_sha256"],
+        base_run=str(base),
+        base_checkpoint=str(base / CHECKPOINT_SUBDIR / f"step-{steps_saved[-1]}"),
+        packing={"rows": len(packed.ids), "fill": round(packed.fill, 4), "dropped_too_long": packed.dropped},
         # Validation needs a packed row of held-out conversations for every process.
-        "validation": val_rows >= nproc,
-        "sample_prompts": prompts,
-        "git_commit": git_commit(),
-    }
-    write_run(out, run, base / TOKENIZER_SUBDIR)
+        validation=val_rows >= nproc,
+        sample_prompts=prompts,
+    )  # fmt: skip
     launch(out, "sft", nproc, quiet=quiet)
     return out

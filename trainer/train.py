@@ -17,11 +17,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from common.chat import load_tokenizer
 from common.hashing import sha256_file
-from trainer.configs import ModelConfig, TrainConfig, get_model_config
+from trainer.configs import ModelConfig, TrainConfig, resolve_model
 from trainer.metrics import METRICS_FILE, read_metrics
-from trainer.recipe import TOKENS_PER_PARAM, plan_recipe
+from trainer.recipe import TOKENS_PER_PARAM, Plan, plan_recipe
 from trainer.run_folder import (
     CHECKPOINT_SUBDIR,
     LOG_FILE,
@@ -39,19 +41,19 @@ class TrainingError(RuntimeError):
     """torchrun exited with an error; the message carries the end of the log."""
 
 
-def default_tokenizer_dir(data: Path) -> Path:
-    """The tokenizer the shards were made with: `DATA/tokenizer`, `DATA/../tokenizer` or CHAKOR_TOKENIZER_PATH.
+def default_tokenizer_dir(data: Path, configured: Path | None = None) -> Path:
+    """The tokenizer the shards were made with: `DATA/tokenizer`, `DATA/../tokenizer` or `configured`
+    (the CLI passes CHAKOR_TOKENIZER_PATH).
 
     The first candidate whose tokenizer.json hash equals the manifest's `tokenizer_sha256` wins.
     """
-    from common.settings import get_settings
+    # lazy: trainer.titan imports torch and torchtitan; `chakor train --help` stays fast
     from trainer.titan.data import read_manifest
 
     wanted = read_manifest(data)["tokenizer_sha256"]
     candidates = [Path(data) / TOKENIZER_SUBDIR, Path(data).parent / TOKENIZER_SUBDIR]
-    configured = get_settings().tokenizer_path
     if configured is not None:
-        candidates.append(configured)
+        candidates.append(Path(configured))
     for candidate in candidates:
         if (candidate / "tokenizer.json").is_file() and tokenizer_sha256(candidate) == wanted:
             return candidate
@@ -61,16 +63,43 @@ def default_tokenizer_dir(data: Path) -> Path:
     )
 
 
-def _resolve_model(model: str | ModelConfig, tokenizer_dir: Path) -> tuple[str, ModelConfig]:
+def _resolve_for(model: str | ModelConfig, tokenizer_dir: Path | None) -> tuple[str, ModelConfig]:
+    """`trainer.configs.resolve_model` for the tokenizer in `tokenizer_dir` (the registry's vocabulary
+    when None)."""
+    if tokenizer_dir is None:
+        return resolve_model(model)
     vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
-    if isinstance(model, ModelConfig):
-        if model.vocab_size != vocab:
-            raise ValueError(
-                f"{Path(tokenizer_dir) / 'tokenizer.json'}: vocab size {vocab} does not match "
-                f"the model config's vocab_size {model.vocab_size}"
-            )
-        return "custom", model
-    return model, get_model_config(model, vocab_size=vocab)
+    return resolve_model(model, vocab, str(Path(tokenizer_dir) / "tokenizer.json"))
+
+
+def plan_training(
+    model: str | ModelConfig,
+    tokenizer_dir: Path | None,
+    nproc: int = 1,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    **recipe: Any,
+) -> Plan:
+    """The plan of a run: `model` sized for the vocabulary of the tokenizer in `tokenizer_dir` (the
+    registry's vocabulary when None), then its recipe (`trainer.recipe.plan_recipe`; `recipe` overrides
+    TrainConfig fields). `chakor train --plan` prints this plan and `run_training` trains with it."""
+    name, cfg = _resolve_for(model, tokenizer_dir)
+    return plan_recipe(name, cfg, nproc, recipe.get("tensor_parallel", 1), tokens_per_param, **recipe)
+
+
+def _run_tokenizer(
+    out: Path, data: Path, tokenizer: Path | None, resume: bool, configured: Path | None
+) -> Path:
+    """The run's tokenizer: `tokenizer`, else the resumed run's own, else the shards' (default_tokenizer_dir);
+    checked against the shards' manifest before anything is sized for its vocabulary."""
+    # lazy: trainer.titan imports torch and torchtitan; `chakor train --help` stays fast
+    from trainer.titan.data import check_tokenizer
+
+    if tokenizer is None and resume and (out / RUN_FILE).is_file():
+        tokenizer = out / TOKENIZER_SUBDIR
+    if tokenizer is None:
+        return default_tokenizer_dir(data, configured)
+    check_tokenizer(data, tokenizer)
+    return Path(tokenizer)
 
 
 def _check_resume(out: Path, resume: bool, cfg: ModelConfig, data: Path) -> None:
@@ -103,9 +132,53 @@ def _check_resume(out: Path, resume: bool, cfg: ModelConfig, data: Path) -> None
         )
     steps = checkpoint_steps(out)
     if steps:
+        # lazy: trainer.export imports torch, needed only to check a checkpoint
         from trainer.export import check_checkpoint
 
         check_checkpoint(out / CHECKPOINT_SUBDIR / f"step-{steps[-1]}", cfg)
+
+
+def record_run(
+    out: Path,
+    tokenizer_dir: Path,
+    kind: str,
+    name: str,
+    cfg: ModelConfig,
+    train: TrainConfig,
+    data: Path,
+    tokenizer_sha: str,
+    **extra: Any,
+) -> None:
+    """Write a run folder: run.json (what every run records, pretraining or fine-tuning, then `extra`)
+    and a copy of the tokenizer. `data` is the shard directory (its manifest is hashed) or a data file."""
+    data_file = data / "manifest.json" if data.is_dir() else data
+    run = {
+        "kind": kind,
+        "model_name": name,
+        "model": cfg.to_dict(),
+        "train": asdict(train),
+        "data": str(data),
+        "data_manifest_sha256": sha256_file(data_file),
+        "tokenizer_sha256": tokenizer_sha,
+        **extra,
+        "git_commit": git_commit(),
+    }
+    write_run(out, run, tokenizer_dir)
+
+
+def _write_pretrain_run(
+    out: Path, data: Path, name: str, cfg: ModelConfig, tokenizer_dir: Path, recipe: TrainConfig, resume: bool
+) -> Path:
+    """Check the data, the sequence length and the resume against the resolved model; write the folder."""
+    # lazy: trainer.titan imports torch and torchtitan; `chakor train --help` stays fast
+    from trainer.titan.data import check_data_dir
+
+    manifest = check_data_dir(data, tokenizer_dir, recipe.seq_len)
+    if recipe.seq_len > cfg.max_seq_len:
+        raise ValueError(f"seq_len {recipe.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
+    _check_resume(out, resume, cfg, data)
+    record_run(out, tokenizer_dir, "pretrain", name, cfg, recipe, data, manifest["tokenizer_sha256"])
+    return out
 
 
 def prepare_run(
@@ -115,38 +188,20 @@ def prepare_run(
     tokenizer: Path | None = None,
     recipe: TrainConfig | None = None,
     resume: bool = False,
+    configured_tokenizer: Path | None = None,
 ) -> Path:
-    """Check inputs and write the run folder (run.json + tokenizer); returns it."""
-    from trainer.titan.data import check_data_dir
+    """Check inputs and write the run folder (run.json + tokenizer) for `recipe`; returns it.
 
+    `tokenizer` defaults to the resumed run's own, then to the shards' (`default_tokenizer_dir`, which
+    also tries `configured_tokenizer`)."""
     out, data = Path(out).resolve(), Path(data).resolve()
-    recipe = recipe or TrainConfig()
-    if tokenizer is None and resume and (out / RUN_FILE).is_file():
-        tokenizer = out / TOKENIZER_SUBDIR
-    tokenizer_dir = Path(tokenizer) if tokenizer else default_tokenizer_dir(data)
-    manifest = check_data_dir(data, tokenizer_dir, recipe.seq_len)
-    name, cfg = _resolve_model(model, tokenizer_dir)
-    if recipe.seq_len > cfg.max_seq_len:
-        raise ValueError(f"seq_len {recipe.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
-    _check_resume(out, resume, cfg, data)
-    run = {
-        "kind": "pretrain",
-        "model_name": name,
-        "model": cfg.to_dict(),
-        "train": asdict(recipe),
-        "data": str(data),
-        "data_manifest_sha256": sha256_file(data / "manifest.json"),
-        "tokenizer_sha256": manifest["tokenizer_sha256"],
-        "git_commit": git_commit(),
-    }
-    write_run(out, run, tokenizer_dir)
-    return out
+    tokenizer_dir = _run_tokenizer(out, data, tokenizer, resume, configured_tokenizer)
+    name, cfg = _resolve_for(model, tokenizer_dir)
+    return _write_pretrain_run(out, data, name, cfg, tokenizer_dir, recipe or TrainConfig(), resume)
 
 
 def _follow(proc: subprocess.Popen, run_dir: Path, steps: int, start: int, title: str) -> None:
     """Show a rich progress bar fed by metrics.jsonl until the process exits."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, TextColumn("{task.fields[status]}")) as progress:
         task = progress.add_task(title, total=steps, completed=start, status="starting")
@@ -210,22 +265,29 @@ def run_training(
     resume: bool = False,
     quiet: bool = False,
     tokens_per_param: float = TOKENS_PER_PARAM,
+    configured_tokenizer: Path | None = None,
     **recipe: Any,
 ) -> Path:
     """Pretrain and return the run folder. `model`: a MODEL_CONFIGS name or a ModelConfig (default tiny);
-    the recipe is `trainer.recipe.plan_recipe`'s for it (derived per size; tiny and custom configs keep
-    the budget recipe) and `recipe` overrides TrainConfig fields (steps, lr, seq_len, ...).
+    the recipe is `plan_training`'s for it at the tokenizer's vocabulary (derived per size; tiny and
+    custom configs keep the budget recipe) and `recipe` overrides TrainConfig fields (steps, lr, ...).
+    `tokenizer` defaults as in `prepare_run`.
 
     With `resume`, the run's own recipe, model config and tokenizer are the defaults.
     """
-    previous = read_run(out) if resume and (Path(out) / RUN_FILE).is_file() else None
+    out, data = Path(out).resolve(), Path(data).resolve()
+    tokenizer_dir = _run_tokenizer(out, data, tokenizer, resume, configured_tokenizer)
+    previous = read_run(out) if resume and (out / RUN_FILE).is_file() else None
     if previous is not None:
-        recipe_cfg = TrainConfig(**{**previous["train"], **recipe})
         if model is None:
-            model = ModelConfig.from_dict(previous["model"], source=str(Path(out) / RUN_FILE))
+            model = ModelConfig.from_dict(previous["model"], source=str(out / RUN_FILE))
+        name, cfg = _resolve_for(model, tokenizer_dir)
+        if name == "custom":  # the run's own config: keep the name it was started with
+            name = previous.get("model_name", name)
+        train = TrainConfig(**{**previous["train"], **recipe})
     else:
-        tp = recipe.get("tensor_parallel", 1)
-        recipe_cfg = plan_recipe(model or "tiny", nproc, tp, tokens_per_param, **recipe).train
-    run_dir = prepare_run(out, data, model or "tiny", tokenizer, recipe_cfg, resume)
+        plan = plan_training(model or "tiny", tokenizer_dir, nproc, tokens_per_param, **recipe)
+        name, cfg, train = plan.config, plan.model, plan.train
+    run_dir = _write_pretrain_run(out, data, name, cfg, tokenizer_dir, train, resume)
     launch(run_dir, "pretrain", nproc, quiet=quiet)
     return run_dir

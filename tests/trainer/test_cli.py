@@ -24,7 +24,7 @@ def test_commands_are_registered() -> None:
 
 def test_train_reports_a_missing_data_dir(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input, not a failed run
     assert "does not exist: run `chakor data prepare` first" in result.output
 
 
@@ -50,4 +50,4 @@ def test_sft_reports_a_base_without_run(tmp_path: Path) -> None:
         str(tmp_path / "o"),
     ]
     result = runner.invoke(app, args)
-    assert result.exit_code == 1 and "is not a chakor run folder" in result.output
+    assert result.exit_code == 2 and "is not a chakor run folder" in result.output

@@ -1,15 +1,21 @@
-"""Recipes per size: `--plan` JSON for every config, overrides, the budget recipe of tiny; the dry runs."""
+"""Recipes per size: `--plan` JSON for every config, overrides, the budget recipe of tiny; the dry runs;
+the plan at the tokenizer's vocabulary, the same for `--plan` and a run."""
 
 from __future__ import annotations
 
 import json
+import random
+import string
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from trainer.configs import MODEL_CONFIGS, TrainConfig
+from trainer.configs import MODEL_CONFIGS, ModelConfig, TrainConfig, get_model_config, resolve_model
 from trainer.recipe import plan_recipe
+from trainer.tokenizer import load_tokenizer, train_tokenizer
 
+from .conftest import write_shards
 from .test_cli import app
 
 runner = CliRunner()
@@ -54,7 +60,10 @@ def test_plan_json_for_every_config(name: str) -> None:
 
 
 def test_larger_models_get_larger_batches_and_lower_lr() -> None:
-    plans = [plan_recipe(name, nproc=64, tp=8 if name == "7b" else 1) for name in ("small", "1b", "7b")]
+    plans = [
+        plan_recipe(*resolve_model(name), nproc=64, tp=8 if name == "7b" else 1)
+        for name in ("small", "1b", "7b")
+    ]
     assert [p.global_batch_tokens for p in plans] == [262_144, 1_048_576, 4_194_304]
     assert plans[0].lr > plans[1].lr > plans[2].lr
     assert plans[2].lr == pytest.approx(6e-4, rel=0.01)  # 2x Llama-2 7B's 3e-4, not 10x
@@ -73,7 +82,7 @@ def test_every_field_is_overridable() -> None:
 
 def test_bad_plans_are_refused() -> None:
     result = runner.invoke(app, ["train", "--config", "7b", "--nproc", "12", "--tp", "8", "--plan"])
-    assert result.exit_code == 1 and "--nproc 12 is not a multiple of --tp 8" in result.output
+    assert result.exit_code == 2 and "--nproc 12 is not a multiple of --tp 8" in result.output
     result = runner.invoke(app, ["train", "--config", "small"])
     assert result.exit_code == 2 and "--data and --out are needed to train" in result.output
 
@@ -102,3 +111,54 @@ def test_dry_run_shards_on_meta_over_a_fake_process_group(name: str, nproc: int)
         dry["gradient_accumulation"] * dry["micro_batch"] * (nproc // tp)
         == report["plan"]["global_batch_size"]
     )
+
+
+SMALL_AT_4096 = (
+    102_255_360  # get_model_config("small", 4096).num_params(); 123,685,632 at the registry's 32,000
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_4096(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4,096-token tokenizer from the project's trainer, on made-up words (enough merges for 4,096)."""
+    rng = random.Random(0)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(3000)]
+    corpus = [" ".join(rng.choices(words, k=50)) for _ in range(400)]
+    out = train_tokenizer(corpus, vocab_size=4096, out_dir=tmp_path_factory.mktemp("data") / "tokenizer")
+    assert load_tokenizer(out).get_vocab_size() == 4096
+    return out
+
+
+def test_the_plan_is_for_the_tokenizers_vocabulary(tokenizer_4096: Path) -> None:
+    assert get_model_config("small", 4096).num_params() == SMALL_AT_4096
+    plan = plan_json("--config", "small", "--plan", "--tokenizer", str(tokenizer_4096))
+    assert (plan["vocab_size"], plan["params"]) == (4096, SMALL_AT_4096)
+    assert 20 <= plan["tokens_per_param"] < 20.5  # 20 tokens per parameter of the model that trains
+    registry = plan_json("--config", "small", "--plan")  # no tokenizer: the registry's vocabulary
+    assert (registry["vocab_size"], registry["params"]) == (32_000, MODEL_CONFIGS["small"].num_params())
+    assert registry["tokens"] > plan["tokens"]
+
+
+def test_a_run_trains_with_the_plan_that_plan_prints(
+    tokenizer_4096: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--plan --data D` finds the shards' tokenizer as a run does, and prints the recipe the run uses."""
+    data = write_shards(tokenizer_4096.parent / "shards", tokenizer_4096, val_docs=400)
+    launched: list[Path] = []
+    monkeypatch.setattr("trainer.train.launch", lambda run_dir, *args, **kwargs: launched.append(run_dir))
+    plan = plan_json("--config", "small", "--nproc", "8", "--data", str(data), "--plan")
+    result = runner.invoke(
+        app, ["train", "--config", "small", "--nproc", "8", "--data", str(data), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert launched == [(tmp_path / "r").resolve()]
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    cfg = ModelConfig.from_dict(run["model"])
+    assert (run["model_name"], cfg.vocab_size, cfg.num_params()) == ("small", 4096, plan["params"])
+    assert plan["params"] == SMALL_AT_4096
+    train = run["train"]
+    assert {k: train[k] for k in ("steps", "lr", "seq_len", "warmup_steps", "local_batch_size")} == {
+        k: plan[k] for k in ("steps", "lr", "seq_len", "warmup_steps", "local_batch_size")
+    }
+    assert train["global_batch_size"] == plan["global_batch_size"]
+    assert train["activation_checkpointing"] == plan["activation_checkpointing"]
