@@ -27,6 +27,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.batching import batched
 
+from common.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
+
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_BATCH = 16
 LOG_PPL_EDGES = np.linspace(
@@ -58,9 +60,11 @@ class PerplexityScorer:
 
     def _load(self) -> tuple[Any, Any, int]:
         if self._loaded is None:
+            # lazy: torch, here and through trainer.export, loads only in a worker that scores (the step
+            # pickles as a path, and `chakor data` without a perplexity model never imports it)
             import torch
 
-            from common.chat import BOS, load_tokenizer, plain_text_tokenizer, special_id
+            # lazy: trainer.export imports torch (see above)
             from trainer.export import load_export
 
             torch.set_num_threads(1)  # one task per core: the executor provides the parallelism
@@ -72,8 +76,9 @@ class PerplexityScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         """Perplexity of each text (see the module docstring); inf for a text with no tokens."""
+        # lazy: torch loads only in a worker that scores (see _load)
         import torch
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # lazy, as torch above
 
         model, tokenizer, bos = self._load()
         rows = [

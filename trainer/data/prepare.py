@@ -43,6 +43,7 @@ from datatrove.utils.stats import PipelineStats
 from trainer.data import dedup
 from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
 from trainer.data.filters import FilterConfig, filter_steps, perplexity_scoring_steps
+from trainer.data.perplexity import check_export
 from trainer.data.sources import ReadStats, Source, SourceError, parse_source
 from trainer.data.steps import (
     RAW_FILE_BYTES,
@@ -101,8 +102,6 @@ def check_config(config: PrepareConfig) -> list[Source]:
     if config.tasks is not None and config.tasks < 1:
         raise ValueError(f"--tasks must be at least 1, got {config.tasks}")
     if config.filters.perplexity_model is not None:
-        from trainer.data.perplexity import check_export
-
         worst = config.filters.drop_worst
         if worst is not None and not 0 < worst < 100:
             raise ValueError(f"--drop-worst must be a percentage between 0 and 100, got {worst}")
