@@ -1,4 +1,4 @@
-"""Read and check an export directory (docs/interfaces.md) without importing the trainer."""
+"""Read and check an export directory (docs/interfaces.md); its config.json is the trainer's ModelConfig."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from converter.errors import ConversionError
+from trainer.configs import ModelConfig
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -21,31 +22,11 @@ _FLOAT_FIELDS = ("rope_theta", "norm_eps")
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """The hyperparameters in `config.json` that the GGUF needs."""
-
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    vocab_size: int
-    ffn_hidden_dim: int
-    max_seq_len: int
-    rope_theta: float
-    norm_eps: float
-    tie_embeddings: bool
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
-
-
-@dataclass(frozen=True)
 class ExportDir:
     """A checked export directory: its config, tokenizer configuration and lineage."""
 
     path: Path
-    shape: ModelShape
+    shape: ModelConfig  # the model's hyperparameters, from config.json
     tokenizer_config: dict[str, Any]
     lineage: dict[str, Any]
 
@@ -79,8 +60,11 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_shape(config: dict[str, Any], source: Path) -> ModelShape:
-    """Validate `config.json` fields (types and divisibility), naming `source` and the field."""
+def parse_shape(config: dict[str, Any], source: Path) -> ModelConfig:
+    """Validate `config.json` fields (types and divisibility), naming `source` and the field.
+
+    Stricter than `ModelConfig.from_dict`: every field must be present (a GGUF records them all) and of
+    its JSON type, so an export that is not what the trainer writes fails here with ConversionError."""
     missing = [name for name in (*_INT_FIELDS, *_FLOAT_FIELDS, "tie_embeddings") if name not in config]
     if missing:
         raise ConversionError(f"{source}: missing field(s) {', '.join(missing)}")
@@ -94,11 +78,17 @@ def parse_shape(config: dict[str, Any], source: Path) -> ModelShape:
             raise ConversionError(f"{source}: {name} must be a positive number, got {value!r}")
     if not isinstance(config["tie_embeddings"], bool):
         raise ConversionError(f"{source}: tie_embeddings must be true or false")
-    shape = ModelShape(
-        dim=config["dim"],
+    dim, n_heads, n_kv_heads = config["dim"], config["n_heads"], config["n_kv_heads"]
+    if dim % n_heads or n_heads % n_kv_heads or (dim // n_heads) % 2:
+        raise ConversionError(
+            f"{source}: dim {dim}, n_heads {n_heads}, n_kv_heads {n_kv_heads} "
+            "need dim % n_heads == 0, n_heads % n_kv_heads == 0 and an even head dim"
+        )
+    return ModelConfig(
+        dim=dim,
         n_layers=config["n_layers"],
-        n_heads=config["n_heads"],
-        n_kv_heads=config["n_kv_heads"],
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
         vocab_size=config["vocab_size"],
         ffn_hidden_dim=config["ffn_hidden_dim"],
         max_seq_len=config["max_seq_len"],
@@ -106,12 +96,6 @@ def parse_shape(config: dict[str, Any], source: Path) -> ModelShape:
         norm_eps=float(config["norm_eps"]),
         tie_embeddings=config["tie_embeddings"],
     )
-    if shape.dim % shape.n_heads or shape.n_heads % shape.n_kv_heads or shape.head_dim % 2:
-        raise ConversionError(
-            f"{source}: dim {shape.dim}, n_heads {shape.n_heads}, n_kv_heads {shape.n_kv_heads} "
-            "need dim % n_heads == 0, n_heads % n_kv_heads == 0 and an even head dim"
-        )
-    return shape
 
 
 def read_export(path: Path) -> ExportDir:

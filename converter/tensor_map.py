@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gguf
 
-from converter.export_dir import ModelShape
+from trainer.configs import ModelConfig
 
 _T = gguf.MODEL_TENSOR
 
@@ -41,7 +41,7 @@ def _gguf_name(kind: gguf.MODEL_TENSOR, bid: int | None = None) -> str:
     return gguf.TENSOR_NAMES[kind].format(bid=bid) + ".weight"
 
 
-def tensor_specs(shape: ModelShape) -> list[TensorSpec]:
+def tensor_specs(shape: ModelConfig) -> list[TensorSpec]:
     """Every tensor the export must hold, in GGUF write order."""
     specs = [TensorSpec("tok_embeddings.weight", _gguf_name(_T.TOKEN_EMBD), (shape.vocab_size, shape.dim))]
     for i in range(shape.n_layers):
