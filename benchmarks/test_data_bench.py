@@ -27,9 +27,10 @@ from typing import Any
 import psutil
 import pytest
 
+from common.chat import load_tokenizer, plain_text_tokenizer
 from trainer.data.prepare import PrepareConfig, iter_documents, load_report, prepare
 from trainer.data.shards import TokenizeConfig, tokenize
-from trainer.tokenizer import load_tokenizer, plain_text_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 
 SOURCES = ["local:python-docs", "local:python-code"]
 MAX_BYTES = 1_000_000  # per source

@@ -26,13 +26,14 @@ import numpy as np
 import pytest
 import torch
 
+from common.chat import load_tokenizer
 from tests.trainer.conftest import write_shards
 from trainer.configs import MODEL_CONFIGS, TrainConfig
 from trainer.metrics import read_metrics
 from trainer.model import Transformer
 from trainer.titan import config_registry
 from trainer.titan.data import ArrayTokens, ShardDataLoader, TokenWindows, read_manifest
-from trainer.tokenizer import load_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 from trainer.train import launch, prepare_run, run_training
 
 REPO = Path(__file__).resolve().parents[1]

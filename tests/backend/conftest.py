@@ -31,7 +31,7 @@ async def api(backend: Backend) -> AsyncIterator[Api]:
     from tests.backend.test_cli import create_user_cli
 
     result = create_user_cli(backend.settings, ROOT_ADMIN, "--admin")
-    assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
+    assert result.returncode == 0 or "already exists" in result.stdout, result.stdout + result.stderr
     async with httpx.AsyncClient(base_url=backend.url, timeout=60) as http:
         yield Api(http, backend.ws_url)
 

@@ -188,7 +188,7 @@ def private_admin(stack: PrivateStack) -> str:
 
     email = "private-admin@example.test"
     result = create_user_cli(stack.settings, email, "--admin")
-    assert result.returncode == 0 or "already exists" in result.stderr, result.stderr
+    assert result.returncode == 0 or "already exists" in result.stdout, result.stdout + result.stderr
     return email
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from common.chat import load_tokenizer
 from tests.data.corpus import write_corpus
 from trainer.data.prepare import PrepareConfig, prepare
-from trainer.tokenizer import load_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. " * 3,

@@ -10,14 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from trainer.tokenizer import (
-    CHAT_TEMPLATE,
-    SPECIAL_TOKENS,
-    encode_chat,
-    load_tokenizer,
-    render_chat,
-    train_tokenizer,
-)
+from common.chat import CHAT_TEMPLATE, SPECIAL_TOKENS, encode_chat, load_tokenizer, render_chat
+from trainer.tokenizer import train_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You are terse."},

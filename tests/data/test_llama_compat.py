@@ -13,8 +13,8 @@ from pathlib import Path
 import gguf
 import pytest
 
+from common.chat import SPECIAL_TOKENS, load_tokenizer, plain_text_tokenizer
 from tests.data.conftest import CORPUS
-from trainer.tokenizer import SPECIAL_TOKENS, load_tokenizer, plain_text_tokenizer
 
 TRICKY = [
     *CORPUS[:4],

@@ -47,10 +47,11 @@ def reference_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     import torch.nn.functional as F
 
+    from common.chat import load_tokenizer, plain_text_tokenizer
     from tests.support.tiny_model import model_config
     from trainer.export import export_state_dict
     from trainer.model import Transformer
-    from trainer.tokenizer import load_tokenizer, plain_text_tokenizer, train_tokenizer
+    from trainer.tokenizer import train_tokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a model this small gains nothing from more threads on a shared machine

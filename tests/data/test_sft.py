@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from common.chat import validate_messages
 from trainer.data.sft import build_sft
 from trainer.data.sources import SourceError
-from trainer.tokenizer import validate_messages
 
 
 def read_conversations(out: Path) -> list[list[dict[str, str]]]:

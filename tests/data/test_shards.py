@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from common.chat import load_tokenizer
 from tests.data.corpus import good_doc
 from trainer.data.prepare import PrepareConfig, iter_documents, prepare
 from trainer.data.shards import TokenizeConfig, count_tokens, read_shard, tokenize
-from trainer.tokenizer import load_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")

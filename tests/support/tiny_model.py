@@ -43,8 +43,8 @@ def random_model(cfg: ModelConfig, tokenizer_dir: Path, root: Path) -> tuple[Pat
 
 def model_config(tokenizer_dir: Path, dim: int, n_layers: int, n_heads: int, n_kv_heads: int) -> ModelConfig:
     """A Llama-style config sized for tests, with the tokenizer's vocabulary."""
+    from common.chat import load_tokenizer
     from trainer.configs import ModelConfig
-    from trainer.tokenizer import load_tokenizer
 
     return ModelConfig(
         dim=dim,

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.chat import load_tokenizer
 from trainer.configs import MODEL_CONFIGS, ModelConfig
-from trainer.tokenizer import load_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 from trainer.tokenizer.train import tokenizer_sha256
 from trainer.train import run_training
 

@@ -6,9 +6,8 @@ import json
 import random
 from pathlib import Path
 
-from common.chat import Message
+from common.chat import Message, encode_chat, load_tokenizer
 from trainer.titan.packing import best_fit, pack_conversations, split_conversations
-from trainer.tokenizer import encode_chat, load_tokenizer
 
 WORDS = [
     "the",

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from common.chat import load_tokenizer
 from trainer.configs import MODEL_CONFIGS, ModelConfig, TrainConfig, get_model_config, resolve_model
 from trainer.recipe import plan_recipe
-from trainer.tokenizer import load_tokenizer, train_tokenizer
+from trainer.tokenizer import train_tokenizer
 
 from .conftest import write_shards
 from .test_cli import app

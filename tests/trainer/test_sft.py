@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.chat import encode_chat, load_tokenizer
 from trainer.export import export_run
 from trainer.metrics import read_metrics
 from trainer.sft import run_sft
 from trainer.titan.data import PackedDataset, TokenWindows
 from trainer.titan.packing import pack_conversations, split_conversations
-from trainer.tokenizer import encode_chat, load_tokenizer
 
 CONVERSATIONS = [
     [
