@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from tests.frontend.conftest import Stack
 
@@ -21,9 +22,9 @@ def _event_url(app_url: str) -> str:
 
 async def test_a_foreign_origin_is_refused_and_the_apps_own_is_accepted(stack: Stack) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(_event_url(stack.app_url), origin="https://evil.example"):  # type: ignore[arg-type]
+        async with connect(_event_url(stack.app_url), origin=Origin("https://evil.example")):
             pass
     assert refused.value.response.status_code == 403  # the handshake is refused before the upgrade
-    async with connect(_event_url(stack.app_url), origin=stack.app_url) as ws:  # type: ignore[arg-type]
+    async with connect(_event_url(stack.app_url), origin=Origin(stack.app_url)) as ws:
         opened = await ws.recv()
     assert isinstance(opened, str) and opened.startswith('0{"sid":')  # engine.io's open packet
