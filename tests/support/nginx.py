@@ -30,6 +30,8 @@ CERT, KEY = "cert.pem", "key.pem"
 def make_certificate(workdir: Path) -> Path:
     """A self-signed P-256 certificate for 127.0.0.1, localhost and DOMAIN (valid 2 days) in `workdir`."""
     cert = workdir / CERT
+    if not Path(OPENSSL).exists():
+        pytest.fail("openssl is not installed: `apt-get install -y openssl` (it makes the test certificate)")
     if not cert.exists():
         subprocess.run(
             [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
