@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
-from common.hosts import Network, trusted_networks
-from common.hosts import is_trusted as _trusted
-
-__all__ = ["Network", "client_address", "trusted_networks"]
+from common.hosts import Network, is_trusted
 
 
 def client_address(connection: HTTPConnection, networks: tuple[Network, ...]) -> str:
@@ -17,10 +14,10 @@ def client_address(connection: HTTPConnection, networks: tuple[Network, ...]) ->
     untrusted entry from the right is the last one nobody could forge.
     """
     peer = connection.client.host if connection.client else "unknown"
-    if not _trusted(peer, networks):
+    if not is_trusted(peer, networks):
         return peer
     hops = [hop.strip() for hop in connection.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, networks):
+        if not is_trusted(hop, networks):
             return hop
     return hops[0] if hops else peer

@@ -9,7 +9,6 @@ from pymongo import AsyncMongoClient
 
 from backend.core import db
 from backend.core.config import Settings
-from backend.core.proxies import Network, trusted_networks
 from backend.services.auth import LoginLimits, ensure_admin
 from backend.services.chat import ChatDeps
 from backend.services.conversations import link_legacy_conversations
@@ -18,6 +17,7 @@ from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
 from backend.services.status import StatusReporter
 from backend.services.streams import StreamRegistry
+from common.hosts import Network, trusted_networks
 
 
 def backend_id(settings: Settings) -> str:
