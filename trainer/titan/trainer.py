@@ -3,6 +3,9 @@
 - `ChakorTrainer`: takes the model config from the run folder's `run.json`, logs metrics to
   `metrics.jsonl` (+ `loss.png`), and turns a non-finite loss into a clear error that names the last
   good checkpoint (torchtitan raises before that step is saved, so it is kept).
+- `ChakorTrainer` also all-reduces gradients across HSDP/DDP replicas once per optimizer step: on the
+  non-final micro-batches of gradient accumulation FSDP2 only reduce-scatters inside the replica
+  (`set_requires_all_reduce(False)`) and the replica all-reduce of the final one carries the sum.
 - `SampleValidator`: torchtitan's Validator under `torch.no_grad()`, then perplexity and a few sampled
   continuations written to `samples.jsonl`.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from torch.distributed.fsdp import FSDPModule
 from torchtitan.components.metrics import BaseLogger
 from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
@@ -133,9 +137,21 @@ class ChakorTrainer(Trainer):
         config.hf_assets_path = str(run_dir / TOKENIZER_SUBDIR)
         config.checkpoint.folder = CHECKPOINT_SUBDIR
         super().__init__(config)
+        self._micro_step = 0
         if _is_logging_rank():
             on_gpu = torch.cuda.is_available()
             self.metrics_processor.logger = JsonlLogger(run_dir, report_mfu=on_gpu)
+
+    def forward_backward_step(self, **kwargs: Any) -> torch.Tensor:
+        """torchtitan's forward and backward of one micro-batch, with the replica all-reduce only on
+        the last micro-batch of a step (torchtitan calls this gradient_accumulation_steps times per step)."""
+        last = self._micro_step == self.gradient_accumulation_steps - 1
+        self._micro_step = 0 if last else self._micro_step + 1
+        if self.parallel_dims.dp_replicate_enabled and self.gradient_accumulation_steps > 1:
+            for part in self.model_parts:
+                if isinstance(part, FSDPModule):
+                    part.set_requires_all_reduce(last)
+        return super().forward_backward_step(**kwargs)
 
     def train_step(self, data_iterator: Any) -> None:
         try:
