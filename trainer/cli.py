@@ -12,7 +12,15 @@ from common.cli import USAGE, console, fail, settings_or_exit, user_errors
 from trainer.launch import Nodes
 from trainer.recipe import TOKENS_PER_PARAM, plan_sft
 from trainer.sft import plan_base_sft, run_sft
-from trainer.train import TrainingError, default_tokenizer_dir, plan_training, run_training
+from trainer.slurm import SlurmJob, SubmitError
+from trainer.slurm import submit as slurm_submit
+from trainer.train import (
+    TrainingError,
+    default_tokenizer_dir,
+    plan_training,
+    prepare_slurm_training,
+    run_training,
+)
 
 NNODES = typer.Option(1, "--nnodes", min=1, help="Nodes of the job (world size = nnodes x --nproc).")
 NODE_RANK = typer.Option(
@@ -48,7 +56,9 @@ def _parallel(
 
 # Bad input (a missing --data dir, an unknown --config, a run that exists already): exit 2; a training
 # run that started and failed: exit 1.
-training_errors = user_errors(FileNotFoundError, FileExistsError, ValueError, failed=(TrainingError,))
+training_errors = user_errors(
+    FileNotFoundError, FileExistsError, ValueError, failed=(TrainingError, SubmitError)
+)
 
 
 @training_errors
@@ -91,6 +101,18 @@ def train(
     tokens_per_param: float = typer.Option(
         TOKENS_PER_PARAM, "--tokens-per-param", min=0.001, help="Training tokens per parameter (recipe dial)."
     ),
+    slurm: bool = typer.Option(
+        False, "--slurm", help="Write the run folder and RUN/train.sbatch for --nnodes nodes; start nothing."
+    ),
+    partition: str | None = typer.Option(None, "--partition", help="Slurm partition (with --slurm)."),
+    time_limit: str | None = typer.Option(
+        None, "--time", help="Slurm time limit, e.g. 48:00:00 (with --slurm)."
+    ),
+    gpus_per_node: int | None = typer.Option(
+        None, "--gpus-per-node", min=1, help="GPUs per node (with --slurm; default --nproc)."
+    ),
+    account: str | None = typer.Option(None, "--account", help="Slurm account (with --slurm)."),
+    submit: bool = typer.Option(False, "--submit", help="With --slurm: submit the script with sbatch."),
     plan: bool = typer.Option(False, "--plan", help="Print the recipe as JSON and exit without training."),
     dry_run: bool = typer.Option(
         False,
@@ -120,6 +142,24 @@ def train(
     if data is None or out is None:
         fail("--data and --out are needed to train (or pass --plan / --dry-run)", USAGE)
     configured = settings_or_exit().tokenizer_path if tokenizer is None else None
+    if slurm:
+        if gpus_per_node is not None and nproc not in (1, gpus_per_node):
+            fail(
+                f"--nproc {nproc} and --gpus-per-node {gpus_per_node} differ: a Slurm task runs one process per GPU",
+                USAGE,
+            )
+        job = SlurmJob(nnodes, gpus_per_node or nproc, partition, time_limit, account)
+        script = prepare_slurm_training(
+            out, data, job, model=config, tokenizer=tokenizer, resume=resume,
+            tokens_per_param=tokens_per_param, configured_tokenizer=configured, **overrides,
+        )  # fmt: skip
+        if submit:
+            console.print(slurm_submit(script), highlight=False)
+        else:
+            console.print(f"[green]wrote[/] {script}; submit it with: sbatch {script}", highlight=False)
+        return
+    if submit:
+        fail("--submit needs --slurm", USAGE)
     nodes = Nodes(nnodes, node_rank, rdzv_endpoint)
     run_dir = run_training(
         out, data, model=config, tokenizer=tokenizer, nproc=nproc, resume=resume,

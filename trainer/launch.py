@@ -15,10 +15,10 @@ fragmentation (and its retries before an OOM) down when the sequence layout vari
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainer.run_folder import LOG_FILE
 
@@ -108,11 +108,11 @@ def log_name(nodes: Nodes) -> str:
     return LOG_FILE if nodes.node_rank == 0 else f"train-node{nodes.node_rank}.log"
 
 
-def launch_record(nproc: int, nodes: Nodes, command: list[str]) -> dict[str, object]:
-    """What run.json records about the launch (node 0's command)."""
+def launch_record(nproc: int, nnodes: int, command: str) -> dict[str, Any]:
+    """What run.json records about the launch: the world and node 0's command."""
     return {
-        "world_size": nproc * nodes.nnodes,
-        "nnodes": nodes.nnodes,
+        "world_size": nproc * nnodes,
+        "nnodes": nnodes,
         "nproc_per_node": nproc,
-        "launch_command": shlex.join(command),
+        "launch_command": command,
     }

@@ -10,6 +10,7 @@ and re-plans the micro-batch with the memory model, so a 7B fine-tune fits where
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def run_sft(
         validation=val_rows >= plan.world_size // plan.tensor_parallel,
         sample_prompts=prompts,
         lr_rule=plan.rules.get("lr", "override"),
-        **launch_record(nproc, nodes, torchrun_for(out, "sft", nproc, nodes)),
+        **launch_record(nproc, nodes.nnodes, shlex.join(torchrun_for(out, "sft", nproc, nodes))),
     )  # fmt: skip
     launch(out, "sft", nproc, quiet=quiet, nodes=nodes)
     return out

@@ -9,6 +9,7 @@ A run folder holds `run.json` (model config + recipe + data), `tokenizer/`, `che
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 from dataclasses import asdict
@@ -32,6 +33,7 @@ from trainer.run_folder import (
     read_run,
     write_run,
 )
+from trainer.slurm import SBATCH_FILE, SlurmJob, write_sbatch
 from trainer.tokenizer.train import tokenizer_sha256
 
 
@@ -321,6 +323,28 @@ def run_training(
     if nodes.node_rank > 0:
         launch(out, "pretrain", nproc, quiet=quiet, nodes=nodes)
         return out
+    command = torchrun_for(out, "pretrain", nproc, nodes)
+    run_dir = _prepare_training(
+        out, data, model, tokenizer, resume, tokens_per_param, configured_tokenizer,
+        launch_record(nproc, nodes.nnodes, shlex.join(command)), recipe,
+    )  # fmt: skip
+    launch(run_dir, "pretrain", nproc, quiet=quiet, nodes=nodes)
+    return run_dir
+
+
+def _prepare_training(
+    out: Path,
+    data: Path,
+    model: str | ModelConfig | None,
+    tokenizer: Path | None,
+    resume: bool,
+    tokens_per_param: float,
+    configured_tokenizer: Path | None,
+    launched: dict[str, Any],
+    recipe: dict[str, Any],
+) -> Path:
+    """Plan the run (or take the resumed run's recipe) for the world `launched` describes, check it and
+    write the run folder; returns it."""
     tokenizer_dir = _run_tokenizer(out, data, tokenizer, resume, configured_tokenizer)
     previous = read_run(out) if resume and (out / RUN_FILE).is_file() else None
     if previous is not None:
@@ -331,13 +355,28 @@ def run_training(
             name = previous.get("model_name", name)
         train = TrainConfig(**{**previous["train"], **recipe})
     else:
-        plan = plan_training(
-            model or "tiny", tokenizer_dir, nproc, tokens_per_param, nnodes=nodes.nnodes, **recipe
-        )
+        nproc, nnodes = launched["nproc_per_node"], launched["nnodes"]
+        plan = plan_training(model or "tiny", tokenizer_dir, nproc, tokens_per_param, nnodes=nnodes, **recipe)
         name, cfg, train = plan.config, plan.model, plan.train
-    command = torchrun_for(out, "pretrain", nproc, nodes)
-    run_dir = _write_pretrain_run(
-        out, data, name, cfg, tokenizer_dir, train, resume, launch_record(nproc, nodes, command)
+    return _write_pretrain_run(out, data, name, cfg, tokenizer_dir, train, resume, launched)
+
+
+def prepare_slurm_training(
+    out: Path,
+    data: Path,
+    job: SlurmJob,
+    model: str | ModelConfig | None = None,
+    tokenizer: Path | None = None,
+    resume: bool = False,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    configured_tokenizer: Path | None = None,
+    **recipe: Any,
+) -> Path:
+    """Plan and write the run folder for `job.nnodes` nodes of `job.gpus_per_node` GPUs, and its Slurm
+    script `RUN/train.sbatch` (trainer.slurm); returns the script's path. Nothing is started."""
+    out, data = Path(out).resolve(), Path(data).resolve()
+    launched = launch_record(job.gpus_per_node, job.nnodes, f"sbatch {out / SBATCH_FILE}")
+    run_dir = _prepare_training(
+        out, data, model, tokenizer, resume, tokens_per_param, configured_tokenizer, launched, recipe
     )
-    launch(run_dir, "pretrain", nproc, quiet=quiet, nodes=nodes)
-    return run_dir
+    return write_sbatch(run_dir, job)

@@ -58,7 +58,19 @@ def _logged_losses(log: Path) -> dict[int, str]:
 
 def test_two_nodes_train_one_run_and_resume(tmp_path: Path, data_dir: Path, tokenizer_dir: Path) -> None:
     out = tmp_path / "run"
-    recipe = ["--config", "tiny", "--steps", "3", "--seq-len", "64", "--batch-size", "2"]
+    # 2 micro-batches per step: the replica all-reduce runs on the second only (ChakorTrainer).
+    recipe = [
+        "--config",
+        "tiny",
+        "--steps",
+        "3",
+        "--seq-len",
+        "64",
+        "--batch-size",
+        "2",
+        "--global-batch-size",
+        "8",
+    ]
     _two_nodes(out, data_dir, tokenizer_dir, *recipe, "--checkpoint-every", "2", "--sample-tokens", "0")
     run = json.loads((out / "run.json").read_text())
     assert (run["world_size"], run["nnodes"], run["nproc_per_node"]) == (2, 2, 1)
@@ -66,10 +78,9 @@ def test_two_nodes_train_one_run_and_resume(tmp_path: Path, data_dir: Path, toke
     assert run["train"]["data_parallel_replicate"] == 2  # HSDP by default across nodes: one replica per node
     losses = {r["step"]: r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r}
     assert sorted(losses) == [1, 2, 3]
-    # 2 ranks x 2 sequences x 64 tokens per step: both nodes' processes trained one run.
-    assert [r["tokens"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [
-        256.0 * s for s in range(1, 5)
-    ]
+    # 2 ranks x 2 micro-batches x 2 sequences x 64 tokens per step: both nodes' processes trained one run.
+    tokens = [r["tokens"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert tokens == [512.0 * s for s in range(1, 4)]
     node0, node1 = _logged_losses(out / "train.log"), _logged_losses(out / "train-node1.log")
     assert sorted(node0) == [1, 2, 3] and node0 == node1
     assert checkpoint_steps(out) == [2, 3]

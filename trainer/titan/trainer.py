@@ -45,7 +45,12 @@ def _is_logging_rank() -> bool:
 
 
 class JsonlLogger(BaseLogger):
-    """torchtitan metric logger writing compact records to metrics.jsonl and redrawing loss.png."""
+    """torchtitan metric logger writing compact records to metrics.jsonl and redrawing loss.png.
+
+    Besides loss, grad norm, tokens/s and lr: the peak reserved device memory, the caching allocator's
+    retries and OOMs (torch.cuda.memory_stats; null on CPU, which keeps no such statistics) and the share
+    of the step spent waiting for the data loader (measured on every device).
+    """
 
     _KEYS = {
         "loss_metrics/global_avg_loss": "loss",
@@ -55,18 +60,26 @@ class JsonlLogger(BaseLogger):
         "n_tokens_seen": "tokens",
         "validation_metrics/loss": "val_loss",
         "nonfinite_loss": "nonfinite_loss",
+        "memory/max_reserved(GiB)": "memory_max_reserved_gib",
+        "memory/num_alloc_retries": "alloc_retries",
+        "memory/num_ooms": "ooms",
+        "time_metrics/data_loading(%)": "data_loading_pct",
     }
+    _DEVICE_ONLY = {"mfu", "memory_max_reserved_gib", "alloc_retries", "ooms"}
 
-    def __init__(self, run_dir: Path, report_mfu: bool) -> None:
+    def __init__(self, run_dir: Path, on_gpu: bool) -> None:
         self.run_dir = Path(run_dir)
         self.writer = MetricsWriter(self.run_dir / METRICS_FILE)
-        self.report_mfu = report_mfu
+        self.on_gpu = on_gpu
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         record: dict[str, Any] = {"step": step}
         for key, value in metrics.items():
             name = self._KEYS.get(key) or ("lr" if key.startswith("lr") else None)
-            if name and (name != "mfu" or self.report_mfu):
+            if name in self._DEVICE_ONLY and not self.on_gpu:
+                if name != "mfu":  # not measured: null rather than torchtitan's -1
+                    record[name] = None
+            elif name:
                 value = float(value)
                 record[name] = round(value, 6) if math.isfinite(value) else None  # JSON has no NaN
         if record.get("val_loss") is not None:
@@ -140,7 +153,7 @@ class ChakorTrainer(Trainer):
         self._micro_step = 0
         if _is_logging_rank():
             on_gpu = torch.cuda.is_available()
-            self.metrics_processor.logger = JsonlLogger(run_dir, report_mfu=on_gpu)
+            self.metrics_processor.logger = JsonlLogger(run_dir, on_gpu=on_gpu)
 
     def forward_backward_step(self, **kwargs: Any) -> torch.Tensor:
         """torchtitan's forward and backward of one micro-batch, with the replica all-reduce only on
