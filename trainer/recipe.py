@@ -327,7 +327,8 @@ def plan_sft(
 ) -> Plan:
     """The fine-tuning plan from a pretraining recipe `base_train` (the base run's, or the plan's):
     its sequence length, seed and parallel layout (TP, compile, AC, replicas unless the node count
-    changes them); the micro-batch re-planned with the memory model (at most the base run's); the LR
+    changes them); the base run's micro-batch and AC when they fit this layout, else re-planned with the
+    memory model (at most the base run's micro-batch); the LR
     from `sft_lr`; steps = epochs over `rows` packed rows (0 without data)."""
     _check_overrides(overrides, SFTConfig)
     tp = overrides.get("tensor_parallel", base_train.tensor_parallel)
@@ -338,9 +339,9 @@ def plan_sft(
         }
     layout = _layout(nproc, nnodes, tp, overrides)
     seq_len = overrides.get("seq_len", base_train.seq_len)
-    local, mode = _micro_batch(cfg, seq_len, base_train.local_batch_size, layout.shard, layout.tp)
-    if base_train.activation_checkpointing and base_train.activation_checkpointing_mode == "full":
-        mode = "full"
+    local, mode = base_train.local_batch_size, ac_mode(base_train)
+    if not estimate_memory(cfg, seq_len, local, layout.shard, layout.tp, mode).fits():
+        local, mode = _micro_batch(cfg, seq_len, local, layout.shard, layout.tp)
     lr, lr_rule = sft_lr(name, base_train.lr)
     sft = SFTConfig(
         seq_len=seq_len, local_batch_size=local, seed=base_train.seed, lr=lr, tensor_parallel=tp,
@@ -354,8 +355,12 @@ def plan_sft(
     sft.eval_every = overrides.get("eval_every") or max(1, sft.steps // 4)
     rules = {
         "lr": lr_rule,
-        "local_batch_size": f"largest power of two <= the base run's {base_train.local_batch_size} fitting 80 GB, "
-        f"activation checkpointing {mode}",
+        "local_batch_size": (
+            f"the base run's, activation checkpointing {mode}"
+            if local == base_train.local_batch_size
+            else f"largest power of two <= the base run's {base_train.local_batch_size} fitting 80 GB, "
+            f"activation checkpointing {mode}"
+        ),
         "steps": "epochs x packed rows / rows per step"
         if rows
         else "epochs x packed rows / rows per step (needs --data)",

@@ -14,6 +14,7 @@ from trainer.comm import NETWORK_BYTES_PER_S, Layout, step_time
 from trainer.configs import MODEL_CONFIGS, ModelConfig, TrainConfig
 from trainer.launch import Nodes, check_visible_gpus, launch_env, torchrun_command
 from trainer.memory import GIB, LOGIT_BYTES, estimate_memory, layer_bytes
+from trainer.recipe import plan_sft
 from trainer.titan.config_registry import RUN_DIR_ENV, checkpointing, pretrain
 from trainer.train import prepare_run
 
@@ -71,6 +72,15 @@ def test_a_7b_sft_on_8_nodes_fits_with_a_fine_tuning_lr() -> None:
     assert estimate_memory(SEVEN_B, 4096, 4, 8, 1).activations / GIB > 99
     small = run_json("sft", "--config", "small", "--plan")
     assert small["lr"] == pytest.approx(0.1 * run_json("train", "--config", "small", "--plan")["lr"])
+
+
+def test_sft_keeps_a_base_layout_that_fits_and_replans_one_that_does_not() -> None:
+    seed_like = TrainConfig(seq_len=4096, local_batch_size=4, lr=3e-4, tensor_parallel=8)
+    kept = plan_sft("7b", SEVEN_B, seed_like, nproc=8, nnodes=8)
+    assert (kept.tensor_parallel, kept.local_batch_size, kept.fits_80gb) == (8, 4, True)
+    replanned = plan_sft("7b", SEVEN_B, seed_like, nproc=8, nnodes=8, tensor_parallel=1)
+    assert replanned.local_batch_size == 2 and replanned.fits_80gb  # 4 x 4096 at TP=1 would not fit
+    assert "largest power of two <= the base run's 4" in replanned.rules["local_batch_size"]
 
 
 def test_sft_takes_the_parallel_flags() -> None:
