@@ -135,6 +135,8 @@ class TrainConfig:
     data_parallel_replicate: int = 1  # > 1: HSDP, replicas of FSDP groups (DDP when the group is 1 process)
     compile: bool = False
     activation_checkpointing: bool = False
+    activation_checkpointing_mode: str = "full"  # with activation_checkpointing: "full" or "selective"
+    log_freq: int = 1  # steps between logged metrics (each logged step synchronises with the device)
 
 
 @dataclass

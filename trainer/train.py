@@ -9,9 +9,8 @@ A run folder holds `run.json` (model config + recipe + data), `tokenizer/`, `che
 
 from __future__ import annotations
 
-import os
+import shlex
 import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,11 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from common.chat import load_tokenizer
 from common.hashing import sha256_file
 from trainer.configs import ModelConfig, TrainConfig, resolve_model
+from trainer.launch import Nodes, check_visible_gpus, launch_env, launch_record, log_name, torchrun_command
 from trainer.metrics import METRICS_FILE, read_metrics
 from trainer.recipe import TOKENS_PER_PARAM, Plan, plan_recipe
 from trainer.run_folder import (
     CHECKPOINT_SUBDIR,
-    LOG_FILE,
     RUN_FILE,
     TOKENIZER_SUBDIR,
     checkpoint_steps,
@@ -34,6 +33,7 @@ from trainer.run_folder import (
     read_run,
     write_run,
 )
+from trainer.slurm import SBATCH_FILE, SlurmJob, write_sbatch
 from trainer.tokenizer.train import tokenizer_sha256
 
 
@@ -77,13 +77,17 @@ def plan_training(
     tokenizer_dir: Path | None,
     nproc: int = 1,
     tokens_per_param: float = TOKENS_PER_PARAM,
+    nnodes: int = 1,
     **recipe: Any,
 ) -> Plan:
     """The plan of a run: `model` sized for the vocabulary of the tokenizer in `tokenizer_dir` (the
     registry's vocabulary when None), then its recipe (`trainer.recipe.plan_recipe`; `recipe` overrides
-    TrainConfig fields). `chakor train --plan` prints this plan and `run_training` trains with it."""
+    TrainConfig fields) on `nnodes` nodes of `nproc` processes. `chakor train --plan` prints this plan
+    and `run_training` trains with it."""
     name, cfg = _resolve_for(model, tokenizer_dir)
-    return plan_recipe(name, cfg, nproc, recipe.get("tensor_parallel", 1), tokens_per_param, **recipe)
+    return plan_recipe(
+        name, cfg, nproc, recipe.get("tensor_parallel", 1), tokens_per_param, nnodes=nnodes, **recipe
+    )
 
 
 def _run_tokenizer(
@@ -167,9 +171,17 @@ def record_run(
 
 
 def _write_pretrain_run(
-    out: Path, data: Path, name: str, cfg: ModelConfig, tokenizer_dir: Path, recipe: TrainConfig, resume: bool
+    out: Path,
+    data: Path,
+    name: str,
+    cfg: ModelConfig,
+    tokenizer_dir: Path,
+    recipe: TrainConfig,
+    resume: bool,
+    launched: dict[str, Any] | None = None,
 ) -> Path:
-    """Check the data, the sequence length and the resume against the resolved model; write the folder."""
+    """Check the data, the sequence length and the resume against the resolved model; write the folder
+    (`launched`: trainer.launch.launch_record, the world size and the command)."""
     # lazy: trainer.titan imports torch and torchtitan; `chakor train --help` stays fast
     from trainer.titan.data import check_data_dir
 
@@ -177,7 +189,17 @@ def _write_pretrain_run(
     if recipe.seq_len > cfg.max_seq_len:
         raise ValueError(f"seq_len {recipe.seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
     _check_resume(out, resume, cfg, data)
-    record_run(out, tokenizer_dir, "pretrain", name, cfg, recipe, data, manifest["tokenizer_sha256"])
+    record_run(
+        out,
+        tokenizer_dir,
+        "pretrain",
+        name,
+        cfg,
+        recipe,
+        data,
+        manifest["tokenizer_sha256"],
+        **(launched or {}),
+    )
     return out
 
 
@@ -214,6 +236,26 @@ def _follow(proc: subprocess.Popen, run_dir: Path, steps: int, start: int, title
                 progress.update(task, completed=last["step"], status=status)
 
 
+def _visible_gpus() -> int | None:
+    """CUDA's device count on this node, None without CUDA."""
+    # lazy: torch is imported only to launch; `chakor train --help` stays fast
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else None
+
+
+def torchrun_for(
+    run_dir: Path,
+    config: str,
+    nproc: int,
+    nodes: Nodes,
+    extra_args: tuple[str, ...] = (),
+    module: str = "trainer.titan",
+) -> list[str]:
+    """The torchrun command this node runs for run folder `run_dir` (the rendezvous id is its name)."""
+    return torchrun_command(nproc, nodes, Path(run_dir).name, config, module, extra_args)
+
+
 def launch(
     run_dir: Path,
     config: str,
@@ -221,39 +263,37 @@ def launch(
     extra_args: tuple[str, ...] = (),
     quiet: bool = False,
     module: str = "trainer.titan",
+    nodes: Nodes | None = None,
 ) -> None:
-    """Run `torchrun --standalone` on trainer.titan.run with the run folder's recipe; raise on failure.
+    """Run torchrun (trainer.launch: standalone, or this node's share of a multi-node job) on
+    trainer.titan.run with the run folder's recipe; raise on failure.
 
     `config` names a function of torchtitan config registry `module` (trainer.titan.config_registry).
+    Node 0 follows metrics.jsonl with a progress bar; the other nodes wait for their processes.
     """
-    run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "trainer.titan.run", "--module", module, "--config", config, *extra_args,
-    ]  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // nproc)
-    env = {**os.environ, "CHAKOR_RUN_DIR": str(run_dir), "OMP_NUM_THREADS": str(threads)}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    with (run_dir / LOG_FILE).open("a") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    run_dir, nodes = Path(run_dir), nodes or Nodes()
+    check_visible_gpus(nproc, nodes, _visible_gpus())
+    cmd = torchrun_for(run_dir, config, nproc, nodes, extra_args, module)
+    log_path = run_dir / log_name(nodes)
+    run_dir.mkdir(parents=True, exist_ok=True)  # a node > 0 may start before node 0 wrote the folder
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=launch_env(run_dir, nproc))
         try:
-            if quiet:
+            if quiet or nodes.node_rank > 0:
                 proc.wait()
             else:
                 start = (checkpoint_steps(run_dir) or [0])[-1]
-                _follow(proc, run_dir, run["train"]["steps"], start, f"{config} {run_dir.name}")
+                steps = read_run(run_dir)["train"]["steps"]
+                _follow(proc, run_dir, steps, start, f"{config} {run_dir.name}")
         finally:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
     if proc.returncode != 0:
-        tail = (run_dir / LOG_FILE).read_text().splitlines()[-40:]
+        tail = log_path.read_text().splitlines()[-40:]
         errors = [line for line in tail if "Error" in line]
         reason = errors[-1] if errors else "see the log"
-        raise TrainingError(
-            f"training failed ({reason}); log: {run_dir / LOG_FILE}\n" + "\n".join(tail[-15:])
-        )
+        raise TrainingError(f"training failed ({reason}); log: {log_path}\n" + "\n".join(tail[-15:]))
 
 
 def run_training(
@@ -266,16 +306,45 @@ def run_training(
     quiet: bool = False,
     tokens_per_param: float = TOKENS_PER_PARAM,
     configured_tokenizer: Path | None = None,
+    nodes: Nodes | None = None,
     **recipe: Any,
 ) -> Path:
     """Pretrain and return the run folder. `model`: a MODEL_CONFIGS name or a ModelConfig (default tiny);
     the recipe is `plan_training`'s for it at the tokenizer's vocabulary (derived per size; tiny and
     custom configs keep the budget recipe) and `recipe` overrides TrainConfig fields (steps, lr, ...).
-    `tokenizer` defaults as in `prepare_run`.
+    `tokenizer` defaults as in `prepare_run`. `nproc` processes per node; `nodes` places this launcher
+    in a multi-node job (trainer.launch): node 0 plans and writes the run folder, every other node only
+    starts its processes, which read node 0's run.json once the rendezvous completes.
 
     With `resume`, the run's own recipe, model config and tokenizer are the defaults.
     """
+    nodes = nodes or Nodes()
     out, data = Path(out).resolve(), Path(data).resolve()
+    if nodes.node_rank > 0:
+        launch(out, "pretrain", nproc, quiet=quiet, nodes=nodes)
+        return out
+    command = torchrun_for(out, "pretrain", nproc, nodes)
+    run_dir = _prepare_training(
+        out, data, model, tokenizer, resume, tokens_per_param, configured_tokenizer,
+        launch_record(nproc, nodes.nnodes, shlex.join(command)), recipe,
+    )  # fmt: skip
+    launch(run_dir, "pretrain", nproc, quiet=quiet, nodes=nodes)
+    return run_dir
+
+
+def _prepare_training(
+    out: Path,
+    data: Path,
+    model: str | ModelConfig | None,
+    tokenizer: Path | None,
+    resume: bool,
+    tokens_per_param: float,
+    configured_tokenizer: Path | None,
+    launched: dict[str, Any],
+    recipe: dict[str, Any],
+) -> Path:
+    """Plan the run (or take the resumed run's recipe) for the world `launched` describes, check it and
+    write the run folder; returns it."""
     tokenizer_dir = _run_tokenizer(out, data, tokenizer, resume, configured_tokenizer)
     previous = read_run(out) if resume and (out / RUN_FILE).is_file() else None
     if previous is not None:
@@ -286,8 +355,28 @@ def run_training(
             name = previous.get("model_name", name)
         train = TrainConfig(**{**previous["train"], **recipe})
     else:
-        plan = plan_training(model or "tiny", tokenizer_dir, nproc, tokens_per_param, **recipe)
+        nproc, nnodes = launched["nproc_per_node"], launched["nnodes"]
+        plan = plan_training(model or "tiny", tokenizer_dir, nproc, tokens_per_param, nnodes=nnodes, **recipe)
         name, cfg, train = plan.config, plan.model, plan.train
-    run_dir = _write_pretrain_run(out, data, name, cfg, tokenizer_dir, train, resume)
-    launch(run_dir, "pretrain", nproc, quiet=quiet)
-    return run_dir
+    return _write_pretrain_run(out, data, name, cfg, tokenizer_dir, train, resume, launched)
+
+
+def prepare_slurm_training(
+    out: Path,
+    data: Path,
+    job: SlurmJob,
+    model: str | ModelConfig | None = None,
+    tokenizer: Path | None = None,
+    resume: bool = False,
+    tokens_per_param: float = TOKENS_PER_PARAM,
+    configured_tokenizer: Path | None = None,
+    **recipe: Any,
+) -> Path:
+    """Plan and write the run folder for `job.nnodes` nodes of `job.gpus_per_node` GPUs, and its Slurm
+    script `RUN/train.sbatch` (trainer.slurm); returns the script's path. Nothing is started."""
+    out, data = Path(out).resolve(), Path(data).resolve()
+    launched = launch_record(job.gpus_per_node, job.nnodes, f"sbatch {out / SBATCH_FILE}")
+    run_dir = _prepare_training(
+        out, data, model, tokenizer, resume, tokens_per_param, configured_tokenizer, launched, recipe
+    )
+    return write_sbatch(run_dir, job)

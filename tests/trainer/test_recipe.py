@@ -57,7 +57,8 @@ def test_plan_json_for_every_config(name: str) -> None:
         assert plan["recipe"] == "derived"
         assert 20 <= plan["tokens_per_param"] < 20.5
         assert plan["seq_len"] == cfg.max_seq_len and plan["fits_80gb"]
-        assert 3e-4 < plan["lr"] < 2e-3 and 100 <= plan["warmup_steps"] <= plan["steps"] // 10
+        assert 3e-4 <= plan["lr"] < 2e-3 and 100 <= plan["warmup_steps"] <= plan["steps"] // 10
+        assert {"lr", "warmup_steps", "local_batch_size", "steps", "checkpoint_every"} <= set(plan["rules"])
 
 
 def test_larger_models_get_larger_batches_and_lower_lr() -> None:
@@ -67,7 +68,17 @@ def test_larger_models_get_larger_batches_and_lower_lr() -> None:
     ]
     assert [p.global_batch_tokens for p in plans] == [262_144, 1_048_576, 4_194_304]
     assert plans[0].lr > plans[1].lr > plans[2].lr
-    assert plans[2].lr == pytest.approx(6e-4, rel=0.01)  # 2x Llama-2 7B's 3e-4, not 10x
+    assert plans[1].lr == pytest.approx(9.55e-4, rel=0.01)  # the DeepSeek fit, no published cap for 1b
+
+
+def test_the_7b_recipe_takes_llama2s_lr_and_warmup() -> None:
+    """The fit gives 6.0e-4 and 321 warmup steps for 7b: capped at Llama-2-7B's (and the seed's) 3e-4, 2000."""
+    plan = plan_json("--config", "7b", "--nnodes", "8", "--nproc", "8", "--plan")
+    assert (plan["lr"], plan["warmup_steps"]) == (3e-4, 2000)
+    assert "capped at the published value" in plan["rules"]["lr"] and "(fit: 5.98e-04)" in plan["rules"]["lr"]
+    assert "Llama-2-7B" in plan["rules"]["warmup_steps"]
+    assert plan_json("--config", "7b", "--plan", "--lr", "1e-4")["lr"] == 1e-4  # an override still wins
+    assert "lr" not in plan_json("--config", "7b", "--plan", "--lr", "1e-4")["rules"]
 
 
 def test_every_field_is_overridable() -> None:
@@ -108,6 +119,7 @@ def test_dry_run_shards_on_meta_over_a_fake_process_group(name: str, nproc: int)
     assert memory["params"] == round(4 * dry["params_rank0"] / 2**30, 2)
     assert memory["optimizer"] == round(8 * dry["params_rank0"] / 2**30, 2)
     assert memory["total"] < 0.85 * 80 and dry["fits_80gb"]
+    assert memory["total"] == pytest.approx(report["plan"]["memory_per_gpu_gib"]["total"], rel=0.01)
     assert (
         dry["gradient_accumulation"] * dry["micro_batch"] * (nproc // tp)
         == report["plan"]["global_batch_size"]

@@ -112,7 +112,8 @@ def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None
     )
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
-    assert run["train"]["lr"] == 3e-4 and run["train"]["steps"] == 2
+    assert run["train"]["lr"] == 1e-3 and run["train"]["steps"] == 2  # a tenth of the base run's 1e-2
+    assert run["lr_rule"] == "0.1 x the pretraining peak 1.00e-02" and run["world_size"] == 1
     # 38 training conversations best-fit into rows of 129 tokens: none dropped, rows mostly full.
     assert run["packing"]["dropped_too_long"] == 0 and run["packing"]["fill"] > 0.7
     assert f"Loading the checkpoint from {pretrain_run}/checkpoint/step-6" in (out / "train.log").read_text()

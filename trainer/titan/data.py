@@ -275,7 +275,11 @@ class PackedDataset(DealtRows):
 
 
 class SplitDataLoader(ParallelAwareDataloader):
-    """A torchtitan dataloader over one split of Chakor data: `windows` builds this rank's dataset."""
+    """A torchtitan dataloader over one split of Chakor data: `windows` builds this rank's dataset.
+
+    torchtitan's `pin_memory` is honoured; `num_workers` > 0 is refused (see __init__), since the
+    windows are split by data-parallel rank, not by worker.
+    """
 
     @dataclass(kw_only=True, slots=True)
     class Config(ParallelAwareDataloader.Config):
@@ -293,8 +297,16 @@ class SplitDataLoader(ParallelAwareDataloader):
         local_batch_size: int,
         **kwargs: Any,
     ) -> None:
+        if config.num_workers:
+            raise ValueError(
+                f"dataloader num_workers={config.num_workers}: Chakor's loaders read memory-mapped windows in the "
+                "main process (each worker would replay this rank's whole stream); use num_workers=0"
+            )
         dataset = self.windows(config, seq_len, dp_rank, dp_world_size)
-        super().__init__(dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size)
+        super().__init__(
+            dataset, dp_rank=dp_rank, dp_world_size=dp_world_size, batch_size=local_batch_size,
+            pin_memory=config.pin_memory,
+        )  # fmt: skip
 
     @staticmethod
     def windows(config: Any, seq_len: int, dp_rank: int, dp_world_size: int) -> IterableDataset:

@@ -55,7 +55,7 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
     """Shard `cfg` as `plan` would on `plan.nproc` ranks (seen from rank 0); returns the report."""
     if dist.is_initialized():
         raise RuntimeError("a process group is already initialized; the dry run needs its own")
-    nproc, tp = plan.nproc, plan.tensor_parallel
+    nproc, tp = plan.world_size, plan.tensor_parallel
     if tp > 1 and cfg.tie_embeddings:
         raise ValueError("tensor parallelism needs tie_embeddings=False (the tied head is not sharded)")
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=nproc)
@@ -96,7 +96,12 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
         dist.destroy_process_group()
     dp = nproc // tp
     estimate = estimate_memory(
-        cfg, plan.seq_len, plan.local_batch_size, dp, tp, plan.activation_checkpointing
+        cfg,
+        plan.seq_len,
+        plan.local_batch_size,
+        nproc // (tp * dp_replicate),
+        tp,
+        plan.activation_checkpointing_mode,
     )
     # Parameters, gradients and AdamW moments as measured on the sharded model (fp32 each).
     estimate = replace(estimate, params=4 * local, grads=4 * local, optimizer=8 * local)

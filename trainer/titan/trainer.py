@@ -3,6 +3,9 @@
 - `ChakorTrainer`: takes the model config from the run folder's `run.json`, logs metrics to
   `metrics.jsonl` (+ `loss.png`), and turns a non-finite loss into a clear error that names the last
   good checkpoint (torchtitan raises before that step is saved, so it is kept).
+- `ChakorTrainer` also all-reduces gradients across HSDP/DDP replicas once per optimizer step: on the
+  non-final micro-batches of gradient accumulation FSDP2 only reduce-scatters inside the replica
+  (`set_requires_all_reduce(False)`) and the replica all-reduce of the final one carries the sum.
 - `SampleValidator`: torchtitan's Validator under `torch.no_grad()`, then perplexity and a few sampled
   continuations written to `samples.jsonl`.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
+from torch.distributed.fsdp import FSDPModule
 from torchtitan.components.metrics import BaseLogger
 from torchtitan.components.validate import Validator
 from torchtitan.tools.logging import logger
@@ -41,7 +45,12 @@ def _is_logging_rank() -> bool:
 
 
 class JsonlLogger(BaseLogger):
-    """torchtitan metric logger writing compact records to metrics.jsonl and redrawing loss.png."""
+    """torchtitan metric logger writing compact records to metrics.jsonl and redrawing loss.png.
+
+    Besides loss, grad norm, tokens/s and lr: the peak reserved device memory, the caching allocator's
+    retries and OOMs (torch.cuda.memory_stats; null on CPU, which keeps no such statistics) and the share
+    of the step spent waiting for the data loader (measured on every device).
+    """
 
     _KEYS = {
         "loss_metrics/global_avg_loss": "loss",
@@ -51,18 +60,26 @@ class JsonlLogger(BaseLogger):
         "n_tokens_seen": "tokens",
         "validation_metrics/loss": "val_loss",
         "nonfinite_loss": "nonfinite_loss",
+        "memory/max_reserved(GiB)": "memory_max_reserved_gib",
+        "memory/num_alloc_retries": "alloc_retries",
+        "memory/num_ooms": "ooms",
+        "time_metrics/data_loading(%)": "data_loading_pct",
     }
+    _DEVICE_ONLY = {"mfu", "memory_max_reserved_gib", "alloc_retries", "ooms"}
 
-    def __init__(self, run_dir: Path, report_mfu: bool) -> None:
+    def __init__(self, run_dir: Path, on_gpu: bool) -> None:
         self.run_dir = Path(run_dir)
         self.writer = MetricsWriter(self.run_dir / METRICS_FILE)
-        self.report_mfu = report_mfu
+        self.on_gpu = on_gpu
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         record: dict[str, Any] = {"step": step}
         for key, value in metrics.items():
             name = self._KEYS.get(key) or ("lr" if key.startswith("lr") else None)
-            if name and (name != "mfu" or self.report_mfu):
+            if name in self._DEVICE_ONLY and not self.on_gpu:
+                if name != "mfu":  # not measured: null rather than torchtitan's -1
+                    record[name] = None
+            elif name:
                 value = float(value)
                 record[name] = round(value, 6) if math.isfinite(value) else None  # JSON has no NaN
         if record.get("val_loss") is not None:
@@ -133,9 +150,21 @@ class ChakorTrainer(Trainer):
         config.hf_assets_path = str(run_dir / TOKENIZER_SUBDIR)
         config.checkpoint.folder = CHECKPOINT_SUBDIR
         super().__init__(config)
+        self._micro_step = 0
         if _is_logging_rank():
             on_gpu = torch.cuda.is_available()
-            self.metrics_processor.logger = JsonlLogger(run_dir, report_mfu=on_gpu)
+            self.metrics_processor.logger = JsonlLogger(run_dir, on_gpu=on_gpu)
+
+    def forward_backward_step(self, **kwargs: Any) -> torch.Tensor:
+        """torchtitan's forward and backward of one micro-batch, with the replica all-reduce only on
+        the last micro-batch of a step (torchtitan calls this gradient_accumulation_steps times per step)."""
+        last = self._micro_step == self.gradient_accumulation_steps - 1
+        self._micro_step = 0 if last else self._micro_step + 1
+        if self.parallel_dims.dp_replicate_enabled and self.gradient_accumulation_steps > 1:
+            for part in self.model_parts:
+                if isinstance(part, FSDPModule):
+                    part.set_requires_all_reduce(last)
+        return super().forward_backward_step(**kwargs)
 
     def train_step(self, data_iterator: Any) -> None:
         try:
