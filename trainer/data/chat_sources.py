@@ -49,6 +49,8 @@ def _turns(source: Source, row: Row) -> list[Any] | None:
     record = row.record
     if isinstance(record, list):
         return record
+    if record is None:
+        return None
     names = _columns(source)
     if source.prompt and source.response:
         if source.format != "jsonl" and not all(name in record for name in names):
@@ -84,7 +86,7 @@ def _message(turn: Any) -> Message | str:
 
 def conversation(source: Source, row: Row) -> list[Message] | str:
     """The checked conversation of one row, or the reason it is dropped (one of DROP_REASONS)."""
-    if row.record is None:
+    if row.problem is not None:
         return "malformed_json"
     turns = _turns(source, row)
     if not turns:

@@ -15,8 +15,8 @@ credentials come from the filesystem's usual environment. Any table spec (JSONL,
 `key=value` pairs stays part of a glob.
 
 Reading: parquet through datatrove's `ParquetReader`, Hugging Face datasets through its
-`HuggingFaceDatasetReader(streaming=True)`, JSONL through datatrove's `DataFolder.open(compression="infer")`
-(fsspec's decompression) with our own line parser, because datatrove's `JsonlReader` stops reading a file at
+`HuggingFaceDatasetReader(streaming=True)`, JSONL through fsspec with the compression inferred from the suffix
+(what datatrove's `JsonlReader` does) and our own line parser, because `JsonlReader` stops reading a file at
 its first undecodable byte, raises on a line that is valid JSON but not an object, and does not say which
 lines it skipped. Undecodable bytes are dropped and counted (a document more than 1% undecodable is removed);
 malformed JSONL lines are skipped and their line numbers reported. Content never crashes a read; a missing,
@@ -26,6 +26,7 @@ empty, corrupt or unreachable source is a one-line SourceError naming the spec.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import posixpath
 import re
@@ -34,11 +35,12 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import fsspec
-from datatrove.io import get_datafolder
 from datatrove.pipeline.readers import HuggingFaceDatasetReader, ParquetReader
+from fsspec.compression import compr
+from fsspec.utils import infer_compression
 
 from trainer.data import builtin
 
@@ -59,6 +61,7 @@ DEFAULT_SPLIT = "train"
 READ_BATCH_ROWS = 1000
 MAX_UNDECODABLE_FRACTION = 0.01
 MAX_REPORTED_LINES = 20
+_SUFFIXES = {"jsonl": JSONL_SUFFIXES, "parquet": (PARQUET_SUFFIX,)}
 _OPTIONS = re.compile(r"\?([A-Za-z_]+=[^&?]*(?:&[A-Za-z_]+=[^&?]*)*)$")
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -176,10 +179,13 @@ def _first_line(error: BaseException) -> str:
 
 
 def _table_format(location: str) -> Format | None:
+    """`parquet` / `jsonl` from the suffix; a glob such as `dump.jsonl.*` that mentions `.jsonl` in its
+    last part is JSONL too (each file it matches must then have a JSONL suffix)."""
     lowered = location.lower()
     if lowered.endswith(PARQUET_SUFFIX):
         return "parquet"
-    if lowered.endswith(JSONL_SUFFIXES):
+    last = lowered.rsplit("/", 1)[-1]
+    if lowered.endswith(JSONL_SUFFIXES) or (_GLOB_CHARS.search(last) and ".jsonl" in last):
         return "jsonl"
     return None
 
@@ -291,7 +297,7 @@ def _list_remote(source: Source) -> list[str]:
 
 def _list_files(source: Source) -> tuple[str, ...]:
     matches = _list_remote(source) if "://" in source.location else _list_local(source)
-    wrong = [p for p in matches if _table_format(p) != source.format]
+    wrong = [p for p in matches if not p.lower().endswith(_SUFFIXES[source.format])]
     if wrong:
         raise SourceError(f"source {source.spec!r}: {wrong[0]} is not a {source.format} file")
     return tuple(matches)
@@ -334,16 +340,19 @@ def source_listing(source: Source) -> list[Any]:
     """What identifies a source's content without reading it: file names, sizes and change stamps."""
     if source.format == "builtin":  # built from this Python's standard library
         return [source.spec, sys.version]
-    if source.format in ("jsonl", "parquet"):
+    if source.format in ("jsonl", "parquet") and "://" in source.location:
         listing: list[Any] = [source.spec]
         for url in source.files:
             fs, path = fsspec.core.url_to_fs(url)
-            listing.append([url, fs.ukey(path)])
+            listing.append([url, fs.ukey(path)])  # the filesystem's own change stamp (ETag, mtime, ...)
         return listing
     path = Path(source.location)
-    if not path.exists():  # a Hub dataset: its spec (and revision) is all there is to know here
+    if source.format in ("jsonl", "parquet"):
+        paths = [Path(file) for file in source.files]
+    elif not path.exists():  # a Hub dataset: its spec (and revision) is all there is to know here
         return [source.spec]
-    paths = sorted(path.rglob("*")) if path.is_dir() else [path]
+    else:
+        paths = sorted(path.rglob("*")) if path.is_dir() else [path]
     listing = [source.spec]
     for item in paths:
         if item.is_file():
@@ -394,11 +403,23 @@ def _read_parquet(source: Source, file: str, columns: tuple[str, ...]) -> Iterat
         ) from error
 
 
+def _open_binary(file: str) -> BinaryIO:
+    """`file` opened for reading, decompressed by fsspec's codec for its suffix (the inference datatrove's
+    JsonlReader uses). Local files open with `open()`: fsspec's local opener seeks, which a FIFO cannot."""
+    if "://" in file:
+        handle: Any = fsspec.open(file, "rb").open()
+    else:
+        handle = open(file, "rb")  # noqa: SIM115 - closed by the caller's `with`
+    compression = infer_compression(file)
+    if compression is None:
+        return cast(BinaryIO, handle)
+    # zstandard's reader cannot iterate lines; a buffer over it (and over the others) can
+    return io.BufferedReader(compr[compression](handle, mode="rb"))
+
+
 def _read_jsonl(source: Source, file: str, stats: ReadStats) -> Iterator[Row]:
-    fs, path = fsspec.core.url_to_fs(file)
-    folder = get_datafolder((posixpath.dirname(path), fs))
     try:
-        with folder.open(posixpath.basename(path), "rb", compression="infer") as handle:
+        with _open_binary(file) as handle:
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
