@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from common.cli import console, user_errors
-from trainer.data.sft import build_sft
 from trainer.tokenizer.train import train_tokenizer
 
 if TYPE_CHECKING:
@@ -304,6 +303,8 @@ def sft_command(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N conversations."),
 ) -> None:
     """Write validated multi-turn chat conversations for supervised fine-tuning."""
+    from trainer.data.sft import build_sft  # lazy: its readers pull in datatrove; `chakor --help` stays fast
+
     report = build_sft(source, out, seed=seed, limit=limit)
     console.print(
         f"wrote {report['conversations']} conversations ({report['messages']} messages), "

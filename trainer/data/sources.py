@@ -219,10 +219,11 @@ def parse_spec(spec: str) -> Source:
     Contract: the result's `format` says how the spec reads (`builtin`, `text`, `jsonl`, `parquet`, `hf`);
     `location` is what follows the format's prefix, with the `:field` suffix and `?options` removed;
     `field`, `config`, `split` (default `train`), `revision`, `limit`, `prompt`, `response` are the
-    options given (None when not). A `FILE.jsonl...`/`FILE.parquet` with a `:field` suffix and an
-    option `field=` both set is refused. Raises SourceError (one line, naming the spec) for an unknown
-    built-in, an unknown or empty option, a non-positive limit, a `:field` on a non-table path, or a
-    `prompt` without `response`. Call `resolve` (or use `parse_source`) to check that the data exists.
+    options given (None when not). `files` is empty. Raises SourceError (one line, naming the spec) for
+    an unknown built-in (`local:` other than BUILTIN_SOURCES), an unknown or empty option, a limit that is
+    not a positive integer, a field given both as `:field` and `field=`, options or a glob on a path that
+    is not JSONL/parquet, and `prompt` without `response`. Call `resolve` (or use `parse_source`) to check
+    that the data exists; read records with `iter_rows`.
     """
     if spec.startswith("local:"):
         if spec not in BUILTIN_SOURCES:
