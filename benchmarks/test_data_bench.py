@@ -8,6 +8,9 @@ Run: `.venv/bin/pytest benchmarks/test_data_bench.py --benchmark-enable -s`
   on generated JSONL corpora of 1x and 4x (SCALE_MB and 4 * SCALE_MB): peak RSS of the whole process
   tree (the command and every worker it starts, summed, sampled every 50 ms) and MB/s of input.
   Targets: RSS(4x) / RSS(1x) <= 1.2 (memory does not grow with the corpus), prepare >= 1 MB/s.
+- parquet: the same generated prose as 8 parquet files of PARQUET_FILE_MB (globs: one read task per file),
+  `chakor data prepare --workers 2` on the first 2 files (1x, PARQUET_SCALE_MB) and on all 8 (4x);
+  asserts RSS(4x) / RSS(1x) <= 1.2.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from common.chat import load_tokenizer, plain_text_tokenizer
@@ -35,6 +40,9 @@ from trainer.tokenizer import train_tokenizer
 SOURCES = ["local:python-docs", "local:python-code"]
 MAX_BYTES = 1_000_000  # per source
 SCALE_MB = 10
+PARQUET_SCALE_MB = 5
+PARQUET_FILE_MB = 2.5  # 2 files at 1x, 8 at 4x: the read stage's tasks grow with the corpus, not their size
+PARQUET_ROW_GROUP = 1000  # rows per row group, as writers of web corpora commonly use
 CHAKOR = str(Path(sys.executable).parent / "chakor")
 
 
@@ -257,3 +265,68 @@ def test_tokenize_memory_does_not_grow_with_the_corpus(benchmark: Any, scaled: d
         runs[f"tokenize{factor}x"] = {"mb": mb, "seconds": seconds, "peak_rss": peak, "cpu": cpu}
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     benchmark.extra_info.update(scale_info(runs, "tokenize"))
+
+
+def parquet_corpus(folder: Path, megabytes: float, seed: int = 0) -> int:
+    """`generated_corpus`'s documents as `part-NNNNN.parquet` files of about PARQUET_FILE_MB of text each
+    (column `text`, plus a `url` column the reader must not load); returns the bytes of text written."""
+    folder.mkdir(parents=True)
+    jsonl = folder / "corpus.jsonl"
+    written = generated_corpus(jsonl, megabytes, seed)
+    part, part_bytes, rows = 0, 0, list[str]()
+    writer = pq.ParquetWriter(
+        folder / f"part-{part:05d}.parquet", pa.schema([("text", pa.string()), ("url", pa.string())])
+    )
+
+    def flush() -> None:
+        urls = [f"https://example.test/{part}/{i}" for i in range(len(rows))]
+        writer.write_table(pa.table({"text": rows, "url": urls}))
+        rows.clear()
+
+    with jsonl.open(encoding="utf-8") as handle:
+        for line in handle:
+            text = json.loads(line)["text"]
+            rows.append(text)
+            part_bytes += len(text.encode())
+            if len(rows) == PARQUET_ROW_GROUP:
+                flush()
+            if part_bytes >= PARQUET_FILE_MB * 1e6:
+                if rows:
+                    flush()
+                writer.close()
+                part, part_bytes = part + 1, 0
+                writer = pq.ParquetWriter(folder / f"part-{part:05d}.parquet", writer.schema)
+    if rows:
+        flush()
+    writer.close()
+    if part_bytes == 0:
+        (folder / f"part-{part:05d}.parquet").unlink()
+    jsonl.unlink()
+    return written
+
+
+@pytest.mark.timeout(1800)  # ~25 MB generated and prepared twice: minutes on a shared 2-core machine
+def test_prepare_parquet_memory_does_not_grow_with_the_corpus(
+    benchmark: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("parquet")
+    corpus = root / "corpus"
+    parquet_corpus(corpus, PARQUET_SCALE_MB * 4)
+    files = sorted(corpus.iterdir())
+    runs: dict[str, dict[str, float]] = {}
+    for factor, pattern in ((1, "part-0000[01].parquet"), (4, "*.parquet")):  # 1x: the first quarter
+        source = f"{corpus}/{pattern}:text"
+        command = [CHAKOR, "data", "prepare", "--source", source, "--out", f"data{factor}x", "--workers", "2"]
+        seconds, peak, cpu = run_measured(command, root)
+        read = load_report(root / f"data{factor}x")["sources"][source]
+        assert len(files) == 8 and read["files"] == (2 if factor == 1 else 8)
+        runs[f"parquet{factor}x"] = {
+            "mb": read["read_bytes"] / 1e6,
+            "seconds": seconds,
+            "peak_rss": peak,
+            "cpu": cpu,
+        }
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    info = scale_info(runs, "parquet")
+    benchmark.extra_info.update(info)
+    assert info["rss_ratio_4x_vs_1x"] <= 1.2, info

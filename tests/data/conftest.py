@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from common.chat import load_tokenizer
-from tests.data.corpus import write_corpus
+from tests.data.corpus import write_corpus, write_parquet_shards
 from trainer.data.prepare import PrepareConfig, prepare
 from trainer.tokenizer import train_tokenizer
 
@@ -38,6 +38,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def corpus_sources(corpus: dict[str, Path]) -> list[str]:
     return [str(corpus["docs"]), f"{corpus['jsonl']}:body"]
+
+
+@pytest.fixture(scope="session")
+def parquet_glob(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`DIR/*.parquet:body` over two parquet files of corpus.PARQUET_DOCS."""
+    return write_parquet_shards(tmp_path_factory.mktemp("parquet"))
 
 
 @pytest.fixture(scope="session")

@@ -136,3 +136,28 @@ def write_corpus(root: Path) -> dict[str, Path]:
     ]
     jsonl.write_text("\n".join(lines) + "\n")
     return {"docs": docs, "jsonl": jsonl}
+
+
+PARQUET_DOCS = [good_doc(200 + i) for i in range(5)]
+
+
+def write_parquet_shards(root: Path) -> str:
+    """`shards/part-0.parquet` (3 rows in row groups of 1, smaller than any read batch) and
+    `shards/part-1.parquet` (2 rows): the 5 PARQUET_DOCS in column `body`, beside an `id` and a `url`
+    column the reader must not need. Returns the glob spec `DIR/*.parquet:body`."""
+    import pyarrow as pa  # lazy: only the parquet tests need it
+    import pyarrow.parquet as pq
+
+    shards = root / "shards"
+    shards.mkdir(parents=True)
+    for part, (start, stop, row_group) in enumerate([(0, 3, 1), (3, 5, 1000)]):
+        rows = range(start, stop)
+        table = pa.table(
+            {
+                "id": [f"doc-{i}" for i in rows],
+                "body": PARQUET_DOCS[start:stop],
+                "url": [f"https://example.test/{i}" for i in rows],
+            }
+        )
+        pq.write_table(table, shards / f"part-{part}.parquet", row_group_size=row_group)
+    return f"{shards}/*.parquet:body"

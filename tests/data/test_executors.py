@@ -1,4 +1,7 @@
-"""The same prepare pipeline on datatrove's Ray and Slurm executors gives what the local executor gives."""
+"""The same prepare pipeline on datatrove's Ray and Slurm executors gives what the local executor gives.
+
+The sources are the planted corpus (a folder, a JSONL file) and a glob of two parquet files, which the
+read stage splits into one task per file."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import Any
 import dill
 import pytest
 
+from tests.data.corpus import PARQUET_DOCS
 from trainer.data.dedup import DedupConfig
 from trainer.data.executor import ExecutorConfig
 from trainer.data.prepare import PrepareConfig, prepare, submit_prepare
@@ -36,9 +40,14 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def local_output(corpus_sources: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sources(corpus_sources: list[str], parquet_glob: str) -> list[str]:
+    return [*corpus_sources, parquet_glob]
+
+
+@pytest.fixture(scope="module")
+def local_output(sources: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("local") / "data"
-    prepare(PrepareConfig(sources=corpus_sources, out_dir=out, seed=7, tasks=2))
+    prepare(PrepareConfig(sources=sources, out_dir=out, seed=7, tasks=2))
     return out
 
 
@@ -54,20 +63,22 @@ def ray_cluster() -> Iterator[None]:
 
 
 def test_ray_executor_gives_the_local_documents(
-    ray_cluster: None, corpus_sources: list[str], tmp_path: Path
+    ray_cluster: None, sources: list[str], parquet_glob: str, tmp_path: Path
 ) -> None:
     # 4 LSH bands of 4 hashes instead of 14 x 8: fewer Ray actors to start, the planted near
     # duplicates (one word changed, Jaccard > 0.9) are still found with probability > 0.99
     dedup = DedupConfig(num_buckets=4, hashes_per_bucket=4)
     local = tmp_path / "local"
-    prepare(PrepareConfig(sources=corpus_sources, out_dir=local, seed=7, tasks=2, dedup=dedup))
+    prepare(PrepareConfig(sources=sources, out_dir=local, seed=7, tasks=2, dedup=dedup))
     out = tmp_path / "data"
     executor = ExecutorConfig(kind="ray", mem_per_cpu_gb=0.25)
     config = PrepareConfig(
-        sources=corpus_sources, out_dir=out, seed=7, tasks=2, workers=2, dedup=dedup, executor=executor
+        sources=sources, out_dir=out, seed=7, tasks=2, workers=2, dedup=dedup, executor=executor
     )
     report = prepare(config)
-    assert report["executor"] == "ray" and report["documents"] == 10
+    assert report["executor"] == "ray" and report["documents"] == 10 + len(PARQUET_DOCS)
+    assert report["sources"][parquet_glob]["files"] == 2
+    assert report["sources"][parquet_glob]["kept_docs"] == len(PARQUET_DOCS)
     ray_files, local_files = files(out), files(local)
     assert ray_files.keys() == local_files.keys() == {"docs-00000.jsonl", "docs-00001.jsonl", "report.json"}
     for name in ("docs-00000.jsonl", "docs-00001.jsonl"):
@@ -78,7 +89,7 @@ def test_ray_executor_gives_the_local_documents(
 
 
 def test_slurm_submits_dependent_job_arrays_that_run(
-    monkeypatch: pytest.MonkeyPatch, local_output: Path, corpus_sources: list[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, local_output: Path, sources: list[str], tmp_path: Path
 ) -> None:
     """No Slurm here: record what datatrove hands to `sbatch`, then run each job's pickled pipeline as
     a Slurm array task would (`launch_pickled_pipeline`: load executor.pik, SLURM_ARRAY_TASK_ID)."""
@@ -100,13 +111,14 @@ def test_slurm_submits_dependent_job_arrays_that_run(
         cpus_per_task=2,
         venv="/opt/venv/bin/activate",
     )
-    config = PrepareConfig(sources=corpus_sources, out_dir=out, seed=7, tasks=2, workers=2, executor=executor)
+    config = PrepareConfig(sources=sources, out_dir=out, seed=7, tasks=2, workers=2, executor=executor)
     jobs, work = submit_prepare(config)
     assert not out.exists()  # nothing runs at submission
 
     arrays = [(script, args) for script, args in submitted if "launch_pickled_pipeline" in script]
     assert len(arrays) == len(STAGES) and len(jobs) == len(STAGES)
-    expected_tasks = {"read": 2, "minhash-buckets": 14, "exact-find": 1, "minhash-cluster": 1, "finish": 1}
+    # read: the folder, the JSONL file, and one task per parquet file
+    expected_tasks = {"read": 4, "minhash-buckets": 14, "exact-find": 1, "minhash-cluster": 1, "finish": 1}
     job_ids = {script: str(1001 + submitted.index((script, args))) for script, args in arrays}
     previous = None
     for stage, (script, args) in zip(STAGES, arrays, strict=True):
@@ -145,4 +157,8 @@ def test_slurm_submits_dependent_job_arrays_that_run(
     assert files(out).keys() == files(local_output).keys()
     for name in ("docs-00000.jsonl", "docs-00001.jsonl"):
         assert (out / name).read_bytes() == (local_output / name).read_bytes()
+    kept = [
+        json.loads(line) for name in ("docs-00000.jsonl", "docs-00001.jsonl") for line in (out / name).open()
+    ]
+    assert sorted(d["text"] for d in kept if d["source"] == sources[2]) == sorted(PARQUET_DOCS)
     assert os.environ.get("SLURM_ARRAY_TASK_ID") is None

@@ -52,7 +52,7 @@ def test_jsonl_source_skips_bad_lines_with_line_numbers(tmp_path: Path) -> None:
     assert report["conversations"] == 2
     assert report["skipped_lines"] == {
         "malformed_json": [2, 6],
-        "invalid_messages": [3],
+        "unknown_role": [3],
         "no_assistant_turn": [4],
     }
     assert read_conversations(tmp_path / "out") == [good["messages"], good["messages"]]

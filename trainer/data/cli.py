@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from common.cli import console, user_errors
-from trainer.data.sft import build_sft
 from trainer.tokenizer.train import train_tokenizer
 
 if TYPE_CHECKING:
@@ -45,6 +44,19 @@ def parse_weights(items: list[str]) -> dict[str, float]:
         if not sep or not spec:
             raise ValueError(f"--weight {item!r}: expected SOURCE=NUMBER, e.g. local:python-code=2")
     return weights
+
+
+def parse_limits(items: list[str]) -> dict[str, int]:
+    """`SPEC=N` strings -> {spec: N} (documents at most)."""
+    limits = {}
+    for item in items:
+        spec, sep, value = item.rpartition("=")
+        if not sep or not spec or not value.isdigit():
+            raise ValueError(
+                f"--limit {item!r}: expected SOURCE=N documents, e.g. data/*.parquet:text=100000"
+            )
+        limits[spec] = int(value)
+    return limits
 
 
 def print_prepare_report(report: dict[str, Any]) -> None:
@@ -152,7 +164,11 @@ def print_submitted(jobs: list[str], work: Path, out: Path) -> None:
 @executor_options
 def prepare_command(
     source: list[str] = typer.Option(
-        ..., "--source", help="local:python-docs, local:python-code, DIR, FILE[.jsonl[:field]]"
+        ...,
+        "--source",
+        help="local:python-docs, local:python-code, DIR, FILE.txt, PATH.jsonl[.gz|.zst][:field], "
+        "PATH_OR_GLOB.parquet[:field], hf:NAME?config=&split=&field=&revision=&limit=; PATH may be an "
+        "fsspec URL (s3://, hf://).",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (docs-*.jsonl + report.json)."),
     weight: list[str] = typer.Option(
@@ -162,7 +178,12 @@ def prepare_command(
         None, "--tasks", min=1, help="Tasks sharing the filter/dedup stages (default: --workers)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed recorded for split and shuffling."),
-    max_docs: int | None = typer.Option(None, "--max-docs", min=1, help="At most N documents per source."),
+    max_docs: int | None = typer.Option(
+        None, "--max-docs", "--max-documents", min=1, help="At most N documents per source."
+    ),
+    limit: list[str] = typer.Option(
+        [], "--limit", help="At most N documents of one source: SOURCE=N (repeatable)."
+    ),
     max_bytes: int | None = typer.Option(
         None, "--max-bytes", min=1, help="At most N bytes per source (built-ins default to 2 MB)."
     ),
@@ -203,6 +224,7 @@ def prepare_command(
         seed=seed,
         max_docs=max_docs,
         max_bytes=max_bytes,
+        limits=parse_limits(limit),
         filters=filters,
         executor=executor,
     )
@@ -270,19 +292,27 @@ def count_tokens_command(data: Path = typer.Argument(..., help="A `chakor data t
 @data_app.command("sft")
 @clear_errors
 def sft_command(
-    source: str = typer.Option(..., "--source", help="local:python-qa or a JSONL file of {messages: [...]}."),
+    source: str = typer.Option(
+        ...,
+        "--source",
+        help="local:python-qa, local:python-grounded, or a .jsonl[.gz|.zst] / .parquet file or hf:NAME "
+        "with a messages column, ShareGPT conversations, or ?prompt=COL&response=COL.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (sft.jsonl + report.json)."),
     seed: int = typer.Option(0, "--seed"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N conversations."),
 ) -> None:
     """Write validated multi-turn chat conversations for supervised fine-tuning."""
+    from trainer.data.sft import build_sft  # lazy: its readers pull in datatrove; `chakor --help` stays fast
+
     report = build_sft(source, out, seed=seed, limit=limit)
     console.print(
         f"wrote {report['conversations']} conversations ({report['messages']} messages), "
         f"skipped {report['skipped']}: {out}"
     )
     for reason, lines in report["skipped_lines"].items():
-        console.print(f"[yellow]skipped ({reason}) lines: {', '.join(map(str, lines))}[/yellow]")
+        count = report["skipped_reasons"][reason]
+        console.print(f"[yellow]skipped {count} ({reason}), rows: {', '.join(map(str, lines))}[/yellow]")
 
 
 @tokenizer_app.command("train")

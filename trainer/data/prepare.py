@@ -4,7 +4,7 @@ One streaming pipeline of datatrove stages (executor.py runs them locally, on Ra
 
 | stage           | tasks            | steps                                                                   |
 |-----------------|------------------|-------------------------------------------------------------------------|
-| read            | one per source   | read the source (sources.py) -> raw JSONL, 4 MB files                   |
+| read            | one per source or file | read the source (sources.py) -> raw JSONL, 4 MB files             |
 | [perplexity-scores] | `tasks`      | with `--drop-worst`: the filters, then score what passes (perplexity.py) |
 | filter          | `tasks`          | clean, Gopher quality/repetition, code filter, [perplexity] -> exact-dedup signatures |
 | exact-find      | 1                | merge the sorted hash files                                             |
@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -44,16 +43,19 @@ from trainer.data import dedup
 from trainer.data.executor import ExecutorConfig, Stage, run_stages, stage_logs
 from trainer.data.filters import FilterConfig, filter_steps, perplexity_scoring_steps
 from trainer.data.perplexity import check_export
-from trainer.data.sources import ReadStats, Source, SourceError, parse_source
+from trainer.data.sources import ReadStats, Source, SourceError, parse_source, source_listing
 from trainer.data.steps import (
     RAW_FILE_BYTES,
     CountBySource,
     RankFileReader,
     ReadSources,
+    ReadUnit,
+    check_read,
     output_writer,
     raw_reader,
     raw_writer,
     read_stats,
+    read_units,
 )
 
 REPORT_NAME = "report.json"
@@ -63,6 +65,9 @@ WORK_PREFIX = ".{name}.work-"
 @dataclass
 class PrepareConfig:
     """Everything `prepare` needs; `weights` maps a source spec to its mixing weight (default 1).
+
+    `max_docs` / `max_bytes` cap every source; `limits` caps one source's documents (`--limit SPEC=N`),
+    as does a spec's own `?limit=N`; the smallest cap given applies.
 
     `workers` tasks run at once; `tasks` (default `workers`) is how many tasks share the filter and
     dedup stages (more tasks: less memory each, finer-grained resume).
@@ -76,6 +81,7 @@ class PrepareConfig:
     seed: int = 0
     max_docs: int | None = None
     max_bytes: int | None = None
+    limits: dict[str, int] = field(default_factory=dict)
     filters: FilterConfig = field(default_factory=FilterConfig)
     dedup: dedup.DedupConfig = field(default_factory=dedup.DedupConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
@@ -92,6 +98,11 @@ def check_config(config: PrepareConfig) -> list[Source]:
     sources = [parse_source(spec) for spec in config.sources]
     if len({s.spec for s in sources}) != len(sources):
         raise SourceError("a --source is given twice")
+    for spec, limit in config.limits.items():
+        if spec not in config.sources:
+            raise SourceError(f"--limit names {spec!r}, which is not a --source")
+        if limit < 1:
+            raise SourceError(f"--limit for {spec!r} must be at least 1, got {limit}")
     for spec, weight in config.weights.items():
         if spec not in config.sources:
             raise SourceError(f"--weight names {spec!r}, which is not a --source")
@@ -114,30 +125,26 @@ def check_config(config: PrepareConfig) -> list[Source]:
     return sources
 
 
-def _source_listing(source: Source) -> list[Any]:
-    """What identifies a source's content without reading it: file names, sizes and mtimes."""
-    if source.path is None:
-        return [source.spec, sys.version]
-    paths = sorted(source.path.rglob("*")) if source.path.is_dir() else [source.path]
-    listing: list[Any] = [source.spec]
-    for path in paths:
-        if path.is_file():
-            stat = path.stat()
-            listing.append([str(path), stat.st_size, stat.st_mtime_ns])
-    return listing
+def source_caps(config: PrepareConfig, sources: list[Source]) -> list[int | None]:
+    """Each source's document cap: the smallest of `--max-docs`, `--limit SPEC=N` and the spec's `?limit=`."""
+    caps = []
+    for source in sources:
+        given = [c for c in (config.max_docs, config.limits.get(source.spec), source.limit) if c is not None]
+        caps.append(min(given) if given else None)
+    return caps
 
 
 def fingerprint(config: PrepareConfig, sources: list[Source]) -> str:
     """Hash of everything that decides the output (and how the tasks divide the work)."""
     model = config.filters.perplexity_model
     state = {
-        "sources": [_source_listing(s) for s in sources],
+        "sources": [source_listing(s) for s in sources],
         "weights": config.weights,
         "tasks": config.task_count,
         "seed": config.seed,
-        "caps": [config.max_docs, config.max_bytes],
+        "caps": [source_caps(config, sources), config.max_bytes],
         "filters": {k: str(v) for k, v in asdict(config.filters).items()},
-        "model": _source_listing(Source(str(model), path=model)) if model else None,
+        "model": source_listing(Source(str(model), "text", location=str(model))) if model else None,
         "dedup": asdict(config.dedup),
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
@@ -184,15 +191,13 @@ def plan(config: PrepareConfig) -> Plan:
     ):
         path.mkdir(parents=True, exist_ok=True)
     tasks = config.task_count
-    finish = FinishPrepare(work, out_dir, sources, config, digest)
+    units = read_units(sources, source_caps(config, sources), config.max_bytes)
+    finish = FinishPrepare(work, out_dir, sources, units, config, digest)
     stages = [
         Stage(
             "read",
-            [
-                ReadSources(sources, work / "read-stats", config.max_docs, config.max_bytes),
-                raw_writer(work / "raw", RAW_FILE_BYTES),
-            ],
-            len(sources),
+            [ReadSources(units, work / "read-stats"), raw_writer(work / "raw", RAW_FILE_BYTES)],
+            len(units),
         ),
         Stage(
             "filter",
@@ -325,10 +330,17 @@ class FinishPrepare(PipelineStep):
     type = "📝 - REPORT"
 
     def __init__(
-        self, work: Path, out_dir: Path, sources: list[Source], config: PrepareConfig, digest: str
+        self,
+        work: Path,
+        out_dir: Path,
+        sources: list[Source],
+        units: list[ReadUnit],
+        config: PrepareConfig,
+        digest: str,
     ) -> None:
         super().__init__()
         self.work, self.out_dir, self.sources, self.digest = Path(work), Path(out_dir), sources, digest
+        self.units = units
         self.weights = dict(config.weights)
         self.seed = config.seed
         self.filters = {k: v for k, v in asdict(config.filters).items() if k != "perplexity_model"} | {
@@ -349,7 +361,10 @@ class FinishPrepare(PipelineStep):
             and json.loads(report_path.read_text()).get("fingerprint") == self.digest
         ):
             return iter(())
-        report = self.report(read_stats(self.work / "read-stats", len(self.sources)))
+        read = read_stats(self.work / "read-stats", self.units, len(self.sources))
+        for source, stats in zip(self.sources, read, strict=True):
+            check_read(source, stats)  # sources read in parts; a one-task source was checked by its task
+        report = self.report(read)
         if report["documents"] == 0:
             read = sum(info["read_docs"] for info in report["sources"].values())
             raise ValueError(f"all {read} documents read were removed by the filters; nothing to write")

@@ -1,7 +1,9 @@
 """`chakor data sft`: multi-turn chat JSONL for supervised fine-tuning.
 
 Output: `DIR/sft.jsonl`, one `{"messages": [{"role", "content"}, ...]}` per line, every conversation
-validated with the chat format's own checks, and `DIR/report.json` (counts, skipped line numbers).
+validated with the chat format's own checks, and `DIR/report.json` (counts, skipped reasons and row numbers).
+`--source` is a built-in set or any table spec of sources.py (JSONL, parquet, `hf:`), in one of the three
+shapes chat_sources.py reads.
 
 `local:python-qa` builds grounded Q/A conversations from standard-library docstrings: the answer to
 "What does json.dumps do?" is the first paragraph of `json.dumps.__doc__`; about a third of the
@@ -13,15 +15,17 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.chat import SYSTEM_PROMPT, Message, validate_messages
+from common.chat import SYSTEM_PROMPT, Message
 from documents import stdlib
 from trainer.data import grounded
-from trainer.data.sources import MAX_REPORTED_LINES, SourceError
+from trainer.data.chat_sources import read_conversations
+from trainer.data.sources import MAX_REPORTED_LINES, SourceError, parse_source
 
 SFT_FILE = "sft.jsonl"
 PYTHON_QA = "local:python-qa"
@@ -44,9 +48,11 @@ class SftReport:
     turns: int = 0
     skipped: dict[str, list[int]] = field(default_factory=dict)
     skipped_count: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def skip(self, reason: str, line_number: int) -> None:
         self.skipped_count += 1
+        self.reasons[reason] += 1
         lines = self.skipped.setdefault(reason, [])
         if len(lines) < MAX_REPORTED_LINES:
             lines.append(line_number)
@@ -106,34 +112,17 @@ def python_qa(seed: int, limit: int | None = None) -> Iterator[list[Message]]:
         yield messages
 
 
-def _from_jsonl(path: Path, report: SftReport) -> Iterator[list[Message]]:
-    if not path.is_file():
-        raise SourceError(f"SFT source {path} does not exist")
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                report.skip("malformed_json", line_number)
-                continue
-            messages = record.get("messages") if isinstance(record, dict) else record
-            try:
-                if not isinstance(messages, list):
-                    raise ValueError("no list of messages")
-                validate_messages(messages)
-            except ValueError:
-                report.skip("invalid_messages", line_number)
-                continue
-            if not any(m["role"] == "assistant" for m in messages):
-                report.skip("no_assistant_turn", line_number)
-                continue
-            yield [{"role": m["role"], "content": m["content"]} for m in messages]
+def _from_table(spec: str, report: SftReport) -> Iterator[list[Message]]:
+    for number, conversation in read_conversations(parse_source(spec)):
+        if isinstance(conversation, str):
+            report.skip(conversation, number)
+        else:
+            yield conversation
 
 
 def build_sft(source: str, out_dir: Path, seed: int = 0, limit: int | None = None) -> dict[str, Any]:
-    """Write `out_dir/sft.jsonl` + `report.json` from `local:python-qa` or a JSONL file; returns the report."""
+    """Write `out_dir/sft.jsonl` + `report.json` from a built-in set or a table source spec (chat_sources.py);
+    returns the report."""
     report = SftReport()
     if source == PYTHON_QA:
         conversations = python_qa(seed, limit)
@@ -141,10 +130,11 @@ def build_sft(source: str, out_dir: Path, seed: int = 0, limit: int | None = Non
         conversations = grounded.python_grounded(seed)
     elif source.startswith("local:"):
         raise SourceError(
-            f"unknown SFT source {source!r}; use {PYTHON_QA}, {grounded.PYTHON_GROUNDED} or a .jsonl file"
+            f"unknown SFT source {source!r}; use {PYTHON_QA}, {grounded.PYTHON_GROUNDED}, a .jsonl[.gz|.zst] "
+            "or .parquet file or hf:NAME"
         )
     else:
-        conversations = _from_jsonl(Path(source), report)
+        conversations = _from_table(source, report)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if source == grounded.PYTHON_GROUNDED:  # the QA set of the functions this data never shows
@@ -170,6 +160,7 @@ def build_sft(source: str, out_dir: Path, seed: int = 0, limit: int | None = Non
         "conversations": report.conversations,
         "messages": report.turns,
         "skipped": report.skipped_count,
+        "skipped_reasons": dict(sorted(report.reasons.items())),
         "skipped_lines": report.skipped,
     }
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

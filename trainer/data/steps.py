@@ -1,4 +1,5 @@
-"""datatrove pipeline steps for `prepare`: read `--source`s, read one task's file, count per source, adapters.
+"""datatrove pipeline steps for `prepare`: read `--source`s (a task per source or file), read one task's
+file, count per source, adapters.
 
 Documents between stages are datatrove JSONL (`JsonlWriter` / `JsonlReader`, orjson):
 `{"id", "text", "metadata": {"source", "kind"}}`. The output of `prepare` is flat: `{"id", "text", "source",
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,41 +50,79 @@ def stats_from_dict(data: dict[str, Any]) -> ReadStats:
     )
 
 
+@dataclass(frozen=True)
+class ReadUnit:
+    """What one read task reads: source `index` (or, with `part`, one file of it) up to its caps."""
+
+    index: int
+    source: Source
+    max_docs: int | None
+    max_bytes: int | None
+    part: int | None = None
+
+
+def read_units(sources: list[Source], max_docs: list[int | None], max_bytes: int | None) -> list[ReadUnit]:
+    """One read task per source, except a multi-file JSONL/parquet source without a cap: one per file,
+    so a folder of shards reads in parallel. A capped source stays one task, so its cap takes the first
+    documents in reading order, the same on every executor and number of workers."""
+    units = []
+    for index, (source, cap) in enumerate(zip(sources, max_docs, strict=True)):
+        if (
+            source.format in ("jsonl", "parquet")
+            and len(source.files) > 1
+            and cap is None
+            and max_bytes is None
+        ):
+            for part, file in enumerate(source.files):
+                units.append(ReadUnit(index, source.with_files((file,)), None, None, part))
+        else:
+            units.append(ReadUnit(index, source, cap, max_bytes))
+    return units
+
+
 class ReadSources(PipelineStep):
-    """Task `rank` reads source `rank` (one task per `--source`, since `--max-docs/--max-bytes` cap a source
-    in reading order) and writes what it dropped to `stats_dir/{rank:05d}.json`."""
+    """Task `rank` reads `units[rank]` and writes what it read and dropped to `stats_dir/{rank:05d}.json`.
+
+    A one-task source with no documents is an error here; a source split into parts is checked once all
+    its parts are read (`check_read`)."""
 
     name = "read sources"
     type = "📖 - READER"
 
-    def __init__(
-        self, sources: list[Source], stats_dir: Path, max_docs: int | None, max_bytes: int | None
-    ) -> None:
+    def __init__(self, units: list[ReadUnit], stats_dir: Path) -> None:
         super().__init__()
-        self.sources = sources
+        self.units = units
         self.stats_dir = Path(stats_dir)
-        self.max_docs, self.max_bytes = max_docs, max_bytes
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        source = self.sources[rank]
+        unit = self.units[rank]
         stats = ReadStats()
-        for doc in read_source(source, rank, stats, self.max_docs, self.max_bytes):
+        for doc in read_source(unit.source, unit.index, stats, unit.max_docs, unit.max_bytes, unit.part):
             self.stat_update("documents")
             yield Document(text=doc.text, id=doc.id, metadata={"source": doc.source, "kind": doc.kind})
-        if stats.documents == 0:
-            removed = "".join(f"; {n} {why}" for why, n in sorted(stats.removed.items()))
-            raise SourceError(f"source {source.spec!r} has no documents (read {stats.files} files{removed})")
+        if unit.part is None:
+            check_read(unit.source, stats)
         self.stats_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.stats_dir / f".{rank:05d}.json.tmp"
         tmp.write_text(json.dumps(stats_to_dict(stats)))
         tmp.replace(self.stats_dir / f"{rank:05d}.json")
 
 
-def read_stats(stats_dir: Path, count: int) -> list[ReadStats]:
-    """The ReadStats of sources 0..count-1, as the read tasks wrote them."""
-    return [
-        stats_from_dict(json.loads((Path(stats_dir) / f"{i:05d}.json").read_text())) for i in range(count)
-    ]
+def check_read(source: Source, stats: ReadStats) -> None:
+    """SourceError when reading `source` gave no documents, with what it dropped."""
+    if stats.documents == 0:
+        removed = "".join(f"; {n} {why}" for why, n in sorted(stats.removed.items()))
+        raise SourceError(f"source {source.spec!r} has no documents (read {stats.files} files{removed})")
+
+
+def read_stats(stats_dir: Path, units: list[ReadUnit], count: int) -> list[ReadStats]:
+    """The ReadStats of sources 0..count-1, summed over their read tasks as the tasks wrote them."""
+    merged = [ReadStats() for _ in range(count)]
+    for rank, unit in enumerate(units):
+        merged[unit.index].merge(
+            stats_from_dict(json.loads((Path(stats_dir) / f"{rank:05d}.json").read_text()))
+        )
+    return merged
 
 
 class RankFileReader(JsonlReader):
