@@ -42,7 +42,7 @@ def _quant_row(row: QuantRow) -> rx.Component:
 def _benchmark_row(row: BenchmarkRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(row.task),
-        rx.table.cell(row.items),
+        rx.table.cell(row.n_items),
         rx.table.cell(row.accuracy),
         rx.table.cell(row.accuracy_norm),
         rx.table.cell(row.chance),

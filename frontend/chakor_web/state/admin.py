@@ -96,7 +96,7 @@ class BenchmarkRow:
     """One benchmark task of the eval: PyTorch's accuracies, each GGUF's accuracy / agreement with PyTorch."""
 
     task: str = ""
-    items: str = ""
+    n_items: str = ""  # not `items`: a state var of this type has an `items` method
     accuracy: str = ""
     accuracy_norm: str = ""
     chance: str = ""
