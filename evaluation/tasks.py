@@ -258,8 +258,9 @@ def heldout_rows(text: str, limit: int) -> Iterator[Row]:
     """A cloze task over held-out text in the `choice` schema, for a corpus with no benchmark (the quickstart).
 
     Each sentence of `text` with 8 to 40 words is cut after its first half; the choices are its own second
-    half and the second halves of the next three such sentences (a fixed rotation, so the set is the same on
-    every run). A model that learned the text's language picks its own ending more often than chance (1/4).
+    half and the second halves of the next three such sentences with other endings (a fixed rotation, so the
+    set is the same on every run). A model that learned the text's language picks its own ending more often
+    than chance (1/4).
     """
     sentences = [
         words
@@ -267,10 +268,18 @@ def heldout_rows(text: str, limit: int) -> Iterator[Row]:
         if HELDOUT_WORDS[0] <= len(words := sentence.split()) <= HELDOUT_WORDS[1]
     ]
     halves = [(" ".join(w[: len(w) // 2]), " ".join(w[len(w) // 2 :])) for w in sentences]
-    if len(halves) < HELDOUT_CHOICES:
-        return
-    for i, (context, ending) in enumerate(halves[:limit]):
-        others = [halves[(i + k) % len(halves)][1] for k in range(1, HELDOUT_CHOICES)]
-        gold = i % HELDOUT_CHOICES  # the true ending's place rotates, so position bias cannot score
-        choices = [*others[:gold], ending, *others[gold:]]
-        yield {"context": context, "choices": choices, "label": gold}
+    made = 0
+    for i, (context, ending) in enumerate(halves):
+        if made == limit:
+            return
+        others: list[str] = []
+        for k in range(1, len(halves)):  # distinct endings only: two equal choices are a tie, not a question
+            other = halves[(i + k) % len(halves)][1]
+            if other != ending and other not in others:
+                others.append(other)
+                if len(others) == HELDOUT_CHOICES - 1:
+                    break
+        if len(others) == HELDOUT_CHOICES - 1:
+            gold = made % HELDOUT_CHOICES  # the true ending's place rotates, so position bias cannot score
+            yield {"context": context, "choices": [*others[:gold], ending, *others[gold:]], "label": gold}
+            made += 1

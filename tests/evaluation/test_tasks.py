@@ -172,18 +172,22 @@ def test_parse_tasks() -> None:
 
 
 def test_heldout_cloze_rows() -> None:
-    text = " ".join(f"Sentence number {n} has exactly eight words here." for n in range(6)) + " Too short."
+    text = " ".join(f"Sentence number {n} has exactly eight words {n}." for n in range(6)) + " Too short."
+    text += " Sentence number 6 has exactly eight words 5."  # the same ending as 5: never both in one row
     rows = list(tasks.heldout_rows(text, 5))
     assert len(rows) == 5 and [r["label"] for r in rows] == [0, 1, 2, 3, 0]
     assert rows[1] == {
         "context": "Sentence number 1 has",
-        "choices": ["exactly eight words here.", "exactly eight words here.", "exactly eight words here.",
-                    "exactly eight words here."],
+        "choices": ["exactly eight words 2.", "exactly eight words 1.", "exactly eight words 3.",
+                    "exactly eight words 4."],
         "label": 1,
     }  # fmt: skip
     assert tasks.choice("heldout", rows[1], 1) == Item(
-        "heldout", 1, ("Sentence number 1 has",), (" exactly eight words here.",) * 4, 1
+        "heldout", 1, ("Sentence number 1 has",), tuple(" " + c for c in rows[1]["choices"]), 1
     )
+    everything = list(tasks.heldout_rows(text, 100))
+    assert [r["context"] for r in everything] == [f"Sentence number {n} has" for n in range(7)]
+    assert all(len(set(r["choices"])) == 4 for r in everything)
     assert list(tasks.heldout_rows("Only one sentence of eight words is here.", 5)) == []
 
 
