@@ -184,7 +184,7 @@ def model_stages(root: Path, quants: tuple[str, ...], documents: Path | None = N
     qa: tuple[str, ...] = ("--qa", str(heldout)) if heldout.exists() else ()
     if qa and documents is not None:
         qa += ("--documents", str(documents))
-    runs = ("--run", str(root / "pretrain"), "--run", str(root / "sft"))
+    runs: tuple[str, ...] = ("--run", str(root / "pretrain"), "--run", str(root / "sft"))
     runs += ("--tasks", "heldout=val", "--limit", "200")  # no Hub here: a cloze task over the val split
     steps.append(
         Stage(

@@ -60,7 +60,7 @@ def benchmark_bars(scores: Benchmarks, png: Path) -> Path | None:
     if not scores.tasks:
         return None
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 * len(scores.tasks) + 2.5, 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(scores.tasks) + 2.5), 3.6))  # room for the title
     names = [task.task for task in scores.tasks]
     values = [
         task.accuracy_norm if task.accuracy_norm is not None else task.accuracy for task in scores.tasks
@@ -74,7 +74,7 @@ def benchmark_bars(scores: Benchmarks, png: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (PyTorch)")
     core = "-" if scores.core is None else f"{scores.core:.3f}"
-    ax.set_title(f"CORE {core} over {len(scores.tasks)} tasks (centred accuracy mean)")
+    ax.set_title(f"CORE {core} ({len(scores.tasks)} tasks, centred mean)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper right")
     fig.tight_layout()
