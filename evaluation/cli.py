@@ -121,6 +121,8 @@ def eval_command(
     from evaluation.run import EvalOptions, evaluate
 
     settings = settings_or_exit()
+    if predictions is not None and not predictions.parent.is_dir():
+        fail(f"--predictions {predictions}: no folder {predictions.parent}")
     provider = None
     if documents is not None:
         provider = DocumentIndex(documents)

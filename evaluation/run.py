@@ -284,7 +284,6 @@ def with_speed(options: EvalOptions, inputs: Inputs, quantization: Quantization)
     return replace(quantization, rows=tuple(rows))
 
 
-HELDOUT_SOURCE = "val"  # `--tasks heldout=val`: the cloze task over the --data val split (tasks.heldout_rows)
 HELDOUT_TOKENS = 200_000  # val tokens read for it: far more sentences than any --limit the quickstart uses
 HELDOUT_LIMIT = 200  # items when no --limit is given
 
@@ -293,7 +292,7 @@ def task_items(options: EvalOptions, inputs: Inputs) -> list[benchmarks.TaskItem
     """Each --tasks entry's items; `heldout=val` builds its items from the val split of --data."""
     found = []
     for name, source in options.tasks.items():
-        if name == "heldout" and source == HELDOUT_SOURCE:
+        if name == "heldout" and source == tasks.HELDOUT_SOURCE:
             ids = bpb.split_ids(options.data_dir, "val", inputs.tokenizer_hash, HELDOUT_TOKENS)
             text = bpb.documents_text(ids, inputs.ref.tokenizer)
             rows = tasks.heldout_rows(text, options.limit or HELDOUT_LIMIT)

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from evaluation.errors import EvalError
 
 Row = dict[str, Any]
+HELDOUT_SOURCE = "val"  # `--tasks heldout=val`: the cloze task over the --data val split (heldout_rows)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ TASKS = {
 
 
 def parse_tasks(spec: str) -> dict[str, str]:
-    """`NAME=SOURCE[,NAME=SOURCE...]` -> {name: source}; EvalError on an unknown name or a missing source."""
+    """`NAME=SOURCE[,NAME=SOURCE...]` -> {name: source}; EvalError on an unknown name or a missing file."""
     tasks: dict[str, str] = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         name, sep, source = part.partition("=")
@@ -189,6 +190,9 @@ def parse_tasks(spec: str) -> dict[str, str]:
             raise EvalError(f"--tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name in tasks:
             raise EvalError(f"--tasks: {name} given twice")
+        local = not source.startswith("hf:") and (name, source) != ("heldout", HELDOUT_SOURCE)
+        if local and not Path(source).is_file():  # found now, not after the minutes of the eval before it
+            raise EvalError(f"--tasks {name}={source}: no such file")
         tasks[name] = source
     return tasks
 

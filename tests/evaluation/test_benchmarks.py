@@ -150,3 +150,8 @@ def test_bad_tasks_are_usage_errors(tiny_model: TinyModel, tmp_path: Path) -> No
         "--tasks", "boolq=x.jsonl",
     )  # fmt: skip
     assert code == 2 and "unknown task 'boolq'" in output
+    code, output = run_cli(
+        "eval", str(tiny_model.export_dir), str(tiny_model.gguf_path), "--data", str(tmp_path),
+        "--tasks", "heldout=val", "--predictions", str(tmp_path / "no" / "p.jsonl"),
+    )  # fmt: skip
+    assert code == 2 and f"--predictions {tmp_path / 'no' / 'p.jsonl'}: no folder {tmp_path / 'no'}" in output

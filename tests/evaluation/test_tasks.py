@@ -157,18 +157,25 @@ def test_hf_sources_read_a_local_dataset_folder_offline(
         tasks.load_items("winogrande", "hf:nobody/no-such-dataset")
 
 
-def test_parse_tasks() -> None:
-    assert tasks.parse_tasks("hellaswag=a.jsonl, arc_easy=hf:allenai/ai2_arc?config=ARC-Easy") == {
-        "hellaswag": "a.jsonl",
+def test_parse_tasks(tmp_path: Path) -> None:
+    local = tmp_path / "a.jsonl"
+    local.write_text("")
+    assert tasks.parse_tasks(
+        f"hellaswag={local}, arc_easy=hf:allenai/ai2_arc?config=ARC-Easy,heldout=val"
+    ) == {
+        "hellaswag": str(local),
         "arc_easy": "hf:allenai/ai2_arc?config=ARC-Easy",
+        "heldout": "val",
     }
+    with pytest.raises(EvalError, match=r"--tasks piqa=missing.jsonl: no such file"):
+        tasks.parse_tasks("piqa=missing.jsonl")
     assert tasks.parse_tasks("") == {}
     with pytest.raises(EvalError, match="unknown task 'boolq'"):
         tasks.parse_tasks("boolq=x.jsonl")
     with pytest.raises(EvalError, match="expected NAME=SOURCE"):
         tasks.parse_tasks("piqa")
     with pytest.raises(EvalError, match="piqa given twice"):
-        tasks.parse_tasks("piqa=a.jsonl,piqa=b.jsonl")
+        tasks.parse_tasks(f"piqa={local},piqa={local}")
 
 
 def test_heldout_cloze_rows() -> None:
