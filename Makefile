@@ -29,9 +29,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	bash frontend/setup.sh
 	@touch $@
 
-setup-test: setup
+setup-test: setup $(VENV)/.lmeval-installed
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx; }
 	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }
+
+$(VENV)/.lmeval-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[lmeval]"
+	@touch $@
 
 run: setup
 	$(CHAKOR) quickstart

@@ -184,7 +184,8 @@ def model_stages(root: Path, quants: tuple[str, ...], documents: Path | None = N
     qa: tuple[str, ...] = ("--qa", str(heldout)) if heldout.exists() else ()
     if qa and documents is not None:
         qa += ("--documents", str(documents))
-    runs = ("--run", str(root / "pretrain"), "--run", str(root / "sft"))
+    runs: tuple[str, ...] = ("--run", str(root / "pretrain"), "--run", str(root / "sft"))
+    runs += ("--tasks", "heldout=val", "--limit", "200")  # no Hub here: a cloze task over the val split
     steps.append(
         Stage(
             "eval",
@@ -295,6 +296,11 @@ def add_eval_rows(facts: Table, report: EvalReport) -> None:
             )
     if report.quantization.k_quants_skipped:
         facts.add_row("K-quants", "not made: " + report.quantization.k_quants_skipped)
+    for task in report.benchmarks.tasks if report.benchmarks else ():
+        facts.add_row(
+            f"benchmark {task.task}",
+            f"{task.accuracy if task.accuracy_norm is None else task.accuracy_norm:.1%} (chance {task.chance:.0%})",
+        )
 
 
 def print_summary(root: Path, seconds: dict[str, float | None], settings: Settings, served: str) -> None:

@@ -11,7 +11,8 @@ from rich.table import Table
 from common.cli import FAILED, console, fail, settings_or_exit, user_errors
 from documents.index import DocumentIndex
 from evaluation.errors import EvalError
-from evaluation.report import EVAL_JSON, EvalReport
+from evaluation.report import EVAL_JSON, Benchmarks, EvalReport
+from evaluation.tasks import parse_tasks
 
 
 def quant_table(report: EvalReport) -> Table:
@@ -37,6 +38,31 @@ def quant_table(report: EvalReport) -> Table:
     return table
 
 
+def benchmark_table(scores: Benchmarks) -> Table:
+    """The benchmark table: PyTorch's accuracies, then each GGUF's accuracy and agreement with PyTorch."""
+    core = "-" if scores.core is None else f"{scores.core:.4f}"
+    table = Table(
+        "task", "n", "acc", "acc_norm", "chance", "centred", "GGUFs: acc / same choice as PyTorch",
+        title=f"benchmarks: CORE {core} over {len(scores.tasks)} tasks",
+    )  # fmt: skip
+    for task in scores.tasks:
+        ggufs = ", ".join(
+            f"{'[red]' if g.flagged else ''}{g.quant} {g.accuracy:.1%} / {g.agreement:.1%}"
+            f"{' FLAGGED[/]' if g.flagged else ''}"
+            for g in task.ggufs
+        )
+        table.add_row(
+            task.task,
+            str(task.n),
+            f"{task.accuracy:.1%}",
+            "-" if task.accuracy_norm is None else f"{task.accuracy_norm:.1%}",
+            f"{task.chance:.0%}",
+            f"{task.centered:+.3f}",
+            ggufs or escape(task.llama_note or "-"),
+        )
+    return table
+
+
 def print_report(report: EvalReport, out_dir: Path) -> None:
     """What the terminal shows of a finished evaluation."""
     val = report.validation
@@ -45,6 +71,8 @@ def print_report(report: EvalReport, out_dir: Path) -> None:
         f1 = "-" if mode.mean_f1 is None else f"{mode.mean_f1:.3f}"
         console.print(f"held-out QA, search {mode.mode}: token-F1 {f1} over {mode.asked} questions")
     console.print(quant_table(report))
+    if report.benchmarks is not None:
+        console.print(benchmark_table(report.benchmarks))
     skipped = report.quantization.k_quants_skipped
     if skipped:
         console.print(f"[dim]K-quants not evaluated: {escape(skipped)}[/]")
@@ -76,12 +104,25 @@ def eval_command(
     min_kld_tokens: int = typer.Option(16384, help="tokens scored for KL divergence (at least)"),
     max_val_tokens: int = typer.Option(65536, help="val tokens for loss and bits per byte"),
     bench: bool = typer.Option(True, help="measure tokens/s of each GGUF with llama-bench"),
+    tasks: str = typer.Option(
+        "",
+        "--tasks",
+        help="benchmarks as NAME=SOURCE[,NAME=SOURCE...]: hellaswag, arc_easy, arc_challenge, piqa, winogrande, "
+        "openbookqa, lambada, mmlu from a .jsonl/.parquet file or hf:NAME?split=...&config=... in the dataset's "
+        "published schema; heldout=val for a cloze task over the --data val split",
+    ),
+    limit: int = typer.Option(None, "--limit", min=1, help="items per benchmark task (default: all)"),
+    predictions: Path = typer.Option(
+        None, "--predictions", help="write every scored benchmark item, per model, to this JSONL"
+    ),
 ) -> None:
     """Validation bits per byte, held-out QA F1, samples, KL-divergence gates per quant, serving speed."""
     # imported here: evaluation.run pulls in torch, and `chakor` imports this module at every start
     from evaluation.run import EvalOptions, evaluate
 
     settings = settings_or_exit()
+    if predictions is not None and not predictions.parent.is_dir():
+        fail(f"--predictions {predictions}: no folder {predictions.parent}")
     provider = None
     if documents is not None:
         provider = DocumentIndex(documents)
@@ -99,6 +140,9 @@ def eval_command(
         min_kld_tokens=min_kld_tokens,
         max_val_tokens=max_val_tokens,
         bench=bench,
+        tasks=parse_tasks(tasks),
+        limit=limit,
+        predictions=predictions,
         system_prompt=settings.chat_system_prompt,
         max_tokens=settings.chat_max_tokens,
         serving_threads=settings.llama_threads,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.hashing import sha256_file
+from evaluation.core import MAX_FLIPS
 from evaluation.gates import Gate
 
 EVAL_JSON = "eval.json"
@@ -230,6 +231,75 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class GgufChoices:
+    """One GGUF on a task through llama-perplexity: its accuracy and its agreement with PyTorch's choices.
+
+    Both sides use llama-perplexity's rule (mean log-probability per token, see evaluation/scoring.py), so
+    `agreement` measures the weights and kernels, not a difference in scoring.
+    """
+
+    file: str
+    quant: str
+    mode: str  # llama-perplexity's input: hellaswag, winogrande or multiple-choice
+    n: int
+    accuracy: float  # the GGUF's, against the gold answers
+    pytorch_accuracy: float  # PyTorch's under the same rule, on the same items
+    agreement: float  # share of items where the GGUF picks what PyTorch picks
+    flagged: bool  # agreement below 1 - evaluation.core.MAX_FLIPS
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One benchmark task scored on the PyTorch export (and on each GGUF where llama-perplexity can)."""
+
+    task: str
+    source: str
+    n: int
+    accuracy: float  # lm-eval acc: the largest summed log-likelihood
+    accuracy_norm: float | None  # lm-eval acc_norm: per character of the continuation; None where undefined
+    chance: float
+    centered: float  # of the headline metric
+    headline: str  # "accuracy" or "accuracy_norm": what `centered` and CORE use
+    ggufs: tuple[GgufChoices, ...] = ()
+    llama_note: str | None = None  # why the GGUFs were not compared on this task
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ggufs": [asdict(g) for g in self.ggufs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        return _from_json(cls, data, ggufs=tuple(GgufChoices(**g) for g in data.get("ggufs", [])))
+
+
+@dataclass(frozen=True)
+class Benchmarks:
+    """The multiple-choice benchmarks part: per task results and CORE (evaluation/core.py)."""
+
+    tasks: tuple[TaskResult, ...]
+    core: float | None
+    scoring: str  # how items were scored, in words
+    predictions: str | None  # the --predictions file, when one was written
+
+    @property
+    def flagged(self) -> list[str]:
+        """'quant on task' for each GGUF that flips too many of PyTorch's choices."""
+        return [f"{g.quant} on {t.task}" for t in self.tasks for g in t.ggufs if g.flagged]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": [task.to_dict() for task in self.tasks],
+            "core": self.core,
+            "core_tasks": len(self.tasks),
+            "scoring": self.scoring,
+            "predictions": self.predictions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Benchmarks:
+        return _from_json(cls, data, tasks=tuple(TaskResult.from_dict(t) for t in data["tasks"]))
+
+
+@dataclass(frozen=True)
 class EvalReport:
     """Everything `chakor eval` found about one export and its GGUFs (eval.json as types)."""
 
@@ -245,6 +315,7 @@ class EvalReport:
     plots: dict[str, str]  # PNG file names beside eval.json, by plot
     seconds: dict[str, float]  # per part
     total_seconds: float
+    benchmarks: Benchmarks | None = None  # None when no --tasks were given
     version: int = VERSION
 
     @property
@@ -269,6 +340,7 @@ class EvalReport:
             "plots": self.plots,
             "seconds": self.seconds,
             "total_seconds": self.total_seconds,
+            "benchmarks": None if self.benchmarks is None else self.benchmarks.to_dict(),
         }
 
     @classmethod
@@ -281,6 +353,7 @@ class EvalReport:
             quantization=Quantization.from_dict(data["quantization"]),
             qa=QAResult.from_dict(data["qa"]),
             samples=tuple(Sample(**sample) for sample in data["samples"]),
+            benchmarks=None if data.get("benchmarks") is None else Benchmarks.from_dict(data["benchmarks"]),
         )
 
 
@@ -370,12 +443,45 @@ def markdown(report: EvalReport) -> str:
             )
     else:
         lines.append(qa.note or "no question set")
+    if report.benchmarks is not None:
+        lines += ["", *benchmarks_markdown(report.benchmarks)]
     lines += ["", "## Sample generations (greedy)", ""]
     for sample in report.samples:
         lines.append(f"- **{sample.prompt}** {sample.completion!r}")
     lines += ["", "## Time", ""]
     lines += [f"- {name}: {seconds:.1f} s" for name, seconds in report.seconds.items()]
     return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def benchmarks_markdown(scores: Benchmarks) -> list[str]:
+    """The benchmark table and CORE, as eval.md shows them."""
+    core = "-" if scores.core is None else f"{scores.core:.4f}"
+    lines = [
+        "## Benchmarks (multiple choice, log-likelihood)",
+        "",
+        f"**CORE {core}** (centred accuracy mean over {len(scores.tasks)} tasks). Scoring: {scores.scoring}.",
+        "",
+        "| task | n | accuracy | accuracy_norm | chance | centred | GGUF: accuracy / same choice as PyTorch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in scores.tasks:
+        ggufs = "; ".join(
+            f"{g.quant} {_pct(g.accuracy)} / {_pct(g.agreement)}{' **FLAGGED**' if g.flagged else ''}"
+            for g in task.ggufs
+        )
+        cells = [task.task, str(task.n), _pct(task.accuracy), _pct(task.accuracy_norm), _pct(task.chance)]
+        cells += [f"{task.centered:+.3f}", ggufs or (task.llama_note or "-")]
+        lines.append("| " + " | ".join(cells) + " |")
+    if scores.flagged:
+        flips = f"{MAX_FLIPS:.0%}"
+        lines += ["", f"GGUFs that flip more than {flips} of PyTorch's choices: {', '.join(scores.flagged)}."]
+    if scores.predictions:
+        lines += ["", f"Predictions: `{scores.predictions}`."]
+    return lines
 
 
 def write(report: EvalReport, out_dir: Path) -> Path:
@@ -407,6 +513,7 @@ class ModelCard:
     created: str
     total_seconds: float
     plots: dict[str, str]
+    benchmarks: Benchmarks | None = None
 
 
 def summary(report: EvalReport, served: QuantRow | None) -> ModelCard:
@@ -429,4 +536,5 @@ def summary(report: EvalReport, served: QuantRow | None) -> ModelCard:
         created=report.created,
         total_seconds=report.total_seconds,
         plots=report.plots,
+        benchmarks=report.benchmarks,
     )

@@ -22,10 +22,11 @@ from converter.llama_tools import tool_threads
 from converter.reference import Reference
 from converter.verify import check_identity, file_type_name
 from documents.index import DocumentProvider
-from evaluation import bpb, gates, kld, plots, qa, report, speed
+from evaluation import benchmarks, bpb, gates, kld, plots, qa, report, speed, tasks
 from evaluation.ask import ChatModel
 from evaluation.errors import EvalError
 from evaluation.report import (
+    Benchmarks,
     EvalReport,
     F32Check,
     KldFigures,
@@ -66,6 +67,9 @@ class EvalOptions:
     kld_ctx: int = 256
     threads: int | None = None  # llama.cpp and PyTorch threads; None: tool_threads for the model
     bench: bool = True
+    tasks: dict[str, str] = field(default_factory=dict)  # benchmark name -> SOURCE (evaluation/tasks.py)
+    limit: int | None = None  # items per benchmark task
+    predictions: Path | None = None  # JSONL of every scored item, per model
     # How `chakor up` serves: the questions are asked under its system prompt and answer budget, llama-bench
     # runs on its threads (the tools too, on a large model), and the llama.cpp tools sit beside its llama-server.
     system_prompt: str = field(kw_only=True)  # CHAKOR_CHAT_SYSTEM_PROMPT
@@ -280,6 +284,44 @@ def with_speed(options: EvalOptions, inputs: Inputs, quantization: Quantization)
     return replace(quantization, rows=tuple(rows))
 
 
+HELDOUT_TOKENS = 200_000  # val tokens read for it: far more sentences than any --limit the quickstart uses
+HELDOUT_LIMIT = 200  # items when no --limit is given
+
+
+def task_items(options: EvalOptions, inputs: Inputs) -> list[benchmarks.TaskItems]:
+    """Each --tasks entry's items; `heldout=val` builds its items from the val split of --data."""
+    found = []
+    for name, source in options.tasks.items():
+        if name == "heldout" and source == tasks.HELDOUT_SOURCE:
+            ids = bpb.split_ids(options.data_dir, "val", inputs.tokenizer_hash, HELDOUT_TOKENS)
+            text = bpb.documents_text(ids, inputs.ref.tokenizer)
+            rows = tasks.heldout_rows(text, options.limit or HELDOUT_LIMIT)
+            items = [tasks.choice(name, row, i) for i, row in enumerate(rows)]
+            if not items:
+                raise EvalError(
+                    f"{options.data_dir}: the val split has too few sentences for the heldout task"
+                )
+            found.append(benchmarks.TaskItems(name, f"{options.data_dir} (val split)", items))
+        else:
+            found.append(benchmarks.TaskItems(name, source, tasks.load_items(name, source, options.limit)))
+    return found
+
+
+def score_benchmarks(options: EvalOptions, inputs: Inputs) -> Benchmarks | None:
+    """The --tasks on PyTorch and on every GGUF; None without tasks."""
+    if not options.tasks:
+        return None
+    return benchmarks.run_benchmarks(
+        inputs.ref,
+        task_items(options, inputs),
+        inputs.quants,
+        inputs.context,
+        inputs.threads,
+        options.llama_server_bin,
+        options.predictions,
+    )
+
+
 def evaluate(options: EvalOptions) -> EvalReport:
     """Run every part of the evaluation; write eval.json, eval.md and the PNGs into out_dir."""
     started = time.monotonic()
@@ -292,6 +334,8 @@ def evaluate(options: EvalOptions) -> EvalReport:
         validation = validate(options, inputs)
     with _timed(seconds, "kl_divergence"), _torch_threads(inputs.threads):
         quantization = kl_divergence(options, inputs)
+    with _timed(seconds, "benchmarks"), _torch_threads(inputs.threads):
+        scores = score_benchmarks(options, inputs)
     serve = gates.smallest_passing(
         {row.quant: bool(row.passed) for row in quantization.rows if row.quant != "f32"}
     )
@@ -301,7 +345,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
         with _timed(seconds, "speed"):
             quantization = with_speed(options, inputs, quantization)
     with _timed(seconds, "plots"):
-        drawn = plots.draw(options.runs, quantization.rows, out_dir)
+        drawn = plots.draw(options.runs, quantization.rows, out_dir, scores)
     result = EvalReport(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         export=str(options.export_dir),
@@ -315,6 +359,7 @@ def evaluate(options: EvalOptions) -> EvalReport:
         plots=drawn,
         seconds=seconds,
         total_seconds=round(time.monotonic() - started, 2),
+        benchmarks=scores,
     )
     report.write(result, out_dir)
     return result

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from backend.services.model_info import Evaluation
-from evaluation.report import QuantRow
+from evaluation.report import GgufChoices, QuantRow, TaskResult
 
 
 @strawberry.type(
@@ -53,6 +53,60 @@ class QuantEvaluation:
         )
 
 
+@strawberry.type(description="One GGUF on a benchmark through llama-perplexity, against PyTorch's choices.")
+class BenchmarkGguf:
+    quant: str
+    file: str
+    mode: str = strawberry.field(
+        description="llama-perplexity's input: hellaswag, winogrande, multiple-choice."
+    )
+    items: int
+    accuracy: float
+    pytorch_accuracy: float = strawberry.field(
+        description="PyTorch's, under the same (llama-perplexity) rule."
+    )
+    agreement: float = strawberry.field(description="Share of items where the GGUF picks what PyTorch picks.")
+    flagged: bool = strawberry.field(description="It flips more than 5% of PyTorch's choices.")
+
+    @classmethod
+    def from_result(cls, found: GgufChoices) -> BenchmarkGguf:
+        return cls(
+            quant=found.quant,
+            file=found.file,
+            mode=found.mode,
+            items=found.n,
+            accuracy=found.accuracy,
+            pytorch_accuracy=found.pytorch_accuracy,
+            agreement=found.agreement,
+            flagged=found.flagged,
+        )
+
+
+@strawberry.type(
+    description="A multiple-choice benchmark scored on the PyTorch export (eval.json benchmarks)."
+)
+class BenchmarkTask:
+    task: str
+    items: int
+    accuracy: float = strawberry.field(description="Largest summed log-likelihood (lm-eval acc).")
+    accuracy_norm: float | None = strawberry.field(description="Per character (lm-eval acc_norm).")
+    chance: float
+    centered: float = strawberry.field(description="(headline accuracy - chance) / (1 - chance).")
+    ggufs: list[BenchmarkGguf]
+
+    @classmethod
+    def from_result(cls, task: TaskResult) -> BenchmarkTask:
+        return cls(
+            task=task.task,
+            items=task.n,
+            accuracy=task.accuracy,
+            accuracy_norm=task.accuracy_norm,
+            chance=task.chance,
+            centered=task.centered,
+            ggufs=[BenchmarkGguf.from_result(g) for g in task.ggufs],
+        )
+
+
 @strawberry.type(description="A PNG of the eval report, inline as a data: URI.")
 class EvalPlot:
     name: str
@@ -81,6 +135,8 @@ class ModelEvaluation:
     quants: list[QuantEvaluation]
     lineage: JSON
     plots: list[EvalPlot]
+    core: float | None = strawberry.field(description="CORE: the centred accuracy mean over the benchmarks.")
+    benchmarks: list[BenchmarkTask]
 
     @classmethod
     def from_summary(cls, evaluation: Evaluation) -> ModelEvaluation:
@@ -102,4 +158,8 @@ class ModelEvaluation:
             quants=[QuantEvaluation.from_row(row) for row in card.rows],
             lineage=JSON(card.lineage),
             plots=[EvalPlot(name=p.name, data_uri=p.data_uri) for p in evaluation.plot_images],
+            core=None if card.benchmarks is None else card.benchmarks.core,
+            benchmarks=[]
+            if card.benchmarks is None
+            else [BenchmarkTask.from_result(t) for t in card.benchmarks.tasks],
         )

@@ -6,7 +6,7 @@ import base64
 
 from tests.conftest import Backend
 from tests.support.graphql import Api, Session
-from tests.support.tiny_eval import tiny_model_eval
+from tests.support.tiny_eval import HELDOUT_ITEMS, tiny_model_eval
 from tests.support.tiny_model import TinyModel
 
 CARD = """{ model { evaluation {
@@ -15,6 +15,8 @@ CARD = """{ model { evaluation {
   quants { quant file sizeBytes meanKld p99Kld sameTop pplRatio maxMeanKld minSameTop gateReference passed verdict
            message promptTokensPerSecond generationTokensPerSecond }
   plots { name dataUri }
+  core benchmarks { task items accuracy accuracyNorm chance centered
+                    ggufs { quant file mode items accuracy pytorchAccuracy agreement flagged } }
 } } }"""
 
 
@@ -52,7 +54,29 @@ async def test_model_card_shows_the_eval_report(
         "promptTokensPerSecond": row["speed"]["prompt_tps"],
         "generationTokensPerSecond": row["speed"]["gen_tps"],
     }
-    (plot,) = card["plots"]  # no training runs given: the KLD bars only
+    (task,) = report["benchmarks"]["tasks"]  # the cloze task over the val split
+    assert card["core"] == report["benchmarks"]["core"] == task["centered"]
+    assert card["benchmarks"] == [
+        {
+            "task": "heldout",
+            "items": HELDOUT_ITEMS,
+            "accuracy": task["accuracy"],
+            "accuracyNorm": task["accuracy_norm"],
+            "chance": 0.25,
+            "centered": task["centered"],
+            "ggufs": [
+                {
+                    "quant": g["quant"], "file": g["file"], "mode": "multiple-choice", "items": HELDOUT_ITEMS,
+                    "accuracy": g["accuracy"], "pytorchAccuracy": g["pytorch_accuracy"],
+                    "agreement": g["agreement"], "flagged": False,
+                }
+                for g in task["ggufs"]
+            ],
+        }
+    ]  # fmt: skip
+    assert [g["quant"] for g in task["ggufs"]] == ["f32", "f16"]
+    plot, bars = card["plots"]  # no training runs given: the KLD bars and the benchmark bars
+    assert bars["name"] == "eval-benchmarks.png"
     png = (tiny_model.gguf_path.parent / report["plots"]["kld"]).read_bytes()
     assert plot == {
         "name": "eval-kld.png",

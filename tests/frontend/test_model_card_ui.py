@@ -29,6 +29,15 @@ def test_admin_sees_the_eval_numbers(page: Page, stack: Stack, admin: str, tiny_
     expect(rows).to_have_count(2)
     expect(rows.nth(1)).to_contain_text(f"f16{f16['size_bytes'] / 1e6:.2f} MB{f16['mean_kld']:.3g}")
     expect(rows.nth(1)).to_contain_text("0.0001pass")
+    (task,) = report["benchmarks"]["tasks"]
+    expect(card).to_contain_text(f"CORE (1 tasks){report['benchmarks']['core']:.4f}")
+    benchmark = page.locator("#benchmark-table tbody tr")
+    expect(benchmark).to_have_count(1)
+    f32_choices = task["ggufs"][0]
+    expect(benchmark.first).to_contain_text(
+        f"heldout{task['n']}{task['accuracy']:.1%}{task['accuracy_norm']:.1%}25%{task['centered']:+.3f}"
+        f"f32 {f32_choices['accuracy']:.1%} / {f32_choices['agreement']:.1%}"
+    )
     plot = page.get_by_role("img", name="eval-kld.png")
     expect(plot).to_be_visible()
     query = "query { model { evaluation { plots { name dataUri } } } }"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chakor_web.components.layout import frame
-from chakor_web.state.admin import AdminState, Fact, LlamaRow, Plot, QuantRow, UserRow
+from chakor_web.state.admin import AdminState, BenchmarkRow, Fact, LlamaRow, Plot, QuantRow, UserRow
 
 
 def _fact(fact: Fact) -> rx.Component:
@@ -39,12 +39,27 @@ def _quant_row(row: QuantRow) -> rx.Component:
     )
 
 
+def _benchmark_row(row: BenchmarkRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(row.task),
+        rx.table.cell(row.n_items),
+        rx.table.cell(row.accuracy),
+        rx.table.cell(row.accuracy_norm),
+        rx.table.cell(row.chance),
+        rx.table.cell(row.centered),
+        rx.table.cell(rx.text(row.ggufs, color_scheme=rx.cond(row.flagged, "red", "gray"))),
+    )
+
+
 def _plot(plot: Plot) -> rx.Component:
     return rx.image(src=plot.src, alt=plot.name, width="100%", max_width="36em")
 
 
+BENCHMARK_HEADERS = ("Task", "Items", "Acc", "Acc norm", "Chance", "Centred", "GGUF acc / same choice")
+
+
 def evaluation() -> rx.Component:
-    """`chakor eval`'s model card: headline numbers, the KL-divergence table, loss and KLD plots."""
+    """`chakor eval`'s model card: headline numbers, the KL-divergence and benchmark tables, the plots."""
     headers = ("Quant", "Size", "Mean KLD", "99% KLD", "Same top", "Gate", "Verdict", "Gen tok/s")
     return rx.vstack(
         rx.heading("Evaluation", size="3", as_="h3"),
@@ -61,6 +76,17 @@ def evaluation() -> rx.Component:
                     ),
                     width="100%",
                     overflow_x="auto",
+                ),
+                rx.cond(
+                    AdminState.benchmark_rows,
+                    rx.table.root(
+                        rx.table.header(
+                            rx.table.row(*[rx.table.column_header_cell(h) for h in BENCHMARK_HEADERS])
+                        ),
+                        rx.table.body(rx.foreach(AdminState.benchmark_rows, _benchmark_row)),
+                        size="1",
+                        id="benchmark-table",
+                    ),
                 ),
                 rx.cond(
                     AdminState.k_quants_note != "",

@@ -25,6 +25,7 @@ MODEL = """query { model {
     scoredTokens kQuantsSkipped evaluatedAt
     quants { quant sizeBytes meanKld p99Kld sameTop pplRatio maxMeanKld verdict generationTokensPerSecond }
     plots { name dataUri }
+    core benchmarks { task items accuracy accuracyNorm chance centered ggufs { quant accuracy agreement flagged } }
   }
 } }"""
 USERS_PER_PAGE = 25
@@ -91,6 +92,20 @@ class Plot:
 
 
 @dataclass
+class BenchmarkRow:
+    """One benchmark task of the eval: PyTorch's accuracies, each GGUF's accuracy / agreement with PyTorch."""
+
+    task: str = ""
+    n_items: str = ""  # not `items`: a state var of this type has an `items` method
+    accuracy: str = ""
+    accuracy_norm: str = ""
+    chance: str = ""
+    centered: str = ""
+    ggufs: str = ""
+    flagged: bool = False
+
+
+@dataclass
 class LlamaRow:
     """One llama-server in the live status."""
 
@@ -148,7 +163,30 @@ def _eval_facts(card: dict[str, Any]) -> list[Fact]:
         Fact("KLD scored tokens", f"{card['scoredTokens']:,}"),
         Fact("Gates", "all passed" if card["passed"] else "a gate FAILED"),
         Fact("Evaluated", card["evaluatedAt"] or "unknown"),
+        *(
+            [Fact(f"CORE ({len(card['benchmarks'])} tasks)", f"{card['core']:.4f}")]
+            if card["benchmarks"]
+            else []
+        ),
     ]
+
+
+def _benchmark_row(task: dict[str, Any]) -> BenchmarkRow:
+    """A benchmark row as eval.md shows it."""
+    ggufs = [
+        f"{g['quant']} {g['accuracy']:.1%} / {g['agreement']:.1%}{' FLAGGED' if g['flagged'] else ''}"
+        for g in task["ggufs"]
+    ]
+    return BenchmarkRow(
+        task["task"],
+        str(task["items"]),
+        f"{task['accuracy']:.1%}",
+        _number(task["accuracyNorm"], ".1%"),
+        f"{task['chance']:.0%}",
+        f"{task['centered']:+.3f}",
+        "; ".join(ggufs) or "-",
+        any(g["flagged"] for g in task["ggufs"]),
+    )
 
 
 def _quant_row(row: dict[str, Any]) -> QuantRow:
@@ -201,6 +239,7 @@ class AdminState(AuthState):
     verification: list[Fact] = []
     eval_facts: list[Fact] = []
     quant_rows: list[QuantRow] = []
+    benchmark_rows: list[BenchmarkRow] = []
     plots: list[Plot] = []
     k_quants_note: str = ""
     users: list[UserRow] = []
@@ -246,6 +285,7 @@ class AdminState(AuthState):
     def _show_evaluation(self, card: dict[str, Any] | None) -> None:
         self.eval_facts = _eval_facts(card) if card else []
         self.quant_rows = [_quant_row(row) for row in card["quants"]] if card else []
+        self.benchmark_rows = [_benchmark_row(task) for task in card["benchmarks"]] if card else []
         self.plots = [Plot(p["name"], p["dataUri"]) for p in card["plots"]] if card else []
         self.k_quants_note = (card or {}).get("kQuantsSkipped") or ""
 
