@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from itertools import islice
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from evaluation.errors import EvalError
+from trainer.data.sources import ReadStats, SourceError, iter_rows, parse_spec, resolve
 
 Row = dict[str, Any]
 HELDOUT_SOURCE = "val"  # `--tasks heldout=val`: the cloze task over the --data val split (heldout_rows)
@@ -190,45 +188,36 @@ def parse_tasks(spec: str) -> dict[str, str]:
             raise EvalError(f"--tasks: unknown task {name!r} (known: {', '.join(TASKS)})")
         if name in tasks:
             raise EvalError(f"--tasks: {name} given twice")
-        local = not source.startswith("hf:") and (name, source) != ("heldout", HELDOUT_SOURCE)
-        if local and not Path(source).is_file():  # found now, not after the minutes of the eval before it
-            raise EvalError(f"--tasks {name}={source}: no such file")
+        if (name, source) != ("heldout", HELDOUT_SOURCE):  # checked now, not after the eval's earlier steps
+            try:
+                resolve(parse_spec(source))
+            except SourceError as error:
+                raise EvalError(f"--tasks {name}={source}: {error}") from None
         tasks[name] = source
     return tasks
 
 
-def read_rows(source: str, limit: int | None = None) -> Iterator[Row]:
-    """The rows of `source`, streamed: a local .jsonl / .json / .parquet file, or `hf:NAME?split=...&config=...`.
+def read_rows(source: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of `source`, streamed, in any table spec the data pipeline reads (trainer.data.sources:
+    a local or fsspec `.jsonl[.gz|.zst]` / `.parquet` file or glob, or `hf:NAME?split=...&config=...`).
 
-    Mirrors the data pipeline's source spec syntax (trainer/data); `hf:` reads a Hub dataset id or a local
-    dataset folder through `datasets.load_dataset` (split defaults to "validation", where the benchmarks'
-    published labels are). Only the first `limit` rows are read. EvalError when the source cannot be read.
+    A Hub dataset's split defaults to "validation", where the benchmarks' published labels are. Only the
+    first `limit` rows are read. EvalError (one line, naming the source) when it cannot be read.
     """
-    # imported here: `datasets` takes a second to import and only `--tasks` needs it
-    import datasets
-
     try:
-        if source.startswith("hf:"):
-            parts = urlsplit(source[3:])
-            query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-            dataset = datasets.load_dataset(
-                parts.path, query.get("config"), split=query.get("split", "validation"), streaming=True
-            )
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise EvalError(f"{source}: no such file (expected .jsonl, .json, .parquet or hf:NAME)")
-            builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(path.suffix)
-            if builder is None:
-                raise EvalError(f"{source}: unknown format (expected .jsonl, .json or .parquet)")
-            dataset = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True)
-        yield from islice(iter(dataset), limit)
-    except EvalError:
-        raise
-    except (
-        Exception
-    ) as exc:  # datasets raises many types (FileNotFoundError, DatasetNotFoundError, ArrowInvalid, ...)
-        raise EvalError(f"{source}: cannot read rows ({type(exc).__name__}: {exc})") from None
+        spec = parse_spec(source)
+        if spec.format not in ("jsonl", "parquet", "hf"):
+            raise EvalError(f"{source}: not a table source (expected .jsonl, .parquet or hf:NAME)")
+        if spec.format == "hf" and "split=" not in source:
+            spec = replace(spec, split="validation")
+        if limit is not None:
+            spec = replace(spec, limit=min(limit, spec.limit or limit))
+        for row in iter_rows(resolve(spec), ReadStats(), columns=()):
+            if not isinstance(row.record, dict):
+                raise EvalError(f"{source}: {row.file} record {row.number} is not a JSON object")
+            yield row.record
+    except SourceError as error:
+        raise EvalError(str(error)) from None
 
 
 def load_items(name: str, source: str, limit: int | None = None) -> list[Item]:

@@ -385,14 +385,15 @@ def _row_adapter(self: Any, data: dict[str, Any], path: str, id_in_file: int | s
 def _read_parquet(source: Source, file: str, columns: tuple[str, ...]) -> Iterator[Row]:
     fs, path = fsspec.core.url_to_fs(file)
     # ParquetReader reads only its `text_key` and `id_key` columns when read_metadata is False: name the
-    # (one or two) columns the caller needs there; the adapter hands the row over as it is.
+    # (one or two) columns the caller needs there, or no columns for all of them (read_metadata=True);
+    # the adapter hands the row over as it is.
     reader = ParquetReader(
         (posixpath.dirname(path), fs),
         batch_size=READ_BATCH_ROWS,
-        read_metadata=False,
+        read_metadata=not columns,
         adapter=_row_adapter,
-        text_key=columns[0],
-        id_key=columns[-1],
+        text_key=columns[0] if columns else "text",
+        id_key=columns[-1] if columns else "id",
     )
     reader.add_file_path = False
     try:
@@ -468,8 +469,8 @@ def _read_dataset(source: Source) -> Iterator[Row]:
 def iter_rows(source: Source, stats: ReadStats, columns: tuple[str, ...] = ("text",)) -> Iterator[Row]:
     """The records of a table source (`jsonl`, `parquet`, `hf`) in a fixed order, file by file.
 
-    `columns` are the columns the caller needs: parquet reads only those (in READ_BATCH_ROWS batches), the
-    other formats give whole records. `stats.files` counts the files opened, `stats.undecodable_bytes`
+    `columns` are the one or two columns the caller needs: parquet reads only those (in READ_BATCH_ROWS
+    batches), or every column when `columns` is empty; the other formats give whole records. `stats.files` counts the files opened, `stats.undecodable_bytes`
     the bytes dropped. Stops after `source.limit` rows. Raises SourceError for a corrupt file, an
     unreachable or missing dataset, split or config.
     """
