@@ -25,7 +25,7 @@ from torchtitan.trainer import Trainer
 from common.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curves
-from trainer.model import Transformer
+from trainer.model import Transformer, document_attention_backend
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.titan.model_spec import model_spec
 
@@ -133,6 +133,10 @@ class ChakorTrainer(Trainer):
         config.hf_assets_path = str(run_dir / TOKENIZER_SUBDIR)
         config.checkpoint.folder = CHECKPOINT_SUBDIR
         super().__init__(config)
+        # Pretraining rows are one causal stream; SFT rows are packed documents (trainer.model).
+        packed = run["kind"] == "sft"
+        attention = document_attention_backend(self.device) if packed else "sdpa causal (is_causal=True)"
+        logger.info(f"attention backend: {attention}")
         if _is_logging_rank():
             on_gpu = torch.cuda.is_available()
             self.metrics_processor.logger = JsonlLogger(run_dir, report_mfu=on_gpu)
