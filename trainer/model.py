@@ -260,30 +260,3 @@ class Transformer(nn.Module):
         x = self.norm(x)
         logits = F.linear(x, self.tok_embeddings.weight) if self.output is None else self.output(x)
         return logits.float()
-
-    @torch.no_grad()
-    def generate(
-        self,
-        prompt: list[int],
-        max_new_tokens: int,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        stop_ids: tuple[int, ...] = (),
-        generator: torch.Generator | None = None,
-    ) -> list[int]:
-        """Sample a continuation of `prompt` (no KV cache: for short samples during training)."""
-        device = self.tok_embeddings.weight.device
-        ids = list(prompt)
-        for _ in range(max_new_tokens):
-            window = torch.tensor([ids[-self.cfg.max_seq_len :]], device=device)
-            logits = self(window)[0, -1]
-            if temperature <= 0:
-                next_id = int(logits.argmax())
-            else:
-                values, indices = torch.topk(logits / temperature, min(top_k, logits.numel()))
-                probs = F.softmax(values, dim=-1).cpu()
-                next_id = int(indices[torch.multinomial(probs, 1, generator=generator)])
-            ids.append(next_id)
-            if next_id in stop_ids:
-                break
-        return ids[len(prompt) :]

@@ -4,7 +4,8 @@
   `metrics.jsonl` (+ `loss.png`), and turns a non-finite loss into a clear error that names the last
   good checkpoint (torchtitan raises before that step is saved, so it is kept).
 - `SampleValidator`: torchtitan's Validator under `torch.no_grad()`, then perplexity and a few sampled
-  continuations written to `samples.jsonl`.
+  continuations written to `samples.jsonl` (rank 0 samples, every rank runs the same forwards:
+  trainer.titan.sampling).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torchtitan.components.metrics import BaseLogger
@@ -25,9 +26,10 @@ from torchtitan.trainer import Trainer
 from common.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curves
-from trainer.model import Transformer, document_attention_backend
+from trainer.model import document_attention_backend
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.titan.model_spec import model_spec
+from trainer.titan.sampling import generate_in_lockstep
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -96,7 +98,8 @@ class SampleValidator(Validator):
         tokenizer = load_tokenizer(Path(self.config.run_dir) / TOKENIZER_SUBDIR)
         stops = tuple(special_id(tokenizer, t) for t in (BOS, EOS, END))  # BOS: the next document
         generator = torch.Generator().manual_seed(step)
-        transformer = cast(Transformer, model)  # model_spec builds a TitanTransformer (FSDP keeps the class)
+        # Sequence parallel splits the window over the TP ranks: its length must divide evenly.
+        multiple_of = self.parallel_dims.tp if self.parallel_dims.tp_enabled else 1
         model.eval()
         samples = []
         for prompt in self.config.prompts:
@@ -106,7 +109,9 @@ class SampleValidator(Validator):
                 ).ids
             else:
                 ids = [special_id(tokenizer, BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
-            out = transformer.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
+            out = generate_in_lockstep(
+                model, ids, self.config.sample_tokens, multiple_of, stop_ids=stops, generator=generator
+            )
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
         model.train()
         if _is_logging_rank():
