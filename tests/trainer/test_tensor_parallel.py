@@ -41,6 +41,12 @@ def test_dry_run_without_tp_has_no_block_collectives() -> None:
     assert json.loads(result.output)["dry_run"]["collectives_per_block"] == {"forward": {}, "backward": {}}
 
 
+def _full(grad: torch.Tensor | None) -> torch.Tensor:
+    """A gradient as one whole tensor (a DTensor's shards or Partial sums gathered)."""
+    assert grad is not None
+    return grad.full_tensor() if isinstance(grad, DTensor) else grad
+
+
 def _tp_worker(rank: int, world: int, store_file: str, cfg: ModelConfig, out: str) -> None:
     """Rank `rank` of a TP group of `world`: the unsharded model's loss and gradients against the
     sharded copy's, for causal rows and for packed rows with document positions."""
@@ -53,18 +59,16 @@ def _tp_worker(rank: int, world: int, store_file: str, cfg: ModelConfig, out: st
         tokens = torch.randint(0, cfg.vocab_size, (2, 17))
         inputs, labels = tokens[:, :-1], tokens[:, 1:]
         positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3]] * 2)
-        report = {}
+        report: dict[str, dict[str, object]] = {}
         for name, pos in (("causal", None), ("packed", positions)):
-            losses, grads = [], []
+            losses: list[float] = []
+            grads: list[dict[str, torch.Tensor]] = []
             for model in (reference, sharded):
                 model.zero_grad()
                 loss = F.cross_entropy(model(inputs, pos).flatten(0, 1), labels.flatten())
                 loss.backward()
                 losses.append(loss.item())
-                grads.append({
-                    n: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad)
-                    for n, p in model.named_parameters()
-                })  # fmt: skip
+                grads.append({n: _full(p.grad) for n, p in model.named_parameters()})
             worst = max((grads[0][n] - grads[1][n]).abs().max().item() for n in grads[0])
             report[name] = {"losses": losses, "worst_grad_diff": worst}
         Path(out, f"rank{rank}.json").write_text(json.dumps(report))

@@ -97,7 +97,8 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
             for name in ("dp_replicate", "fsdp", "tp")
             if _enabled(dims, name)
         }
-        collectives = block_collectives(cfg, plan, dims.get_mesh("tp")) if tp > 1 else _NO_COLLECTIVES
+        no_tp: dict[str, dict[str, int]] = {"forward": {}, "backward": {}}
+        collectives = block_collectives(cfg, plan, dims.get_mesh("tp")) if tp > 1 else no_tp
     finally:
         dist.destroy_process_group()
     dp = nproc // tp
@@ -124,9 +125,6 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
         "memory_per_gpu_gib": estimate.to_gib(),
         "fits_80gb": estimate.fits(),
     }
-
-
-_NO_COLLECTIVES: dict[str, dict[str, int]] = {"forward": {}, "backward": {}}
 
 
 def block_collectives(cfg: ModelConfig, plan: Plan, tp_mesh: DeviceMesh) -> dict[str, dict[str, int]]:
