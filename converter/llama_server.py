@@ -14,7 +14,7 @@ import numpy as np
 
 from common.process import ManagedProcess, ProcessError, free_port
 from converter.errors import ConversionError
-from converter.llama_tools import NO_REPACK, llama_tool
+from converter.llama_tools import NO_REPACK, gpu_offload, llama_tool
 
 
 @dataclass
@@ -86,6 +86,7 @@ def llama_server(
             str(llama_tool("llama-server", server_bin)), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
             "-c", str(ctx_size), "-np", "1", "-t", str(threads), "--jinja", "--no-prefill-assistant",
             "--cache-type-k", "f32", "--cache-type-v", "f32", "--flash-attn", "off", "--no-warmup", "--no-webui", NO_REPACK,
+            *gpu_offload(server_bin),
         ]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(

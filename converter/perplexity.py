@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from converter.errors import ConversionError
-from converter.llama_tools import NO_REPACK, llama_tool
+from converter.llama_tools import NO_REPACK, gpu_offload, llama_tool
 
 # with --ppl-output-type 1 every chunk prints: token offset, perplexity, mean NLL so far, its std error
 _CHUNK_LINE = re.compile(r"^\s*(\d+)\s+[\d.]+\s+([\d.]+)\s+[\d.eE+-]+\s*$", re.MULTILINE)
@@ -32,7 +32,7 @@ def llama_perplexity(
         argv = [
             str(llama_tool("llama-perplexity", server_bin)), "-m", str(model), "-f", f.name,
             "-c", str(n_ctx), "-b", str(n_ctx), "--chunks", str(n_chunks + 1), "-t", str(threads),
-            "-ctk", "f32", "-ctv", "f32", "-fa", "off", "--ppl-output-type", "1", NO_REPACK,
+            "-ctk", "f32", "-ctv", "f32", "-fa", "off", "--ppl-output-type", "1", NO_REPACK, *gpu_offload(server_bin),
         ]  # fmt: skip
         for _ in range(ATTEMPTS):
             done = subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.errors import ConversionError
-from converter.llama_tools import NO_REPACK, llama_tool
+from converter.llama_tools import NO_REPACK, gpu_offload, llama_tool
 from evaluation.errors import EvalError
 from evaluation.report import KldFigures
 
@@ -119,7 +119,7 @@ def _perplexity_argv(model: Path, n_ctx: int, threads: int, server_bin: Path | N
         raise EvalError(str(exc)) from None
     return [
         str(tool), "-m", str(model), "-c", str(n_ctx), "-b", str(n_ctx), "-t", str(threads),
-        "-ctk", "f32", "-ctv", "f32", "-fa", "off", NO_REPACK,
+        "-ctk", "f32", "-ctv", "f32", "-fa", "off", NO_REPACK, *gpu_offload(server_bin),
     ]  # fmt: skip
 
 

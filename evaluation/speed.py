@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converter.errors import ConversionError
-from converter.llama_tools import llama_tool
+from converter.llama_tools import gpu_offload, llama_tool
 from evaluation.errors import EvalError
 
 PROMPT_TOKENS = 128
@@ -59,7 +59,7 @@ def bench(models: Sequence[Path], threads: int = 2, server_bin: Path | None = No
     for model in models:
         argv += ["-m", str(model)]
     argv += ["-p", str(PROMPT_TOKENS), "-n", str(GEN_TOKENS), "-t", str(threads), "-r", str(REPETITIONS)]
-    argv += ["--repack", "0", "-o", "json"]
+    argv += ["--repack", "0", "-o", "json", *gpu_offload(server_bin)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = "\n".join(done.stderr.strip().splitlines()[-10:])

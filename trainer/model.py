@@ -5,18 +5,26 @@
     Block:  h = x + attention(attention_norm(x))      causal self-attention, RoPE, GQA
             y = h + feed_forward(ffn_norm(h))         SwiGLU
 
+Packed rows (SFT) pass `positions`, 0 at every document start; attention then stays inside each
+document: through FlexAttention with a block mask on CUDA (masked blocks are skipped and SDPA's flash
+kernel is not given up for a dense mask), through SDPA with a dense T x T mask elsewhere (FlexAttention
+has no CPU backward). `document_attention_backend` names the choice; the trainer logs it.
+
 Rotary embeddings rotate INTERLEAVED pairs (x0, x1), (x2, x3), ... (the Meta / llama.cpp convention), so
 the weights go to GGUF unchanged. Parameter names are the export format (docs/interfaces.md).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import cast
+from collections.abc import Callable
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 
 from trainer.configs import ModelConfig
 
@@ -55,8 +63,8 @@ def document_mask(positions: torch.Tensor) -> torch.Tensor:
     """Causal attention within documents: [B, 1, T, T] bool, True where query i may see key j.
 
     A document starts wherever the position is 0, so j is visible to i when both lie in the same
-    document and j <= i. Dense (T x T per row): what SDPA takes on every device; T is the trained
-    context, 256 to 4096 here.
+    document and j <= i. Dense (T x T per row), for SDPA where FlexAttention cannot run; T is the
+    trained context, 256 to 4096 here.
     """
     document = torch.cumsum((positions == 0).int(), dim=1)
     same = document[:, :, None] == document[:, None, :]
@@ -64,6 +72,52 @@ def document_mask(positions: torch.Tensor) -> torch.Tensor:
         positions.size(1), positions.size(1), dtype=torch.bool, device=positions.device
     ).tril()
     return (same & causal)[:, None]
+
+
+DocumentAttention = Literal["auto", "flex", "dense"]
+FLEX, DENSE = "flex_attention with a document block mask", "sdpa with a dense document mask"
+
+
+@functools.cache
+def _compiled_flex_attention() -> Callable[..., torch.Tensor]:
+    """FlexAttention is a fused kernel only compiled (eager, it is a reference that materializes the
+    scores). Wrapped on first use: torch.compile loads the compiler stack, seconds at import."""
+    return cast(Callable[..., torch.Tensor], torch.compile(flex_attention))
+
+
+def document_attention_backend(device: torch.device, choice: DocumentAttention = "auto") -> str:
+    """How packed rows are masked on `device`: FLEX on CUDA, DENSE elsewhere, unless `choice` forces one."""
+    if choice == "auto":
+        choice = "flex" if device.type == "cuda" else "dense"
+    return FLEX if choice == "flex" else DENSE
+
+
+def document_block_mask(positions: torch.Tensor) -> BlockMask:
+    """`document_mask` as a FlexAttention BlockMask (built once per batch and shared by all layers)."""
+    document = torch.cumsum((positions == 0).int(), dim=1)
+
+    def same_document_causal(
+        b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor
+    ) -> torch.Tensor:
+        return (document[b, q] == document[b, kv]) & (kv <= q)
+
+    batch, length = positions.shape
+    return create_block_mask(same_document_causal, batch, None, length, length, device=positions.device)
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | BlockMask | None
+) -> torch.Tensor:
+    """Attention of q/k/v [B, H, T, head_dim]: causal without `mask`, else within its documents."""
+    gqa = k.size(1) != q.size(1)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    if isinstance(mask, BlockMask):
+        flex: Callable[..., torch.Tensor] = (
+            _compiled_flex_attention() if q.is_cuda else cast(Callable[..., torch.Tensor], flex_attention)
+        )
+        return flex(q, k, v, block_mask=mask, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 class Attention(nn.Module):
@@ -78,7 +132,11 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | BlockMask | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         # -1 instead of n_heads: under tensor parallelism each rank holds a slice of the heads.
@@ -87,11 +145,7 @@ class Attention(nn.Module):
         v = self.wv(x).view(B, T, -1, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, T, head_dim]
-        gqa = k.size(1) != q.size(1)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        out = attend(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -119,14 +173,23 @@ class Block(nn.Module):
         self.feed_forward = FeedForward(cfg.dim, cfg.ffn_hidden_dim)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | BlockMask | None = None,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), cos, sin, mask)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
 class Transformer(nn.Module):
-    """The decoder: `forward(tokens [B, T]) -> logits [B, T, vocab] (float32)`."""
+    """The decoder: `forward(tokens [B, T]) -> logits [B, T, vocab] (float32)`.
+
+    `document_attention` picks the masking of packed rows ("auto": `document_attention_backend`).
+    """
+
+    document_attention: DocumentAttention = "auto"
 
     # Non-persistent buffers registered in __init__ (declared for the type checker).
     rope_cos: torch.Tensor
@@ -176,47 +239,24 @@ class Transformer(nn.Module):
         T = tokens.size(1)
         if self.cfg.max_seq_len < T:
             raise ValueError(f"sequence length {T} exceeds max_seq_len {self.cfg.max_seq_len}")
-        mask = None
         if positions is None:
             cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         else:
             cos, sin = self.rope_cos[positions], self.rope_sin[positions]
         x = self.tok_embeddings(tokens)
+        mask: torch.Tensor | BlockMask | None = None
         if positions is not None:
-            # Additive (0 / -inf) in the activations' dtype, built once: SDPA would convert a bool mask per layer.
-            allowed = document_mask(positions)
-            mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(
-                ~allowed, float("-inf")
-            )
+            if document_attention_backend(positions.device, self.document_attention) == FLEX:
+                mask = document_block_mask(positions)
+            else:
+                # Additive (0 / -inf) in the activations' dtype, built once: SDPA would convert a bool
+                # mask per layer.
+                allowed = document_mask(positions)
+                mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(
+                    ~allowed, float("-inf")
+                )
         for block in self.layers.values():
             x = block(x, cos, sin, mask)
         x = self.norm(x)
         logits = F.linear(x, self.tok_embeddings.weight) if self.output is None else self.output(x)
         return logits.float()
-
-    @torch.no_grad()
-    def generate(
-        self,
-        prompt: list[int],
-        max_new_tokens: int,
-        temperature: float = 0.8,
-        top_k: int = 40,
-        stop_ids: tuple[int, ...] = (),
-        generator: torch.Generator | None = None,
-    ) -> list[int]:
-        """Sample a continuation of `prompt` (no KV cache: for short samples during training)."""
-        device = self.tok_embeddings.weight.device
-        ids = list(prompt)
-        for _ in range(max_new_tokens):
-            window = torch.tensor([ids[-self.cfg.max_seq_len :]], device=device)
-            logits = self(window)[0, -1]
-            if temperature <= 0:
-                next_id = int(logits.argmax())
-            else:
-                values, indices = torch.topk(logits / temperature, min(top_k, logits.numel()))
-                probs = F.softmax(values, dim=-1).cpu()
-                next_id = int(indices[torch.multinomial(probs, 1, generator=generator)])
-            ids.append(next_id)
-            if next_id in stop_ids:
-                break
-        return ids[len(prompt) :]

@@ -35,6 +35,10 @@ def test_export_reload_identical_logits(tmp_path: Path, micro_cfg: ModelConfig, 
     assert json.loads((out / "lineage.json").read_text()) == LINEAGE
     reloaded, cfg = load_export(out)
     assert cfg == micro_cfg
+    # Built on meta and given the loaded tensors: every parameter and RoPE table is a real CPU tensor.
+    loaded = [*reloaded.parameters(), *reloaded.buffers()]
+    assert {(t.device.type, t.dtype) for t in loaded} == {("cpu", torch.float32)}
+    torch.testing.assert_close(reloaded.rope_cos, model.rope_cos, rtol=0, atol=0)
     tokens = torch.randint(0, micro_cfg.vocab_size, (2, 10))
     torch.testing.assert_close(reloaded(tokens), model(tokens), rtol=0, atol=0)
     assert not list(tmp_path.glob(".export*"))  # no temporary directory left behind

@@ -1,11 +1,11 @@
-"""The hand-written model: names, parameter counts, causality, RoPE convention."""
+"""The hand-written model: names, parameter counts, causality, RoPE convention, document masks."""
 
 from __future__ import annotations
 
 import torch
 
 from trainer.configs import MODEL_CONFIGS, ModelConfig, get_model_config
-from trainer.model import Transformer, apply_rope, rope_tables
+from trainer.model import DENSE, FLEX, Transformer, apply_rope, document_attention_backend, rope_tables
 
 
 def test_7b_parameter_count_on_meta() -> None:
@@ -104,3 +104,22 @@ def test_packed_row_with_positions_equals_each_document_alone(micro_cfg: ModelCo
         unmasked = model(row)
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(unmasked[:, 7:], alone[:, 7:], atol=1e-3)  # without it, b sees a
+
+
+def test_flex_attention_block_mask_equals_the_dense_mask_on_a_packed_batch(micro_cfg: ModelConfig) -> None:
+    """The CUDA path (FlexAttention, eager here) against the CPU path (SDPA, dense mask), whole model."""
+    torch.manual_seed(0)
+    model = Transformer(micro_cfg).eval()
+    rows = torch.randint(0, micro_cfg.vocab_size, (2, 40))
+    lengths = [[7, 20, 13], [40]]  # documents per row; the second row is one document
+    positions = torch.stack([torch.cat([torch.arange(n) for n in row]) for row in lengths])
+    assert document_attention_backend(rows.device) == DENSE  # what CPU training uses
+    with torch.no_grad():
+        dense = model(rows, positions=positions)
+        model.document_attention = "flex"
+        flex = model(rows, positions=positions)
+        causal = model(rows)
+    torch.testing.assert_close(flex, dense, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(flex[0, 7:], causal[0, 7:], atol=1e-3)  # the later documents were masked
+    torch.testing.assert_close(flex[1], causal[1], rtol=1e-5, atol=1e-5)  # one document: plain causal
+    assert document_attention_backend(torch.device("cuda")) == FLEX

@@ -155,10 +155,11 @@ def test_small_data_dir_is_refused(tmp_path: Path, tokenizer_dir: Path, micro_cf
 def test_tensor_parallel_with_gradient_accumulation(
     tmp_path: Path, data_dir: Path, tokenizer_dir: Path, micro_cfg: ModelConfig
 ) -> None:
-    """2 processes as one TP=2 group (Megatron plan, every parameter on the TP mesh), 4 micro-batches a step."""
+    """2 processes as one TP=2 group (Megatron + sequence parallel plan, every parameter on the TP mesh),
+    4 micro-batches a step."""
     cfg = replace(micro_cfg, tie_embeddings=False)
     recipe = {
-        **RECIPE, "steps": 4, "eval_every": 4, "checkpoint_every": 4, "sample_tokens": 0,
+        **RECIPE, "steps": 4, "eval_every": 4, "checkpoint_every": 4, "sample_tokens": 4,
         "tensor_parallel": 2, "global_batch_size": 16,
     }  # fmt: skip
     run = run_training(tmp_path / "run", data_dir, cfg, tokenizer_dir, nproc=2, quiet=True, **recipe)
@@ -168,6 +169,9 @@ def test_tensor_parallel_with_gradient_accumulation(
     tokens = [r["tokens"] for r in read_metrics(run / "metrics.jsonl") if "tokens" in r]
     assert tokens == [1024.0 * s for s in range(1, 5)]
     assert "gradient accumulation steps 4" in (run / "train.log").read_text()
+    # Sampling under TP + sequence parallelism: rank 0 chooses, both ranks run the padded forwards.
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [len(row["samples"]) for row in samples] == [3, 3]  # validation at steps 1 and 4
     model, _ = load_export(export_run(run, tmp_path / "export"))
     assert model(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, cfg.vocab_size)
 

@@ -5,7 +5,8 @@ group of `nproc` ranks, in this one CPU process, with no parameter memory alloca
 torch's "fake" backend (torch.testing._internal.distributed.fake_pg) accepts every collective and
 does nothing, so the device mesh, the TP plan and fully_shard run exactly as on rank 0 of a real
 job. From the sharded model it reports each parameter's placements and local shape and the measured
-parameter count on rank 0, next to the recipe's memory estimate (trainer.memory).
+parameter count on rank 0, next to the recipe's memory estimate (trainer.memory), and with TP the
+collectives one block issues forward and backward (`collectives_per_block`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.debug import CommDebugMode
+from torch.distributed.tensor.parallel import parallelize_module
 from torch.testing._internal.distributed.fake_pg import FakeStore
 from torchtitan.config import CompileConfig, ParallelismConfig, TrainingConfig
 from torchtitan.distributed import ParallelDims
@@ -24,8 +28,9 @@ from torchtitan.distributed.activation_checkpoint import FullAC
 
 from trainer.configs import ModelConfig
 from trainer.memory import estimate_memory
+from trainer.model import Block, rope_tables
 from trainer.recipe import Plan
-from trainer.titan.model_spec import TitanTransformer, parallelize_chakor
+from trainer.titan.model_spec import TitanTransformer, block_tp_plan, check_tp, parallelize_chakor
 
 SHOWN = (
     "tok_embeddings.weight",
@@ -56,8 +61,8 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
     if dist.is_initialized():
         raise RuntimeError("a process group is already initialized; the dry run needs its own")
     nproc, tp = plan.world_size, plan.tensor_parallel
-    if tp > 1 and cfg.tie_embeddings:
-        raise ValueError("tensor parallelism needs tie_embeddings=False (the tied head is not sharded)")
+    if tp > 1:
+        check_tp(cfg, tp, plan.seq_len)
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=nproc)
     try:
         dims = ParallelDims(
@@ -92,6 +97,8 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
             for name in ("dp_replicate", "fsdp", "tp")
             if _enabled(dims, name)
         }
+        no_tp: dict[str, dict[str, int]] = {"forward": {}, "backward": {}}
+        collectives = block_collectives(cfg, plan, dims.get_mesh("tp")) if tp > 1 else no_tp
     finally:
         dist.destroy_process_group()
     dp = nproc // tp
@@ -119,9 +126,38 @@ def dry_run(cfg: ModelConfig, plan: Plan, dp_replicate: int = 1) -> dict[str, An
         "params_rank0": local,
         "params_rank0_even_split": cfg.num_params() // (dp * tp),
         "parameters": {name: _placements(params[name]) for name in SHOWN if name in params},
+        "collectives_per_block": collectives,
         "memory_per_gpu_gib": estimate.to_gib(),
         "fits_80gb": estimate.fits(),
     }
+
+
+def block_collectives(cfg: ModelConfig, plan: Plan, tp_mesh: DeviceMesh) -> dict[str, dict[str, int]]:
+    """The tensor-parallel collectives of one forward and one backward of one Block, counted by
+    `CommDebugMode` on meta tensors of the plan's micro-batch shape (the fake group runs none of them).
+
+    The block gets the plan's TP layout (`block_tp_plan`) alone, without FSDP, so the counts are the
+    TP plan's: FSDP's per-block parameter all-gather and gradient reduce-scatter come on top.
+    """
+    tp = tp_mesh.size()
+    with torch.device("meta"):
+        block = Block(cfg)
+        cos, sin = rope_tables(cfg.head_dim, plan.seq_len, cfg.rope_theta)
+        x = torch.empty(plan.local_batch_size, plan.seq_len // tp, cfg.dim, requires_grad=True)
+    parallelize_module(block, tp_mesh, block_tp_plan())
+    with CommDebugMode() as forward:
+        out = block(x, cos, sin, None)
+    with CommDebugMode() as backward:
+        out.sum().backward()
+    return {
+        "forward": _op_counts(forward.get_comm_counts()),
+        "backward": _op_counts(backward.get_comm_counts()),
+    }
+
+
+def _op_counts(counts: dict[Any, int]) -> dict[str, int]:
+    """{"c10d_functional.all_gather_into_tensor": 2} -> {"all_gather_into_tensor": 2}."""
+    return {str(op).rsplit(".", 1)[-1]: n for op, n in sorted(counts.items(), key=str)}
 
 
 def _enabled(dims: ParallelDims, name: str) -> bool:

@@ -2,7 +2,7 @@
 
 The model itself (trainer/model.py) knows nothing of torchtitan; `TitanTransformer` adds the
 `BaseModel` protocol around it without changing a parameter name. Parallelism uses PyTorch's own
-APIs the way torchtitan's llama3 does: tensor parallel plans (`parallelize_module`), activation
+APIs the way torchtitan's llama3 does: tensor + sequence parallel plans (`parallelize_module`), activation
 checkpointing and per-block `torch.compile` from torchtitan, then FSDP2 `fully_shard` over the
 data-parallel mesh (HSDP, i.e. DDP-style replication, when `data_parallel_replicate_degree` > 1).
 """
@@ -18,8 +18,15 @@ import torchtitan.distributed.fsdp as tt_fsdp
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-from torch.distributed.tensor import DTensor, Replicate, distribute_module
-from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    ParallelStyle,
+    PrepareModuleInput,
+    RowwiseParallel,
+    SequenceParallel,
+    parallelize_module,
+)
 from torchtitan.config import TORCH_DTYPE_MAP, CompileConfig, ParallelismConfig, TrainingConfig
 from torchtitan.distributed import ParallelDims
 from torchtitan.distributed.compile import apply_compile
@@ -69,53 +76,63 @@ class TitanTransformer(Transformer, BaseModel):
         """The hand-written submodules are plain nn.Modules on purpose (see BaseModel's docstring)."""
 
 
-def _replicate(module: nn.Module, tp_mesh: DeviceMesh) -> None:
-    """Replicate a module's parameters on the TP mesh; plain tensors in and out."""
+def block_tp_plan() -> dict[str, ParallelStyle]:
+    """Megatron tensor parallel with sequence parallel norms, for one Block (torchtitan's Llama plan).
 
-    def to_dtensor(mod: nn.Module, inputs: tuple, mesh: DeviceMesh) -> tuple:
-        return tuple(DTensor.from_local(x, mesh, [Replicate()], run_check=False) for x in inputs)
+    Between blocks the residual stream is sharded on the sequence (Shard(1), [B, T / tp, dim] per rank),
+    so the fp32 RMSNorm intermediates are 1/tp of their replicated size. `PrepareModuleInput` all-gathers
+    the norm output once per sub-layer and hands the same Replicate DTensor to q/k/v (or w1/w3): their
+    input gradients add up as one Partial tensor and leave in one reduce-scatter, where a separate
+    `from_local` per projection would issue one collective each. wo and w2 reduce-scatter back to Shard(1).
+    Per block: 2 all-gathers + 2 reduce-scatters forward, the same backward (`collectives_per_block`
+    in the dry run); the norm weights' Partial gradients are all-reduced by FSDP when it reduces grads.
+    """
+    gathered = PrepareModuleInput(
+        input_layouts=(Shard(1), None, None, None), desired_input_layouts=(Replicate(), None, None, None)
+    )  # Attention.forward(x, cos, sin, mask): only x is a sequence-sharded activation
+    return {
+        "attention_norm": SequenceParallel(),
+        "attention": gathered,
+        "attention.wq": ColwiseParallel(),
+        "attention.wk": ColwiseParallel(),
+        "attention.wv": ColwiseParallel(),
+        "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
+        "ffn_norm": SequenceParallel(),
+        "feed_forward": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+        "feed_forward.w1": ColwiseParallel(),
+        "feed_forward.w3": ColwiseParallel(),
+        "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
+    }
 
-    def to_local(mod: nn.Module, output: DTensor, mesh: DeviceMesh) -> torch.Tensor:
-        return output.to_local()
 
-    # torch annotates input_fn/output_fn as returning None, but installs them as forward hooks whose
-    # return values replace the inputs/outputs.
-    distribute_module(module, tp_mesh, input_fn=to_dtensor, output_fn=to_local)  # type: ignore[arg-type]
-
-
-def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
-    """Megatron-style tensor parallel (no sequence parallel): q/k/v, w1/w3 column-wise, wo/w2 row-wise,
-    embedding row-wise, head column-wise; norms replicated, so every parameter lives on the TP mesh."""
-    cfg, degree = model.cfg, tp_mesh.size()
+def check_tp(cfg: ModelConfig, degree: int, seq_len: int) -> None:
+    """Refuse a model or sequence length the TP plan cannot shard evenly."""
     if cfg.tie_embeddings:
         raise ValueError("tensor parallelism needs tie_embeddings=False (the tied head is not sharded)")
     if cfg.n_kv_heads % degree or cfg.ffn_hidden_dim % degree or cfg.vocab_size % degree:
         raise ValueError(
             f"tensor parallel degree {degree} must divide n_kv_heads, ffn_hidden_dim and vocab_size"
         )
-    block_plan = {
-        "attention.wq": ColwiseParallel(),
-        "attention.wk": ColwiseParallel(),
-        "attention.wv": ColwiseParallel(),
-        "attention.wo": RowwiseParallel(),
-        "feed_forward.w1": ColwiseParallel(),
-        "feed_forward.w3": ColwiseParallel(),
-        "feed_forward.w2": RowwiseParallel(),
-    }
+    if seq_len % degree:
+        raise ValueError(f"tensor parallel degree {degree} must divide seq_len {seq_len} (sequence parallel)")
+
+
+def apply_tp(model: Transformer, tp_mesh: DeviceMesh) -> None:
+    """`block_tp_plan` on every block; the embedding reduce-scatters to sequence shards, the final norm
+    is sequence parallel and the head all-gathers the sequence, then its vocabulary shards, so the
+    logits (and the loss) are those of the unsharded model. Every parameter lives on the TP mesh."""
     for layer in model.layers.values():
         block = cast(Block, layer)  # TP is applied before activation checkpointing / compile wrap the blocks
-        parallelize_module(block, tp_mesh, block_plan)
-        _replicate(block.attention_norm, tp_mesh)
-        _replicate(block.ffn_norm, tp_mesh)
+        parallelize_module(block, tp_mesh, block_tp_plan())
     parallelize_module(
         model,
         tp_mesh,
         {
-            "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
-            "output": ColwiseParallel(output_layouts=Replicate()),
+            "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+            "norm": SequenceParallel(),
+            "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate()),
         },
     )
-    _replicate(model.norm, tp_mesh)
 
 
 def apply_fsdp(model: Transformer, dp_mesh: DeviceMesh, training: TrainingConfig, reshard: str) -> None:
@@ -146,6 +163,7 @@ def parallelize_chakor(
     if parallelism.spmd_backend != "partial_dtensor":
         raise ValueError("chakor models need --parallelism.spmd_backend partial_dtensor")
     if parallel_dims.tp_enabled:
+        check_tp(model.cfg, parallel_dims.tp, training.seq_len)
         apply_tp(model, parallel_dims.get_mesh("tp"))
     if ac_config is not None:
         ac_config.build(dump_folder=dump_folder).apply(model)

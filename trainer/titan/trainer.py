@@ -7,7 +7,8 @@
   non-final micro-batches of gradient accumulation FSDP2 only reduce-scatters inside the replica
   (`set_requires_all_reduce(False)`) and the replica all-reduce of the final one carries the sum.
 - `SampleValidator`: torchtitan's Validator under `torch.no_grad()`, then perplexity and a few sampled
-  continuations written to `samples.jsonl`.
+  continuations written to `samples.jsonl` (rank 0 samples, every rank runs the same forwards:
+  trainer.titan.sampling).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch.distributed.fsdp import FSDPModule
@@ -29,9 +30,10 @@ from torchtitan.trainer import Trainer
 from common.chat import BOS, END, EOS, encode_chat, load_tokenizer, special_id
 from trainer.configs import ModelConfig
 from trainer.metrics import LOSS_PNG, METRICS_FILE, MetricsWriter, plot_loss_curves
-from trainer.model import Transformer
+from trainer.model import document_attention_backend
 from trainer.run_folder import CHECKPOINT_SUBDIR, RUN_FILE, TOKENIZER_SUBDIR, checkpoint_steps, read_run
 from trainer.titan.model_spec import model_spec
+from trainer.titan.sampling import generate_in_lockstep
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -113,7 +115,8 @@ class SampleValidator(Validator):
         tokenizer = load_tokenizer(Path(self.config.run_dir) / TOKENIZER_SUBDIR)
         stops = tuple(special_id(tokenizer, t) for t in (BOS, EOS, END))  # BOS: the next document
         generator = torch.Generator().manual_seed(step)
-        transformer = cast(Transformer, model)  # model_spec builds a TitanTransformer (FSDP keeps the class)
+        # Sequence parallel splits the window over the TP ranks: its length must divide evenly.
+        multiple_of = self.parallel_dims.tp if self.parallel_dims.tp_enabled else 1
         model.eval()
         samples = []
         for prompt in self.config.prompts:
@@ -123,7 +126,9 @@ class SampleValidator(Validator):
                 ).ids
             else:
                 ids = [special_id(tokenizer, BOS), *tokenizer.encode(prompt, add_special_tokens=False).ids]
-            out = transformer.generate(ids, self.config.sample_tokens, stop_ids=stops, generator=generator)
+            out = generate_in_lockstep(
+                model, ids, self.config.sample_tokens, multiple_of, stop_ids=stops, generator=generator
+            )
             samples.append({"prompt": prompt, "completion": tokenizer.decode(out, skip_special_tokens=False)})
         model.train()
         if _is_logging_rank():
@@ -151,6 +156,10 @@ class ChakorTrainer(Trainer):
         config.checkpoint.folder = CHECKPOINT_SUBDIR
         super().__init__(config)
         self._micro_step = 0
+        # Pretraining rows are one causal stream; SFT rows are packed documents (trainer.model).
+        packed = run["kind"] == "sft"
+        attention = document_attention_backend(self.device) if packed else "sdpa causal (is_causal=True)"
+        logger.info(f"attention backend: {attention}")
         if _is_logging_rank():
             on_gpu = torch.cuda.is_available()
             self.metrics_processor.logger = JsonlLogger(run_dir, on_gpu=on_gpu)

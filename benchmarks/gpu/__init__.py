@@ -1,0 +1,1 @@
+"""The GPU check (validate.sh) and its Python helpers."""
