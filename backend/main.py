@@ -26,11 +26,6 @@ log = logging.getLogger("chakor.backend")
 DB_CONNECT_SECONDS = 30.0
 
 
-def max_request_bytes(settings: Settings) -> int:
-    """The largest HTTP body accepted: a maximal message in JSON plus room for the query."""
-    return max(1 << 20, settings.max_message_chars * 6 + (64 << 10))
-
-
 async def _start_services(settings: Settings) -> AppServices:
     """Start the services, waiting a while for the database to come up."""
     deadline = time.monotonic() + DB_CONNECT_SECONDS
@@ -82,6 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes(settings))
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(ResponseHeaders, rewrite=api_headers)
     return app

@@ -10,7 +10,7 @@ from pymongo.errors import ConnectionFailure
 from strawberry.extensions import AddValidationRules, MaskErrors
 from strawberry.tools import merge_types
 
-from backend.api.limits import limit_extensions
+from backend.api.limits import check_size_maxima, limit_extensions
 from backend.api.resolvers.chat_features import ChatFeaturesMutation, ChatFeaturesQuery
 from backend.api.resolvers.mutation import Mutation
 from backend.api.resolvers.query import Query
@@ -50,7 +50,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     no_introspection = (
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
-    return strawberry.Schema(
+    built = strawberry.Schema(
         query=merge_types("Query", (Query, ChatFeaturesQuery)),
         mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation)),
         subscription=Subscription,
@@ -60,6 +60,8 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
             ChakorMaskErrors,
         ],
     )
+    check_size_maxima(built._schema)
+    return built
 
 
 schema = build_schema()

@@ -104,7 +104,8 @@ class ChatFeaturesMutation:
         permission_classes=SIGNED_IN,
     )
     async def import_conversation(self, info: Info, data: str) -> Conversation:
-        return Conversation.from_model(await transfer.import_json(await info.context.user(), data))
+        user, settings = await info.context.user(), info.context.services.settings
+        return Conversation.from_model(await transfer.import_json(user, data, settings))
 
     @strawberry.mutation(
         description="A new API key (`Authorization: Bearer chk_...`, your rights, never an admin's); "
