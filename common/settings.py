@@ -15,8 +15,8 @@ from common.chat import SYSTEM_PROMPT
 ENV_PREFIX = "CHAKOR_"
 DEV_JWT_SECRET = "dev-insecure-change-me"
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output weaken it (RFC 7518 3.2)
-# Every version of every message one conversation may hold: the backend reads a conversation's tree
-# up to this many nodes, so no write (turn or import) may go past it.
+# The backend reads a conversation's tree (every version of every message) up to this many nodes,
+# so CHAKOR_MAX_MESSAGES_PER_CONVERSATION, which every write (turn or import) keeps to, may not pass it.
 MAX_CONVERSATION_MESSAGES = 5000
 
 
@@ -82,7 +82,8 @@ class Settings(BaseSettings):
 
     # Per-user caps on stored data and paid calls (each refusal names its setting).
     max_conversations_per_user: int = Field(1000, ge=1)
-    max_messages_per_conversation: int = Field(MAX_CONVERSATION_MESSAGES, ge=2, le=MAX_CONVERSATION_MESSAGES)
+    # 2000: what imports always allowed; reading a tree that wide takes about 1.5 s on the sidecar
+    max_messages_per_conversation: int = Field(2000, ge=2, le=MAX_CONVERSATION_MESSAGES)
     imports_per_hour: int = Field(20, ge=1)
     web_searches_per_day: int = Field(100, ge=1)  # Tavily calls (cache hits are free)
 

@@ -59,7 +59,12 @@ SIZE_MAXIMA = {
 }
 # Reading a conversation's messages loads its whole tree (up to MAX_CONVERSATION_MESSAGES nodes),
 # whatever the page: costed so that one operation loads at most MAX_COST / TREE_COST = 40 trees.
-TREE_FIELDS = ("Conversation.messages", "Conversation.allMessages", "Conversation.messageCount")
+TREE_FIELDS = (
+    "Conversation.messages",
+    "Conversation.allMessages",
+    "Conversation.messageCount",
+    "Query.exportConversation",
+)
 TREE_COST = 500
 
 

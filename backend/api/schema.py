@@ -15,6 +15,7 @@ from backend.api.resolvers.chat_features import ChatFeaturesMutation, ChatFeatur
 from backend.api.resolvers.mutation import Mutation
 from backend.api.resolvers.query import Query
 from backend.api.resolvers.subscription import Subscription
+from backend.api.response_budget import ResponseBudget
 from backend.core.errors import UserError
 
 INTERNAL_ERROR = "internal server error"
@@ -56,6 +57,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         subscription=Subscription,
         extensions=[
             *limit_extensions(),
+            ResponseBudget,
             *no_introspection,
             ChakorMaskErrors,
         ],

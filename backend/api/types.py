@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from backend import models
 from backend.api.context import Info
 from backend.api.evaluation import ModelEvaluation
+from backend.api.response_budget import charge
 from backend.models.common import oid
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
@@ -162,6 +163,12 @@ class Message:
         )
 
 
+def _charged(messages: list[Message]) -> list[Message]:
+    """`messages`, their text counted toward the operation's response budget."""
+    charge(sum(len(m.content) for m in messages))
+    return messages
+
+
 @strawberry.type(description="A conversation: a tree of messages, one branch of it active.")
 class Conversation:
     id: strawberry.ID
@@ -176,7 +183,9 @@ class Conversation:
     async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
         count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
         tree = await info.context.message_trees.load(oid(self.model))
-        return [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
+        return _charged(
+            [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
+        )
 
     @strawberry.field(
         description="A page of every message of every branch, oldest first: `first` (at most "
@@ -188,7 +197,7 @@ class Conversation:
         size = page_size(MAX_PAGE_SIZE if first is None else first)
         start = None if after is None else object_id(after) or PydanticObjectId("0" * 24)
         tree = await info.context.message_trees.load(oid(self.model))
-        return [Message.from_model(m, tree) for m in tree.after(tree.nodes, start, size)]
+        return _charged([Message.from_model(m, tree) for m in tree.after(tree.nodes, start, size)])
 
     @strawberry.field(description="How many messages the conversation holds, every branch included.")
     async def message_count(self, info: Info) -> int:

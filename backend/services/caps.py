@@ -110,3 +110,12 @@ def check_message_room(held: int, adding: int, settings: Settings) -> None:
             f"this conversation holds {held} messages, at most {settings.max_messages_per_conversation} "
             "(CHAKOR_MAX_MESSAGES_PER_CONVERSATION); start a new conversation"
         )
+
+
+def check_import_size(messages: int, settings: Settings) -> None:
+    """LimitReached when an import holds more messages than a conversation may."""
+    if messages > settings.max_messages_per_conversation:
+        raise LimitReached(
+            f"the import holds {messages} messages, a conversation at most "
+            f"{settings.max_messages_per_conversation} (CHAKOR_MAX_MESSAGES_PER_CONVERSATION)"
+        )

@@ -9,6 +9,8 @@ reach anybody else's data.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from datetime import timedelta
 from enum import StrEnum
@@ -31,6 +33,9 @@ VERSION = 1
 MAX_IMPORT_MESSAGES = MAX_CONVERSATION_MESSAGES  # what a conversation's tree is read up to
 MAX_CONTENT_CHARS = 200_000  # answers may be longer than a user message (CHAKOR_MAX_MESSAGE_CHARS)
 MAX_ID_CHARS = 64
+# Messages stored per insert: one insert of thousands holds the single-threaded sidecar (and so
+# every other request) for seconds; batches let other requests in between.
+INSERT_BATCH = 250
 
 
 class ExportFormat(StrEnum):
@@ -156,7 +161,7 @@ def _check_links(document: ExportedConversation) -> None:
 async def import_json(user: User, data: str, settings: Settings) -> Conversation:
     """A new conversation of `user` holding the file's tree (validated first; nothing stored on error)."""
     document = _parse(data, settings)
-    caps.check_message_room(0, len(document.messages), settings)
+    caps.check_import_size(len(document.messages), settings)
     _check_links(document)
     title = document.title.strip()
     if not title or "\x00" in title:
@@ -190,11 +195,23 @@ async def import_json(user: User, data: str, settings: Settings) -> Conversation
     try:
         await conversation.insert()
         await caps.claim_conversation(conversation, settings)
-    except BaseException:
-        await caps.give_back_import(oid(user))
+        for message in stored:
+            message.conversation_id = oid(conversation)
+        for start in range(0, len(stored), INSERT_BATCH):
+            await Message.insert_many(stored[start : start + INSERT_BATCH])
+    except BaseException:  # a half-stored import is no import: take it back, uncounted
+        await asyncio.shield(_take_back(oid(user), conversation))
         raise
-    for message in stored:
-        message.conversation_id = oid(conversation)
-    if stored:
-        await Message.insert_many(stored)
     return conversation
+
+
+async def _take_back(user_id: PydanticObjectId, conversation: Conversation) -> None:
+    with contextlib.suppress(Exception):  # the database may be what failed; the first error stands
+        await caps.give_back_import(user_id)
+        if conversation.id is not None:
+            await _remove(conversation)
+
+
+async def _remove(conversation: Conversation) -> None:
+    await Message.get_pymongo_collection().delete_many({"conversation_id": conversation.id})
+    await Conversation.get_pymongo_collection().delete_one({"_id": conversation.id})
