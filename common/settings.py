@@ -15,6 +15,9 @@ from common.chat import SYSTEM_PROMPT
 ENV_PREFIX = "CHAKOR_"
 DEV_JWT_SECRET = "dev-insecure-change-me"
 MIN_JWT_SECRET_BYTES = 32  # HS256 keys shorter than its 256-bit output weaken it (RFC 7518 3.2)
+# The backend reads a conversation's tree (every version of every message) up to this many nodes,
+# so CHAKOR_MAX_MESSAGES_PER_CONVERSATION, which every write (turn or import) keeps to, may not pass it.
+MAX_CONVERSATION_MESSAGES = 5000
 
 
 class Settings(BaseSettings):
@@ -82,6 +85,13 @@ class Settings(BaseSettings):
     login_max_attempts: int = Field(5, ge=1)
     login_window_seconds: int = Field(60, ge=1)
 
+    # Per-user caps on stored data and paid calls (each refusal names its setting).
+    max_conversations_per_user: int = Field(1000, ge=1)
+    # 2000: what imports always allowed; reading a tree that wide takes about 1.5 s on the sidecar
+    max_messages_per_conversation: int = Field(2000, ge=2, le=MAX_CONVERSATION_MESSAGES)
+    imports_per_hour: int = Field(20, ge=1)
+    web_searches_per_day: int = Field(100, ge=1)  # Tavily calls (cache hits are free)
+
     # Web search (Tavily). Without a key web search reports "not configured".
     tavily_api_key: str | None = None
     tavily_base_url: str = "https://api.tavily.com"
@@ -113,6 +123,13 @@ class Settings(BaseSettings):
         if value is None or value.is_absolute():
             return value
         return REPO_ROOT / value
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest HTTP body or WebSocket message the backend reads (an import, a chat turn): a
+        maximal message in JSON (6 bytes a character at worst, `\\uXXXX`) plus room for the query,
+        and at least 1 MiB."""
+        return max(1 << 20, self.max_message_chars * 6 + (64 << 10))
 
     @property
     def backend_url(self) -> str:

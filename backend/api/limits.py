@@ -1,4 +1,5 @@
-"""Query-shape limits: depth, aliases, tokens and an estimated cost (list sizes multiply)."""
+"""Query-shape limits: depth, aliases, tokens and an estimated cost (list sizes multiply, each sized
+field at most its resolver's maximum)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLList,
     GraphQLNamedType,
     GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
@@ -20,6 +23,7 @@ from graphql import (
     ValidationRule,
     VariableNode,
     get_named_type,
+    get_nullable_type,
 )
 from strawberry.extensions import (
     AddValidationRules,
@@ -31,27 +35,68 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.base_extension import SchemaExtension
 
+from backend.services import conversations, search, usage
+from backend.services.validation import MAX_PAGE_SIZE
+
 MAX_DEPTH = 10
 MAX_ALIASES = 20
 MAX_TOKENS = 2000
 MAX_COST = 20_000
-SIZE_ARGUMENTS = ("first", "last", "maxResults")
-VARIABLE_SIZE = 100  # a page size given as a variable is costed at the largest page
+SIZE_ARGUMENTS = ("first", "last", "maxResults", "days")
+# The most items each sized field returns, whatever its argument says: a size given as a variable
+# is costed at this maximum (the resolver's own bound). `check_size_maxima` refuses a schema with a
+# sized field missing here.
+SIZE_MAXIMA = {
+    "Query.conversations": MAX_PAGE_SIZE,
+    "Query.users": MAX_PAGE_SIZE,
+    "Query.webSearch": search.MAX_RESULTS,
+    "Query.documentSearch": search.MAX_RESULTS,
+    "Query.usage": usage.MAX_DAYS,
+    "Query.usageByUser": usage.MAX_DAYS,
+    "Conversation.messages": conversations.MAX_MESSAGES,
+    "Conversation.allMessages": MAX_PAGE_SIZE,
+    "Message.siblingIds": MAX_PAGE_SIZE,
+}
+# Reading a conversation's messages loads its whole tree (up to MAX_CONVERSATION_MESSAGES nodes),
+# whatever the page: costed so that one operation loads at most MAX_COST / TREE_COST = 40 trees.
+TREE_FIELDS = (
+    "Conversation.messages",
+    "Conversation.allMessages",
+    "Conversation.messageCount",
+    "Query.exportConversation",
+)
+TREE_COST = 500
 
 
 def _size(field: FieldNode, parent: GraphQLNamedType | None) -> int:
-    """How many items a field may return, from its size argument or that argument's default."""
+    """How many items a field may return, from its size argument or that argument's default; a
+    variable counts as the field's maximum."""
+    name = f"{parent.name}.{field.name.value}" if parent is not None else field.name.value
     for argument in field.arguments or ():
         if argument.name.value in SIZE_ARGUMENTS:
             if isinstance(argument.value, IntValueNode):
                 return max(1, int(argument.value.value))
             if isinstance(argument.value, VariableNode):
-                return VARIABLE_SIZE
+                return SIZE_MAXIMA[name]
     if isinstance(parent, GraphQLObjectType) and field.name.value in parent.fields:
-        for name, arg in parent.fields[field.name.value].args.items():
-            if name in SIZE_ARGUMENTS and isinstance(arg.default_value, int):
-                return max(1, arg.default_value)
+        for arg_name, arg in parent.fields[field.name.value].args.items():
+            if arg_name in SIZE_ARGUMENTS:
+                return max(1, arg.default_value) if isinstance(arg.default_value, int) else SIZE_MAXIMA[name]
     return 1
+
+
+def check_size_maxima(schema: GraphQLSchema) -> None:
+    """Every field taking a size argument has its maximum in SIZE_MAXIMA (else a variable could not
+    be costed); raises at start-up, so a new paged field cannot slip through uncosted."""
+    for type_name, named in schema.type_map.items():
+        if not isinstance(named, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, field in named.fields.items():
+            sized = [a for a in field.args if a in SIZE_ARGUMENTS]
+            if sized and f"{type_name}.{field_name}" not in SIZE_MAXIMA:
+                raise RuntimeError(
+                    f"{type_name}.{field_name} takes {sized[0]} but has no entry in SIZE_MAXIMA"
+                )
 
 
 class CostRule(ValidationRule):
@@ -88,7 +133,15 @@ class CostRule(ValidationRule):
                 if isinstance(parent, GraphQLObjectType) and selection.name.value in parent.fields:
                     child = get_named_type(parent.fields[selection.name.value].type)
                 inner = self._cost(selection.selection_set, child, seen)
-                total += 1 + _size(selection, parent) * inner
+                name = f"{parent.name}.{selection.name.value}" if parent is not None else ""
+                is_list = (
+                    isinstance(parent, GraphQLObjectType)
+                    and selection.name.value in parent.fields
+                    and isinstance(get_nullable_type(parent.fields[selection.name.value].type), GraphQLList)
+                )
+                # a list of scalars costs one per item; a tree-loading field its load as well
+                total += 1 + _size(selection, parent) * (max(1, inner) if is_list else inner)
+                total += TREE_COST if name in TREE_FIELDS else 0
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 target = self.context.schema.get_type(condition.name.value) if condition else parent

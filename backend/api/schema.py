@@ -11,11 +11,12 @@ from pymongo.errors import ConnectionFailure
 from strawberry.extensions import AddValidationRules, MaskErrors
 from strawberry.tools import merge_types
 
-from backend.api.limits import limit_extensions
+from backend.api.limits import check_size_maxima, limit_extensions
 from backend.api.resolvers.chat_features import ChatFeaturesMutation, ChatFeaturesQuery
 from backend.api.resolvers.mutation import Mutation
 from backend.api.resolvers.query import Query
 from backend.api.resolvers.subscription import Subscription
+from backend.api.response_budget import ResponseBudget
 from backend.core.errors import UserError
 
 INTERNAL_ERROR = "internal server error"
@@ -74,16 +75,19 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     no_introspection = (
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
-    return ChakorSchema(
+    built = ChakorSchema(
         query=merge_types("Query", (Query, ChatFeaturesQuery)),
         mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation)),
         subscription=Subscription,
         extensions=[
             *limit_extensions(),
+            ResponseBudget,
             *no_introspection,
             ChakorMaskErrors,
         ],
     )
+    check_size_maxima(built._schema)
+    return built
 
 
 schema = build_schema()

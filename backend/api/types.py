@@ -8,15 +8,18 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
+from beanie import PydanticObjectId
 from strawberry.scalars import JSON
 
 from backend import models
 from backend.api.context import Info
 from backend.api.evaluation import ModelEvaluation
+from backend.api.response_budget import charge
 from backend.models.common import oid
 from backend.services import conversations as conversation_service
 from backend.services import llama, model_info, status
 from backend.services.tree import MessageTree
+from backend.services.validation import MAX_PAGE_SIZE, object_id, page_size
 from common.chat import SearchMode
 
 # The documents' enums, registered with Strawberry under their GraphQL names.
@@ -95,8 +98,15 @@ class Message:
     parent_id: strawberry.ID | None = strawberry.field(
         description="The message answered or followed; null for a first turn."
     )
-    sibling_ids: list[strawberry.ID] = strawberry.field(
-        description="Versions of this message (edits, regenerated answers), itself included, oldest first."
+    sibling_count: int = strawberry.field(
+        description="How many versions this message has (edits, regenerated answers), itself included."
+    )
+    sibling_index: int = strawberry.field(description="This version's place among them, from 0 (the oldest).")
+    previous_sibling_id: strawberry.ID | None = strawberry.field(
+        description="The version just before this one; null for the oldest."
+    )
+    next_sibling_id: strawberry.ID | None = strawberry.field(
+        description="The version just after this one; null for the newest."
     )
     role: MessageRole
     content: str
@@ -108,15 +118,36 @@ class Message:
     tokens_per_second: float | None
     finish_reason: str | None
     error: str | None
+    tree: strawberry.Private[MessageTree]
+    model: strawberry.Private[models.Message]
+
+    @strawberry.field(
+        description="A page of this message's versions, itself included, oldest first: `first` "
+        f"(at most {MAX_PAGE_SIZE}) after the version `after`."
+    )
+    def sibling_ids(self, first: int | None = 10, after: strawberry.ID | None = None) -> list[strawberry.ID]:
+        size = page_size(10 if first is None else first)
+        start = None if after is None else object_id(after) or PydanticObjectId("0" * 24)
+        page = self.tree.after(self.tree.siblings(self.model), start, size)
+        return [strawberry.ID(str(m.id)) for m in page]
 
     @classmethod
     def from_model(cls, message: models.Message, tree: MessageTree) -> Message:
         parent = message.parent_id if message.parent_id in tree.by_id else None
+        siblings = tree.siblings(message)
+        index = tree.sibling_index.get(oid(message), 0)
+        previous = siblings[index - 1].id if index > 0 else None
+        following = siblings[index + 1].id if index + 1 < len(siblings) else None
         return cls(
             id=strawberry.ID(str(message.id)),
             conversation_id=strawberry.ID(str(message.conversation_id)),
             parent_id=None if parent is None else strawberry.ID(str(parent)),
-            sibling_ids=[strawberry.ID(str(i)) for i in tree.sibling_ids(message)],
+            sibling_count=len(siblings),
+            sibling_index=index,
+            previous_sibling_id=None if previous is None else strawberry.ID(str(previous)),
+            next_sibling_id=None if following is None else strawberry.ID(str(following)),
+            tree=tree,
+            model=message,
             role=message.role,
             content=message.content,
             status=message.status,
@@ -130,6 +161,12 @@ class Message:
             finish_reason=message.finish_reason,
             error=message.error,
         )
+
+
+def _charged(messages: list[Message]) -> list[Message]:
+    """`messages`, their text counted toward the operation's response budget."""
+    charge(sum(len(m.content) for m in messages))
+    return messages
 
 
 @strawberry.type(description="A conversation: a tree of messages, one branch of it active.")
@@ -146,12 +183,25 @@ class Conversation:
     async def messages(self, info: Info, last: int | None = 200) -> list[Message]:
         count = max(1, min(200 if last is None else last, conversation_service.MAX_MESSAGES))
         tree = await info.context.message_trees.load(oid(self.model))
-        return [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
+        return _charged(
+            [Message.from_model(m, tree) for m in tree.branch(self.model.active_leaf_id)[-count:]]
+        )
 
-    @strawberry.field(description="Every message of every branch, oldest first.")
-    async def all_messages(self, info: Info) -> list[Message]:
+    @strawberry.field(
+        description="A page of every message of every branch, oldest first: `first` (at most "
+        f"{MAX_PAGE_SIZE}) after the message `after` (page on with the last id; `messageCount` says how many)."
+    )
+    async def all_messages(
+        self, info: Info, first: int | None = MAX_PAGE_SIZE, after: strawberry.ID | None = None
+    ) -> list[Message]:
+        size = page_size(MAX_PAGE_SIZE if first is None else first)
+        start = None if after is None else object_id(after) or PydanticObjectId("0" * 24)
         tree = await info.context.message_trees.load(oid(self.model))
-        return [Message.from_model(m, tree) for m in tree.nodes]
+        return _charged([Message.from_model(m, tree) for m in tree.after(tree.nodes, start, size)])
+
+    @strawberry.field(description="How many messages the conversation holds, every branch included.")
+    async def message_count(self, info: Info) -> int:
+        return len((await info.context.message_trees.load(oid(self.model))).nodes)
 
     @strawberry.field(description="The system prompt answers are made with (the server's unless set).")
     def system_prompt(self, info: Info) -> str:
@@ -245,10 +295,17 @@ class UsageDay:
     tokens_in: int
     tokens_out: int
     answers: int
+    web_searches: int = strawberry.field(description="Web searches sent to Tavily (cached results are free).")
 
     @classmethod
     def from_model(cls, row: models.UsageDay) -> UsageDay:
-        return cls(day=row.day, tokens_in=row.tokens_in, tokens_out=row.tokens_out, answers=row.answers)
+        return cls(
+            day=row.day,
+            tokens_in=row.tokens_in,
+            tokens_out=row.tokens_out,
+            answers=row.answers,
+            web_searches=row.web_searches,
+        )
 
 
 @strawberry.type(description="One user's usage on one UTC day (admin view).")

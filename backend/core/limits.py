@@ -1,4 +1,5 @@
-"""An ASGI middleware refusing request bodies over a size limit before they are parsed."""
+"""An ASGI middleware refusing HTTP bodies and WebSocket messages over one size limit before they are
+parsed, so an operation (an import, a chat turn) meets the same limit over either transport."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+MESSAGE_TOO_BIG = 1009  # the WebSocket close code for a message over the limit (RFC 6455 7.4.1)
+
 
 class BodyTooLarge(Exception):
     """The body grew past the limit while being read."""
 
 
 class BodySizeLimit:
-    """Answer 413 to HTTP requests whose body exceeds `max_bytes`."""
+    """Answer 413 to HTTP requests whose body exceeds `max_bytes`; close a WebSocket (1009) whose
+    client sends a message over it (the app sees the client leave)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -29,7 +33,32 @@ class BodySizeLimit:
         )
         await send({"type": "http.response.body", "body": body.encode()})
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        closed = False
+
+        async def limited_receive() -> Message:
+            nonlocal closed
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                text, data = message.get("text"), message.get("bytes")
+                size = len(text.encode("utf-8", "surrogatepass")) if text is not None else len(data or b"")
+                if size > self.max_bytes:
+                    closed = True
+                    reason = f"message larger than {self.max_bytes} bytes"
+                    await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+                    return {"type": "websocket.disconnect", "code": MESSAGE_TOO_BIG}
+            return message
+
+        async def quiet_after_close(message: Message) -> None:
+            if not closed:  # the app's own goodbye to a socket closed here already
+                await send(message)
+
+        await self.app(scope, limited_receive, quiet_after_close)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -2,6 +2,7 @@
 
 from backend.models.api_key import ApiKey
 from backend.models.conversation import Conversation, Message, MessageRole, MessageStatus, Source
+from backend.models.counters import WindowCounter
 from backend.models.leases import LoginFailure, StreamLease
 from backend.models.search_cache import SearchCacheEntry
 from backend.models.usage import UsageDay
@@ -17,6 +18,7 @@ DOCUMENT_MODELS = [
     UsageDay,
     StreamLease,
     LoginFailure,
+    WindowCounter,
 ]
 
 __all__ = [
@@ -34,4 +36,5 @@ __all__ = [
     "StreamLease",
     "UsageDay",
     "User",
+    "WindowCounter",
 ]

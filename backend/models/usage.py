@@ -7,13 +7,15 @@ from beanie import Document, PydanticObjectId
 
 
 class UsageDay(Document):
-    """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end."""
+    """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end, and
+    `web_searches` (Tavily calls) as each search is made."""
 
     user_id: PydanticObjectId
     day: str
     tokens_in: int = 0
     tokens_out: int = 0
     answers: int = 0
+    web_searches: int = 0
 
     class Settings:
         name = "usage_days"

@@ -19,7 +19,7 @@ from backend.core.errors import AuthError, ForbiddenError, NotFoundError, UserEr
 from backend.core.offload import run_prompt
 from backend.models import Conversation, Message, MessageRole, MessageStatus, Source
 from backend.models.common import oid
-from backend.services import conversations, usage
+from backend.services import caps, conversations, usage
 from backend.services.auth import Caller
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
@@ -169,6 +169,10 @@ async def _plan(caller: Caller, request: ChatRequest, settings: Settings, ctx_si
         conversation = await conversations.get_conversation(caller, request.conversation_id)
     max_tokens = _check_request(request, settings, ctx_size, conversation)
     found = await conversations.tree(conversation) if conversation else MessageTree([])
+    if conversation is None:
+        await caps.check_conversation_room(caller.id, settings)
+    else:  # the new nodes: an answer, and the user turn unless it is regenerated
+        caps.check_message_room(len(found.nodes), 1 if request.regenerate else 2, settings)
     branch = found.branch(conversation.active_leaf_id) if conversation else []
     system = settings.chat_system_prompt
     temperature = request.temperature
@@ -432,12 +436,12 @@ async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDep
     query = plan.user_text[:MAX_SEARCH_QUERY_CHARS]
     try:
         if mode is SearchMode.WEB:
-            results = await deps.search.search(query)
+            results = await deps.search.search(query, user_id=answer.user_id)
         elif deps.documents is None:
             raise SearchUnavailable("document search is not set up")
         else:
             results = await deps.documents.search(query, DOCUMENT_RESULTS)
-    except (SearchUnavailable, ValidationError) as exc:
+    except (SearchUnavailable, ValidationError, caps.LimitReached) as exc:
         answer.sources, answer.sources_error = [], exc.message
         return SourcesFound([], False, exc.message)
     answer.sources = results

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 from datetime import timedelta
 
+from beanie import PydanticObjectId
 from pymongo.errors import DuplicateKeyError
 from tavily import AsyncTavilyClient
 
@@ -13,6 +14,7 @@ from backend.core.config import Settings
 from backend.core.errors import UserError, ValidationError
 from backend.models import SearchCacheEntry, Source
 from backend.models.common import utcnow
+from backend.services import caps
 from backend.services.validation import clean_text
 
 MAX_QUERY_CHARS = 400
@@ -47,8 +49,10 @@ class WebSearch:
         if self._client is not None:
             await self._client.close()
 
-    async def search(self, query: str, max_results: int = 5) -> list[Source]:
-        """Results for `query`; SearchUnavailable when not configured or Tavily fails."""
+    async def search(self, query: str, max_results: int = 5, *, user_id: PydanticObjectId) -> list[Source]:
+        """Results for `query`; SearchUnavailable when not configured or Tavily fails. A search that
+        goes to Tavily counts against `user_id`'s web searches per day first (LimitReached past it);
+        cached results are free."""
         query = clean_text(query, "query", MAX_QUERY_CHARS)
         if not 1 <= max_results <= MAX_RESULTS:
             raise ValidationError(f"maxResults must be between 1 and {MAX_RESULTS}")
@@ -58,6 +62,7 @@ class WebSearch:
         cached = await SearchCacheEntry.find_one({"key": key, "expires_at": {"$gt": utcnow()}})
         if cached is not None:
             return cached.results
+        await caps.take_web_search(user_id, self.settings)
         try:
             response = await self._client.search(
                 query, max_results=max_results, timeout=SEARCH_TIMEOUT_SECONDS

@@ -1,13 +1,16 @@
 """Export a conversation (JSON: the whole tree; Markdown: the active branch) and import a JSON export.
 
-An import is validated as a whole before anything is stored: size, format, roles, statuses, and
-parents that point to earlier messages of the same file. Ids in the file only link its messages to
+An import is validated as a whole before anything is stored: size (the request limit of either
+transport), format, roles, statuses, the message cap, and parents that point to earlier messages of
+the same file; then it counts against the user's imports per hour and conversation cap. Ids in the file only link its messages to
 each other; every stored document gets a fresh id and belongs to the importing user, so a file cannot
 reach anybody else's data.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from datetime import timedelta
 from enum import StrEnum
@@ -17,18 +20,22 @@ from beanie import PydanticObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from backend.core.config import Settings
 from backend.core.errors import ValidationError
 from backend.models import Conversation, Message, MessageRole, MessageStatus, User
 from backend.models.common import oid, utcnow
-from backend.services import conversations
+from backend.services import caps, conversations
 from backend.services.validation import MAX_TITLE_CHARS
+from common.settings import MAX_CONVERSATION_MESSAGES
 
 FORMAT = "chakor.conversation"
 VERSION = 1
-MAX_IMPORT_CHARS = 5_000_000
-MAX_IMPORT_MESSAGES = 2000
+MAX_IMPORT_MESSAGES = MAX_CONVERSATION_MESSAGES  # what a conversation's tree is read up to
 MAX_CONTENT_CHARS = 200_000  # answers may be longer than a user message (CHAKOR_MAX_MESSAGE_CHARS)
 MAX_ID_CHARS = 64
+# Messages stored per insert: one insert of thousands holds the single-threaded sidecar (and so
+# every other request) for seconds; batches let other requests in between.
+INSERT_BATCH = 250
 
 
 class ExportFormat(StrEnum):
@@ -47,7 +54,7 @@ class ExportedMessage(_Strict):
     parent_id: str | None = Field(default=None, alias="parentId", max_length=MAX_ID_CHARS)
     role: Literal["user", "assistant"]
     content: str = Field(max_length=MAX_CONTENT_CHARS)
-    status: Literal["complete", "stopped", "error"] = "complete"
+    status: Literal["complete", "stopped", "error", "interrupted"] = "complete"
     created_at: AwareDatetime | None = Field(default=None, alias="createdAt")
 
 
@@ -114,9 +121,10 @@ async def export_markdown(conversation: Conversation) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _parse(data: str) -> ExportedConversation:
-    if len(data) > MAX_IMPORT_CHARS:
-        raise ValidationError(f"import is larger than {MAX_IMPORT_CHARS} characters")
+def _parse(data: str, settings: Settings) -> ExportedConversation:
+    limit = settings.max_request_bytes
+    if len(data) > limit or len(data.encode("utf-8", "surrogatepass")) > limit:
+        raise ValidationError(f"import is larger than {limit} bytes")
     try:
         return ExportedConversation.model_validate_json(data)
     except PydanticValidationError as exc:
@@ -150,9 +158,10 @@ def _check_links(document: ExportedConversation) -> None:
         raise ValidationError("activeLeafId is not a message of this file")
 
 
-async def import_json(user: User, data: str) -> Conversation:
+async def import_json(user: User, data: str, settings: Settings) -> Conversation:
     """A new conversation of `user` holding the file's tree (validated first; nothing stored on error)."""
-    document = _parse(data)
+    document = _parse(data, settings)
+    caps.check_import_size(len(document.messages), settings)
     _check_links(document)
     title = document.title.strip()
     if not title or "\x00" in title:
@@ -182,9 +191,27 @@ async def import_json(user: User, data: str) -> Conversation:
     ]
     leaf = ids[document.active_leaf_id] if document.active_leaf_id else (stored[-1].id if stored else None)
     conversation.active_leaf_id = leaf
-    await conversation.insert()
-    for message in stored:
-        message.conversation_id = oid(conversation)
-    if stored:
-        await Message.insert_many(stored)
+    await caps.take_import(oid(user), settings)
+    try:
+        await conversation.insert()
+        await caps.claim_conversation(conversation, settings)
+        for message in stored:
+            message.conversation_id = oid(conversation)
+        for start in range(0, len(stored), INSERT_BATCH):
+            await Message.insert_many(stored[start : start + INSERT_BATCH])
+    except BaseException:  # a half-stored import is no import: take it back, uncounted
+        await asyncio.shield(_take_back(oid(user), conversation))
+        raise
     return conversation
+
+
+async def _take_back(user_id: PydanticObjectId, conversation: Conversation) -> None:
+    with contextlib.suppress(Exception):  # the database may be what failed; the first error stands
+        await caps.give_back_import(user_id)
+        if conversation.id is not None:
+            await _remove(conversation)
+
+
+async def _remove(conversation: Conversation) -> None:
+    await Message.get_pymongo_collection().delete_many({"conversation_id": conversation.id})
+    await Conversation.get_pymongo_collection().delete_one({"_id": conversation.id})

@@ -23,14 +23,31 @@ class MessageTree:
         self.nodes = sorted(messages, key=_order)
         self.by_id: dict[PydanticObjectId, Message] = {m.id: m for m in self.nodes if m.id is not None}
         self.children: dict[PydanticObjectId | None, list[Message]] = defaultdict(list)
-        for message in self.nodes:
+        # each message's index in `nodes` and among its siblings: O(1) paging by id
+        self.order: dict[PydanticObjectId, int] = {}
+        self.sibling_index: dict[PydanticObjectId, int] = {}
+        for index, message in enumerate(self.nodes):
             parent = message.parent_id if message.parent_id in self.by_id else None
-            self.children[parent].append(message)
+            siblings = self.children[parent]
+            if message.id is not None:
+                self.order[message.id] = index
+                self.sibling_index[message.id] = len(siblings)
+            siblings.append(message)
 
-    def sibling_ids(self, message: Message) -> list[PydanticObjectId]:
-        """Ids of the messages sharing `message`'s parent, itself included, oldest first."""
+    def siblings(self, message: Message) -> list[Message]:
+        """The messages sharing `message`'s parent, itself included, oldest first (the tree's own list)."""
         parent = message.parent_id if message.parent_id in self.by_id else None
-        return [m.id for m in self.children[parent] if m.id is not None]
+        return self.children[parent]
+
+    def after(self, items: list[Message], after_id: PydanticObjectId | None, first: int) -> list[Message]:
+        """Up to `first` of `items` (all of `nodes`, or one sibling list) following the message
+        `after_id` (from the start when None; nothing when it is not among them)."""
+        if after_id is None:
+            return items[:first]
+        index = (self.order if items is self.nodes else self.sibling_index).get(after_id)
+        if index is None or index >= len(items) or items[index].id != after_id:
+            return []
+        return items[index + 1 : index + 1 + first]
 
     def leaf_under(self, message_id: PydanticObjectId) -> PydanticObjectId:
         """The leaf reached from `message_id` by always following the newest child."""

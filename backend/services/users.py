@@ -1,13 +1,30 @@
-"""Admin operations on users."""
+"""Admin operations on users.
+
+Each change is a `$set` of its own field, never a save of the whole document, so it cannot undo a
+password change or a sign-out that landed between reading the user and writing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from backend.core.errors import NotFoundError, ValidationError
-from backend.models import Conversation, Message, RefreshToken, Role, User
+from backend.models import (
+    ApiKey,
+    Conversation,
+    Message,
+    RefreshToken,
+    Role,
+    StreamLease,
+    UsageDay,
+    User,
+    WindowCounter,
+)
 from backend.services.auth import revoke_all
 from backend.services.pagination import after_filter, newest_first
+from backend.services.streams import WATCH_SECONDS, StreamRegistry
 from backend.services.validation import object_id, page_size, search_regex
 
 
@@ -32,6 +49,18 @@ async def list_users(
     return await newest_first(User.find(query), "created_at", limit)
 
 
+# How long deleteUser waits for the user's answers to stop (on any backend) before deleting their
+# data: a stop reaches another backend within WATCH_SECONDS, and the answer's final writes follow.
+STOP_WAIT_SECONDS = 10.0
+
+
+async def _set(user: User, **fields: Any) -> None:
+    """Write `fields` of `user` alone (and on the object, for the answer)."""
+    await User.get_pymongo_collection().update_one({"_id": user.id}, {"$set": fields})
+    for name, value in fields.items():
+        setattr(user, name, value)
+
+
 async def _other_admins(user: User) -> int:
     return await User.find({"role": Role.ADMIN.value, "disabled": False, "_id": {"$ne": user.id}}).count()
 
@@ -41,8 +70,8 @@ async def set_role(actor: User, user_id: str, role: Role) -> User:
     user = await get_user(user_id)
     if role == Role.USER and user.role == Role.ADMIN and await _other_admins(user) == 0:
         raise ValidationError("cannot demote the last admin")
+    await _set(user, role=role.value)
     user.role = role
-    await user.save()
     return user
 
 
@@ -51,8 +80,7 @@ async def set_disabled(actor: User, user_id: str, disabled: bool) -> User:
     user = await get_user(user_id)
     if disabled and user.id == actor.id:
         raise ValidationError("you cannot disable your own account")
-    user.disabled = disabled
-    await user.save()
+    await _set(user, disabled=disabled)
     if disabled:
         await revoke_all(user)
     return user
@@ -61,18 +89,30 @@ async def set_disabled(actor: User, user_id: str, disabled: bool) -> User:
 async def approve(user_id: str) -> User:
     """Let a sign-up that waits for approval sign in."""
     user = await get_user(user_id)
-    user.approved = True
-    await user.save()
+    await _set(user, approved=True)
     return user
 
 
-async def delete_user(actor: User, user_id: str) -> bool:
-    """Delete a user with their conversations, messages and refresh tokens."""
+async def _stop_answers(user: User, streams: StreamRegistry) -> None:
+    """Stop the user's answers on every backend and wait (up to STOP_WAIT_SECONDS) until their
+    leases are given back, which each answer does after its last write (its usage)."""
+    await streams.stop_user(user.id)  # type: ignore[arg-type]
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    while await StreamLease.find({"user_id": user.id}).count() and time.monotonic() < deadline:
+        await asyncio.sleep(WATCH_SECONDS)
+
+
+async def delete_user(actor: User, user_id: str, streams: StreamRegistry) -> bool:
+    """Delete a user and everything of theirs: conversations, messages, refresh tokens, API keys,
+    usage, counters and stream leases. The account is disabled and signed out first and their
+    answers are stopped, so nothing of theirs starts or is written again meanwhile."""
     user = await get_user(user_id)
     if user.id == actor.id:
         raise ValidationError("you cannot delete your own account")
-    await Message.find(Message.user_id == user.id).delete()
-    await Conversation.find(Conversation.user_id == user.id).delete()
-    await RefreshToken.find(RefreshToken.user_id == user.id).delete()
+    await _set(user, disabled=True)
+    await revoke_all(user)
+    await _stop_answers(user, streams)
+    for document in (Message, Conversation, RefreshToken, ApiKey, UsageDay, WindowCounter, StreamLease):
+        await document.get_pymongo_collection().delete_many({"user_id": user.id})
     await user.delete()
     return True

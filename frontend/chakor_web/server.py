@@ -76,9 +76,18 @@ def _back_to(page: str, message: str, kind: str = "error") -> RedirectResponse:
     return RedirectResponse(f"/{page}?{kind}={store().flash(message)}", status_code=303)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body())[:MAX_FORM_BYTES].decode(errors="replace")
-    return {key: values[0] for key, values in parse_qs(body).items()}
+async def _form(request: Request) -> dict[str, str] | None:
+    """The posted fields; None when the body passes MAX_FORM_BYTES (reading stops there)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    text = body.decode(errors="replace")
+    return {key: values[0] for key, values in parse_qs(text).items()}
 
 
 def _signed_in(request: Request, payload: dict[str, Any]) -> Response:
@@ -111,6 +120,8 @@ async def _credentials(request: Request, page: str) -> tuple[dict[str, str], str
     if not _same_origin(request):
         return Response(_CROSS_SITE[page], status_code=403)
     form = await _form(request)
+    if form is None:
+        return Response(f"form larger than {MAX_FORM_BYTES} bytes", status_code=413)
     email, password = form.get("email", "").strip(), form.get("password", "")
     if not email or not password:
         return _back_to(page, _MISSING[page])

@@ -209,7 +209,7 @@ async def test_export_then_import_round_trips_the_tree(api: Api, alice: Session,
             "invalid conversation export at messages.0.userId",
         ),
         (lambda d: d["messages"][1].update(id=d["messages"][0]["id"]), "messages[1]: duplicate id"),
-        (lambda d: d.update(messages=d["messages"] * 1001), "invalid conversation export at messages"),
+        (lambda d: d.update(messages=d["messages"] * 2501), "invalid conversation export at messages"),
     ],
 )
 async def test_bad_imports_are_refused_with_a_clear_error_and_store_nothing(

@@ -18,10 +18,10 @@ from tests.conftest import JWT_SECRET
 
 DB_NAME = "chakor_dataloaders"
 CONVERSATIONS = 10
-PAGE = """{ conversations(first: 20) { edges { node {
-  id title messages(last: 200) { role content siblingIds } allMessages { id content } } } } }"""
+PAGE = """{ conversations(first: 10) { edges { node {
+  id title messages(last: 10) { role content siblingCount } allMessages(first: 10) { id content } } } } }"""
 ONE = """query($id: ID!) { conversation(id: $id) {
-  id title messages(last: 200) { role content siblingIds } allMessages { id content } } }"""
+  id title messages(last: 10) { role content siblingCount } allMessages(first: 10) { id content } } }"""
 
 
 class Commands(monitoring.CommandListener):
@@ -123,7 +123,7 @@ def test_batched_results_are_those_of_one_conversation_at_a_time(
             leaf,
         ]
         assert [m["role"] for m in node["messages"]] == ["USER", "ASSISTANT", "USER", "ASSISTANT"]
-        assert len(node["messages"][-1]["siblingIds"]) == 2
+        assert node["messages"][-1]["siblingCount"] == 2
         assert sorted(m["content"] for m in node["allMessages"]) == sorted(
             [f"question {n}", f"answer {n}", f"follow-up {n}", f"first try {n}", f"second try {n}"]
         )

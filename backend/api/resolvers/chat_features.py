@@ -10,6 +10,7 @@ import strawberry
 
 from backend.api.context import Info
 from backend.api.permissions import ADMINS, SIGNED_IN
+from backend.api.response_budget import charge
 from backend.api.types import (
     ApiKey,
     ApiKeyCreated,
@@ -32,8 +33,11 @@ class ChatFeaturesQuery:
     async def export_conversation(self, info: Info, id: strawberry.ID, format: ExportFormat) -> str:
         conversation = await conversations.get_conversation(await info.context.user(), id)
         if format == ExportFormat.MARKDOWN:
-            return await transfer.export_markdown(conversation)
-        return await transfer.export_json(conversation)
+            exported = await transfer.export_markdown(conversation)
+        else:
+            exported = await transfer.export_json(conversation)
+        charge(len(exported))
+        return exported
 
     @strawberry.field(
         description="Your API keys, oldest first (secrets are never shown again).",
@@ -104,7 +108,8 @@ class ChatFeaturesMutation:
         permission_classes=SIGNED_IN,
     )
     async def import_conversation(self, info: Info, data: str) -> Conversation:
-        return Conversation.from_model(await transfer.import_json(await info.context.user(), data))
+        user, settings = await info.context.user(), info.context.services.settings
+        return Conversation.from_model(await transfer.import_json(user, data, settings))
 
     @strawberry.mutation(
         description="A new API key (`Authorization: Bearer chk_...`, your rights, never an admin's); "

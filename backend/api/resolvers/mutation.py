@@ -65,7 +65,10 @@ class Mutation:
     ) -> Conversation:
         user = await info.context.user()
         changes = input.changes() if input else None
-        return Conversation.from_model(await conversations.create_conversation(user, title, changes))
+        settings = info.context.services.settings
+        return Conversation.from_model(
+            await conversations.create_conversation(user, title, settings, changes)
+        )
 
     @strawberry.mutation(description="Rename one of your conversations.", permission_classes=SIGNED_IN)
     async def rename_conversation(self, info: Info, id: strawberry.ID, title: str) -> Conversation:
@@ -112,8 +115,10 @@ class Mutation:
         return User.from_model(await users.approve(user_id))
 
     @strawberry.mutation(
-        description="Delete a user with their conversations (admins only).", permission_classes=ADMINS
+        description="Delete a user with their conversations, API keys and usage, stopping their answers "
+        "in progress (admins only).",
+        permission_classes=ADMINS,
     )
     async def delete_user(self, info: Info, user_id: strawberry.ID) -> bool:
         actor = await info.context.user()
-        return await users.delete_user(actor, user_id)
+        return await users.delete_user(actor, user_id, info.context.services.streams)

@@ -62,7 +62,8 @@ class Query:
     @strawberry.field(description="Search the web (Tavily).", permission_classes=SIGNED_IN)
     async def web_search(self, info: Info, query: str, max_results: int | None = 5) -> list[SearchResult]:
         count = 5 if max_results is None else max_results
-        results = await info.context.services.search.search(query, count)
+        user = await info.context.user()
+        results = await info.context.services.search.search(query, count, user_id=oid(user))
         return [SearchResult.from_model(r) for r in results]
 
     @strawberry.field(

@@ -11,7 +11,7 @@ from chakor_web.state.conversation_tools import UPLOAD_ID, ConversationToolsStat
 
 def version_switcher(message: ChatMessage) -> rx.Component:
     """`< 2/3 >` for a message with several versions (edits, regenerated answers)."""
-    count = message.versions.length()
+    count = message.version_count
     return rx.cond(
         count > 1,
         rx.hstack(

@@ -24,7 +24,8 @@ LIST = """query($first: Int, $after: String, $search: String) {
   }
 }"""
 MESSAGE_FIELDS = (
-    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error siblingIds"
+    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error"
+    " siblingCount siblingIndex previousSiblingId nextSiblingId"
 )
 OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSAGE_FIELDS} }} }} }}"
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
@@ -75,8 +76,10 @@ class ChatMessage:
     sources: list[Source] = field(default_factory=list)
     note: str = ""
     speed: str = ""
-    versions: list[str] = field(default_factory=list)  # ids of this message's versions, oldest first
-    version: int = 1  # which of them this is, from 1
+    version: int = 1  # which of this message's versions (edits, regenerated answers) this is, from 1
+    version_count: int = 1
+    previous_version: str = ""  # the ids of the versions beside it ("" at either end)
+    next_version: str = ""
 
 
 @dataclass
@@ -118,8 +121,10 @@ def _message(raw: dict[str, Any]) -> ChatMessage:
         sources=_sources(raw.get("sources")),
         note=note,
         speed=_speed(raw.get("tokensPerSecond")),
-        versions=raw.get("siblingIds") or [raw["id"]],
-        version=(raw.get("siblingIds") or [raw["id"]]).index(raw["id"]) + 1,
+        version=raw["siblingIndex"] + 1,
+        version_count=raw["siblingCount"],
+        previous_version=raw["previousSiblingId"] or "",
+        next_version=raw["nextSiblingId"] or "",
     )
 
 
@@ -229,10 +234,11 @@ class ChatState(AuthState):
         if self.streaming:
             return None
         message = next((m for m in self.messages if m.id == message_id), None)
-        if message is None or not 1 <= message.version + step <= len(message.versions):
+        target = None if message is None else message.previous_version if step < 0 else message.next_version
+        if not target:
             return None
         try:
-            await self._gql(SELECT_BRANCH, {"id": message.versions[message.version + step - 1]})
+            await self._gql(SELECT_BRANCH, {"id": target})
             await self._reload_messages()
         except ApiError as exc:
             self.error = exc.message

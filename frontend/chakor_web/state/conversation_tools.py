@@ -9,6 +9,7 @@ from reflex.event import EventSpec
 
 from chakor_web.api import ApiError
 from chakor_web.state.chat import ChatState
+from common.settings import get_settings
 
 SETTINGS_FIELDS = "id systemPrompt temperature maxTokens"
 GET_SETTINGS = f"query($id: ID!) {{ conversation(id: $id) {{ {SETTINGS_FIELDS} }} }}"
@@ -16,7 +17,6 @@ CREATE = f"mutation($i: ConversationInput) {{ createConversation(input: $i) {{ {
 UPDATE = f"mutation($id: ID!, $i: ConversationInput!) {{ updateConversation(id: $id, input: $i) {{ {SETTINGS_FIELDS} }} }}"
 EXPORT = "query($id: ID!, $f: ExportFormat!) { exportConversation(id: $id, format: $f) }"
 IMPORT = "mutation($d: String!) { importConversation(data: $d) { id } }"
-MAX_IMPORT_BYTES = 5_000_000
 UPLOAD_ID = "import-upload"
 
 
@@ -123,8 +123,9 @@ class ConversationToolsState(ChatState):
         if not files:
             return None
         raw = await files[0].read()
-        if len(raw) > MAX_IMPORT_BYTES:
-            self.error = f"The file is larger than {MAX_IMPORT_BYTES // 1_000_000} MB."
+        limit = get_settings().max_request_bytes  # what the backend reads at most (it checks too)
+        if len(raw) > limit:
+            self.error = f"The file is larger than {limit // 1024} KiB."
             return None
         try:
             made = (await self._gql(IMPORT, {"d": raw.decode("utf-8", errors="replace")}))[
