@@ -65,11 +65,11 @@ def layer_bytes(cfg: ModelConfig, tp: int, ac_mode: str = "none") -> int:
     """Activation bytes autograd keeps per token for one block.
 
     Eager (`none`), from the measured figures for this block: each of the two RMSNorms keeps 10 d bytes
-    (the fp32 upcast of its input and the normalised fp32 product, 4 d each, and its bf16 output, 2 d),
-    full width at any TP degree because the norms are replicated (no sequence parallel); split over TP:
-    q/k/v into attention and its output (bf16), and SwiGLU's w1, w3, silu and product tensors (4 x bf16
-    at the hidden width). At the 7b shapes and TP=1 that is 198 KB per token per layer (measured: ~203 KB);
-    at TP=8 the norms are 84% of it.
+    (the fp32 upcast of its input and the normalised fp32 product, 4 d each, and its bf16 output, 2 d);
+    the TP plan runs the norms sequence-parallel, so each rank keeps 1/tp of the sequence's norms, as it
+    keeps 1/tp of q/k/v into attention and its output (bf16) and of SwiGLU's w1, w3, silu and product
+    tensors (4 x bf16 at the hidden width). At the 7b shapes and TP=1 that is 198 KB per token per layer
+    (measured: ~203 KB); without sequence parallelism the replicated norms were 84% of it at TP=8.
 
     `selective` (torchtitan's SelectiveAC: matmul and attention outputs saved, every second matmul and
     all elementwise work recomputed): the block input and the mid-block residual (bf16) plus the
@@ -83,7 +83,7 @@ def layer_bytes(cfg: ModelConfig, tp: int, ac_mode: str = "none") -> int:
     attention = 2 * (q + 2 * kv) + 2 * q
     if ac_mode == "selective":
         return int(2 * 2 * d + (attention + 2 * 2 * f) / tp)
-    return int(2 * 10 * d + (attention + 4 * 2 * f) / tp)
+    return int((2 * 10 * d + attention + 4 * 2 * f) / tp)
 
 
 LOGIT_BYTES = 14
