@@ -7,13 +7,18 @@ from beanie import Document, PydanticObjectId
 
 
 class UsageDay(Document):
-    """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end."""
+    """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end.
+
+    `reserved` is what the answers in progress may still spend: each reserves an estimate at
+    admission and gives it back when it records what it spent, so the quota check sees them.
+    """
 
     user_id: PydanticObjectId
     day: str
     tokens_in: int = 0
     tokens_out: int = 0
     answers: int = 0
+    reserved: int = 0
 
     class Settings:
         name = "usage_days"
