@@ -1,7 +1,7 @@
 """A sliding-window limiter kept in the database, so every backend counts the same attempts.
 
-An attempt is counted before the work it guards (insert, then count): of any number of concurrent
-attempts at most `max_events` get through, with no check-then-record gap between them.
+An attempt is counted before the work it guards (insert, then count the ones up to it): of any
+number of concurrent attempts at most `max_events` get through, with no check-then-record gap.
 """
 
 from __future__ import annotations
@@ -50,20 +50,20 @@ class WindowLimiter:
 
     async def attempt(self, key: str) -> ObjectId:
         """Count one attempt against `key` and return its id; RateLimitedError (counting nothing)
-        when the window already holds `max_events` others.
+        when the window already holds `max_events` attempts before it.
 
-        Concurrent attempts each see the others' documents, so at most `max_events` pass; a refused
-        one takes its document back, so hammering a limited key does not extend its window.
+        Each attempt is stored first, then counts the attempts up to its own id (ids grow with time):
+        of concurrent attempts the first `max_events` pass and every later one sees them. A refused
+        attempt takes its document back, so hammering a limited key does not extend its window.
         """
         now = self._clock()
-        full_key = self.prefix + key
-        inserted = await self.collection.insert_one(
-            {"key": full_key, "at": now, "expires_at": now + self.window}
-        )
+        full_key, attempt = self.prefix + key, ObjectId()
+        document = {"_id": attempt, "key": full_key, "at": now, "expires_at": now + self.window}
+        await self.collection.insert_one(document)
         recent = {"key": full_key, "at": {"$gt": now - self.window}}
-        if await self.collection.count_documents(recent) <= self.max_events:
-            return inserted.inserted_id
-        await self.forget(inserted.inserted_id)
+        if await self.collection.count_documents({**recent, "_id": {"$lte": attempt}}) <= self.max_events:
+            return attempt
+        await self.forget(attempt)
         oldest = await self.collection.find_one(recent, sort=[("at", 1)])
         left = (oldest["at"] + self.window - now).total_seconds() if oldest else self.window.total_seconds()
         raise RateLimitedError(f"too many {self.what}; try again in {max(1, round(left))} s")
