@@ -254,9 +254,11 @@ async def refresh(token: str, settings: Settings, streams: StreamRegistry) -> Au
 
 async def _reused(user: User, family_id: str, streams: StreamRegistry) -> None:
     """A refresh token came back twice (one of its holders is a thief): revoke the family, every
-    access token and API key of the user, and stop their running answers."""
+    access token (other sessions refresh theirs) and API key of the user, and stop their answers."""
     await revoke_family(family_id)
-    await revoke_all(user, streams, SESSIONS_REVOKED, keys=True)
+    await _bump_version(user.id)
+    await api_keys.revoke_all(oid(user), streams, SESSIONS_REVOKED)
+    await streams.stop_user(oid(user), SESSIONS_REVOKED)
 
 
 async def revoke_family(family_id: str) -> None:
