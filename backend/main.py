@@ -19,6 +19,7 @@ from backend.api.schema import build_schema
 from backend.core.config import Settings, get_settings
 from backend.core.headers import api_headers
 from backend.core.limits import BodySizeLimit
+from backend.core.logs import configure_logging
 from backend.services.container import AppServices
 from common.response_headers import ResponseHeaders
 
@@ -47,6 +48,7 @@ async def _start_services(settings: Settings) -> AppServices:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app from `settings` (the process-wide settings by default)."""
     settings = settings or get_settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections import deque
@@ -28,9 +29,10 @@ from chakor.services import (
 )
 from chakor.supervisor import Component, Supervisor, SupervisorError, pid_alive, read_state
 from common.cli import FAILED, USAGE, console, fail, settings_or_exit
+from common.hosts import is_loopback
 from common.llama_cpp import LlamaCppNotFound
 from common.process import port_in_use
-from common.settings import Settings
+from common.settings import DEV_JWT_SECRET, Settings
 from evaluation.report import EVAL_JSON, report_for
 
 app = typer.Typer(help="Chakor: train your own LLM and chat with it in the browser.", no_args_is_help=True)
@@ -111,15 +113,50 @@ def build_components(settings: Settings, model: Path | None, frontend: bool) -> 
     return components
 
 
+def public_binds(settings: Settings, frontend: bool) -> list[str]:
+    """The `NAME=HOST` settings of the parts `chakor up` starts that listen beyond this host."""
+    hosts = {"CHAKOR_BACKEND_HOST": settings.backend_host, "CHAKOR_LLAMA_HOST": settings.llama_host}
+    if frontend:
+        hosts["CHAKOR_FRONTEND_HOST"] = settings.frontend_host
+    return [f"{name}={host}" for name, host in hosts.items() if not is_loopback(host)]
+
+
+def refuse_public_dev_secret(settings: Settings, frontend: bool, insecure: bool) -> None:
+    """Exit (usage) when a part would listen beyond this host while tokens are signed with the public
+    development secret (anyone could forge an admin's token), unless `--insecure` says so."""
+    exposed = public_binds(settings, frontend)
+    if not exposed or settings.jwt_secret != DEV_JWT_SECRET:
+        return
+    if not insecure:
+        fail(
+            f"refusing to listen beyond this host ({', '.join(exposed)}) with the development JWT secret, "
+            "which anyone can use to forge tokens: set CHAKOR_JWT_SECRET (or CHAKOR_ENVIRONMENT=production), "
+            "bind to 127.0.0.1, or pass --insecure",
+            USAGE,
+        )
+    console.print(f"[red]--insecure: {', '.join(exposed)} with the development JWT secret[/]")
+
+
 @app.command()
 def up(
     model: Path | None = typer.Option(
         None, help="GGUF to serve (default: CHAKOR_MODEL_PATH or the quickstart's)."
     ),
     frontend: bool = typer.Option(True, help="Also build and serve the web app."),
+    insecure: bool = typer.Option(
+        False, help="Listen beyond this host even with the development JWT secret (never in earnest)."
+    ),
 ) -> None:
-    """Start database, llama-server, backend and frontend; supervise them until Ctrl-C or `chakor down`."""
+    """Start database, llama-server, backend and frontend; supervise them until Ctrl-C or `chakor down`.
+
+    llama-server gets a new random API key on every start (unless CHAKOR_LLAMA_API_KEY names one),
+    known to the backend only.
+    """
     settings = settings_or_exit()
+    refuse_public_dev_secret(settings, frontend, insecure)
+    settings = settings.model_copy(
+        update={"llama_api_key": settings.llama_api_key or secrets.token_urlsafe(32)}
+    )
     if read_state(state_file(settings)):
         fail("Chakor is already running here: see `chakor status`, stop it with `chakor down`", FAILED)
     model = model.resolve() if model else default_model(settings)
@@ -130,7 +167,12 @@ def up(
         tokenizer = settings.tokenizer_path or tokenizer_beside(model)
         settings = settings.model_copy(update={"model_path": model, "tokenizer_path": tokenizer})
     try:
-        supervisor = Supervisor(build_components(settings, model, frontend), state_file(settings))
+        supervisor = Supervisor(
+            build_components(settings, model, frontend),
+            state_file(settings),
+            log_max_bytes=settings.log_max_bytes,
+            log_backups=settings.log_backups,
+        )
         console.print("Starting Chakor ...")
         supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
     except (ComponentError, LlamaCppNotFound) as exc:  # a missing GGUF or tool: what to install or set

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from common import REPO_ROOT
+from common.hosts import is_loopback
 from common.llama_cpp import NO_REPACK, llama_server_binary
 from common.process import ManagedProcess
 from common.settings import ENV_PREFIX, Settings
@@ -17,6 +18,19 @@ from common.settings import ENV_PREFIX, Settings
 DB_VENV = REPO_ROOT / ".venv-db"
 SIDECAR_SCRIPT = Path(__file__).parent / "sidecar" / "mongo_wire.py"
 FRONTEND_DIR = REPO_ROOT / "frontend"
+# The only settings the web app reads (chakor_web: the backend's address, its own address and public
+# origins, the session store's folder and lifetime, which peers are its proxies). Never the JWT secret,
+# the Tavily key, the database URI or llama-server's key: a flaw in the app cannot leak what it lacks.
+FRONTEND_SETTINGS = (
+    "backend_host",
+    "backend_port",
+    "frontend_host",
+    "frontend_port",
+    "cors_origins",
+    "trusted_proxies",
+    "var_dir",
+    "refresh_token_days",
+)
 
 
 class ComponentError(RuntimeError):
@@ -52,7 +66,16 @@ def db_python() -> Path:
 
 
 def db_process(settings: Settings, log_dir: Path) -> ManagedProcess:
-    """The mongoeco MongoDB-wire sidecar on settings.db_host:db_port."""
+    """The mongoeco MongoDB-wire sidecar on settings.db_host:db_port, a loopback address only.
+
+    It has no authentication: anyone who reaches its port reads every account. A database shared
+    between hosts is a real MongoDB with its own access control (CHAKOR_MONGODB_URI).
+    """
+    if not is_loopback(settings.db_host):
+        raise ComponentError(
+            f"CHAKOR_DB_HOST={settings.db_host}: the embedded database has no authentication and serves "
+            "this host only (use 127.0.0.1), or set CHAKOR_MONGODB_URI to a MongoDB with access control"
+        )
     storage = "memory"
     if settings.db_storage == "sqlite":
         data_dir = settings.var_dir / "db"
@@ -87,7 +110,12 @@ def served_ctx_size(settings: Settings, model: Path) -> int:
 
 
 def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | None = None) -> ManagedProcess:
-    """llama-server serving `model` (a GGUF) with its embedded chat template."""
+    """llama-server serving `model` (a GGUF) with its embedded chat template.
+
+    With `settings.llama_api_key` it answers only requests that carry that key (passed in its
+    environment, which other users cannot read, rather than on its command line, which they can);
+    /health stays open. On a non-loopback host it also turns off /slots (what each slot is doing).
+    """
     if not model.is_file():
         raise ComponentError(f"model not found: {model} (set CHAKOR_MODEL_PATH or pass --model)")
     port = port or settings.llama_port
@@ -110,9 +138,10 @@ def llama_process(settings: Settings, model: Path, log_dir: Path, port: int | No
             "--jinja",
             "--no-webui",
             "--metrics",
-            "--slots",
+            "--slots" if is_loopback(settings.llama_host) else "--no-slots",
             NO_REPACK,
         ],
+        env={"LLAMA_API_KEY": settings.llama_api_key} if settings.llama_api_key else {},
         log_path=log_dir / f"llama-server-{port}.log",
         health_url=f"http://{settings.llama_host}:{port}/health",
     )
@@ -147,6 +176,8 @@ def backend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
             "false",  # tokens are tiny frames: compressing each costs more CPU than it saves bytes
             "--timeout-keep-alive",
             "75",  # longer than nginx's upstream keepalive (60 s), so a reused connection is never half-closed
+            "--forwarded-allow-ips",  # X-Forwarded-Proto/-For are believed from these peers only
+            ",".join(settings.trusted_proxies),
         ],
         env=settings_env(settings),
         cwd=REPO_ROOT,
@@ -155,8 +186,22 @@ def backend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     )
 
 
+def frontend_settings_env(settings: Settings) -> dict[str, str]:
+    """The CHAKOR_* variables of FRONTEND_SETTINGS, the only ones the web app gets."""
+    wanted = {f"{ENV_PREFIX}{name.upper()}" for name in FRONTEND_SETTINGS}
+    return {name: value for name, value in settings_env(settings).items() if name in wanted}
+
+
+def _not_a_setting(name: str) -> bool:
+    return not name.startswith(ENV_PREFIX)
+
+
 def frontend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
-    """The Reflex app, compiled and served in production mode on one port."""
+    """The Reflex app, compiled and served in production mode on one port.
+
+    It inherits no CHAKOR_* variable of this process (systemd's EnvironmentFile puts the secrets
+    there), only FRONTEND_SETTINGS.
+    """
     reflex = Path(sys.executable).with_name("reflex")
     return ManagedProcess(
         name="frontend",
@@ -172,7 +217,8 @@ def frontend_process(settings: Settings, log_dir: Path) -> ManagedProcess:
             "--backend-port",
             str(settings.frontend_port),
         ],
-        env={**settings_env(settings), **frontend_env()},
+        env={**frontend_settings_env(settings), **frontend_env()},
+        inherit=_not_a_setting,
         cwd=FRONTEND_DIR,
         log_path=log_dir / "frontend.log",
         health_url=f"{settings.frontend_url}/ping",

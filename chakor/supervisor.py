@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -19,6 +20,28 @@ from common.process import ManagedProcess, ProcessError, port_in_use
 console = Console(stderr=True)
 
 MAX_BACKOFF_SECONDS = 30.0
+
+
+def rotate_if_large(log: Path, max_bytes: int, backups: int) -> bool:
+    """When `log` has reached `max_bytes`: `log.1` .. `log.N` shift up one (the oldest is dropped), `log`
+    is copied to `log.1` and emptied. True when it rotated.
+
+    Copy-then-truncate, because the child holds the file open (its stdout) and cannot be told to reopen
+    it; it appends (O_APPEND), so after the truncation it writes at the new, empty end. What it writes
+    between the copy and the truncation (microseconds) is lost.
+    """
+    try:
+        if log.stat().st_size < max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for n in range(backups - 1, 0, -1):
+        older = log.with_name(f"{log.name}.{n}")
+        if older.exists():
+            older.replace(log.with_name(f"{log.name}.{n + 1}"))
+    shutil.copyfile(log, log.with_name(f"{log.name}.1"))
+    os.truncate(log, 0)
+    return True
 
 
 class SupervisorError(RuntimeError):
@@ -42,10 +65,15 @@ class Component:
 
 @dataclass
 class Supervisor:
-    """Runs components as child processes and records them in `state_file` for `chakor status/down`."""
+    """Runs components as child processes and records them in `state_file` for `chakor status/down`.
+
+    Each poll also rotates a component's log that has reached `log_max_bytes` (see rotate_if_large).
+    """
 
     components: list[Component]
     state_file: Path
+    log_max_bytes: int = 10 << 20
+    log_backups: int = 5
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def start_all(self) -> None:
@@ -73,6 +101,7 @@ class Supervisor:
     def watch(self, poll_seconds: float = 1.0) -> None:
         """Restart crashed components with exponential backoff until `stop_event` is set."""
         while not self.stop_event.wait(poll_seconds):
+            self.rotate_logs()
             for component in self.components:
                 if component.process is None or component.process.alive():
                     continue
@@ -92,6 +121,12 @@ class Supervisor:
                 except ProcessError as exc:
                     console.print(f"[red]{component.name} failed to restart:[/] {exc}")
                 self.write_state()
+
+    def rotate_logs(self) -> None:
+        """Rotate every component's log that has grown past `log_max_bytes`."""
+        for component in self.components:
+            if component.process is not None:
+                rotate_if_large(component.process.log_path, self.log_max_bytes, self.log_backups)
 
     def stop_all(self) -> None:
         """Stop components in reverse start order and forget the state file."""

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -69,6 +69,7 @@ class ManagedProcess:
     """A command run in its own process group, its output appended to `log_path`.
 
     `health_url` (HTTP 200 means healthy) or `health_port` (accepts TCP) tells when it is ready.
+    The child gets this process's environment (only the variables `inherit` accepts, when given) plus `env`.
     """
 
     name: str
@@ -78,6 +79,7 @@ class ManagedProcess:
     cwd: Path | None = None
     health_url: str | None = None
     health_port: tuple[str, int] | None = None
+    inherit: Callable[[str], bool] | None = None
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,13 +102,17 @@ class ManagedProcess:
             self.popen = subprocess.Popen(
                 list(self.argv),
                 cwd=self.cwd,
-                env={**os.environ, **self.env},
+                env={**self.inherited_env(), **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         return self
+
+    def inherited_env(self) -> dict[str, str]:
+        """The variables of this process that the child inherits."""
+        return {k: v for k, v in os.environ.items() if self.inherit is None or self.inherit(k)}
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

@@ -49,10 +49,15 @@ class Settings(BaseSettings):
     llama_ctx_size: int = Field(2048, ge=64)
     llama_threads: int = Field(2, ge=1)
     llama_parallel: int = Field(4, ge=1)
+    # The key llama-server demands and the backend sends (`chakor up` makes a new one each start).
+    llama_api_key: str | None = None
 
     # Where runs, logs and pid files live (relative paths are relative to the repository root).
     runs_dir: Path = Path("runs")
     var_dir: Path = Path("var")
+    # `chakor up` rotates each component's log under <var>/logs at this size, keeping this many old files.
+    log_max_bytes: int = Field(10 << 20, ge=4096)
+    log_backups: int = Field(5, ge=1)
 
     # Auth and security.
     jwt_secret: str = DEV_JWT_SECRET

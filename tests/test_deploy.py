@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from chakor.services import FRONTEND_SETTINGS
 from common import REPO_ROOT
 from common.settings import Settings
 
@@ -41,6 +42,26 @@ def test_every_environment_variable_is_a_setting() -> None:
     assert env["CHAKOR_MONGODB_URI"].startswith("mongodb://mongo:27017")
 
 
+def test_the_web_app_gets_only_its_own_settings() -> None:
+    env = compose()["services"]["frontend"]["environment"]
+    assert set(env) - {f"CHAKOR_{name.upper()}" for name in FRONTEND_SETTINGS} == {"REFLEX_API_URL"}
+    assert not {
+        "CHAKOR_JWT_SECRET",
+        "CHAKOR_TAVILY_API_KEY",
+        "CHAKOR_MONGODB_URI",
+        "CHAKOR_LLAMA_API_KEY",
+    } & set(env)
+
+
+def test_llama_server_demands_the_backends_key_and_hides_its_slots() -> None:
+    services = compose()["services"]
+    key = compose()["x-chakor-env"]["CHAKOR_LLAMA_API_KEY"]
+    assert key.startswith("${CHAKOR_LLAMA_API_KEY:?")  # no default: compose refuses to start without one
+    for name in ("llama", "llama-cuda"):
+        assert services[name]["environment"] == {"LLAMA_API_KEY": key}
+        assert "--no-slots" in services[name]["command"] and "--slots" not in services[name]["command"]
+
+
 @pytest.mark.skipif(
     shutil.which("docker") is None
     or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
@@ -49,7 +70,7 @@ def test_every_environment_variable_is_a_setting() -> None:
 def test_docker_compose_config_accepts_the_file() -> None:
     result = subprocess.run(
         ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
-        env={"CHAKOR_JWT_SECRET": "x" * 32, "PATH": "/usr/bin:/bin"},
+        env={"CHAKOR_JWT_SECRET": "x" * 32, "CHAKOR_LLAMA_API_KEY": "y" * 32, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
@@ -15,11 +18,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
+from chakor.services import frontend_process
 from common.process import ManagedProcess, free_port, release_port
-from common.settings import Settings
-from tests.conftest import backend_settings, start_backend, start_slow_llama
-from tests.support.graphql import CHAT, Api
-from tests.support.nginx import NGINX, render_config, running_nginx
+from common.settings import Settings, load_settings
+from tests.conftest import Backend, backend_settings, start_backend, start_slow_llama
+from tests.support.graphql import CHAT, PASSWORD, Api
+from tests.support.nginx import DOMAIN, NGINX, client_tls, render_config, running_nginx
 from tests.support.tiny_model import TinyModel
 
 
@@ -52,11 +56,92 @@ def nginx(slow_backend: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         yield url
 
 
-def test_config_passes_nginx_syntax_check(tmp_path: Path) -> None:
-    config = render_config(8000, 3000, free_port(), tmp_path)
+@pytest.mark.parametrize("tls", [True, False])
+def test_config_passes_nginx_syntax_check(tmp_path: Path, tls: bool) -> None:
+    config = render_config(8000, 3000, free_port(), tmp_path, tls=tls)
     result = subprocess.run([NGINX, "-t", "-c", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr
+
+
+def test_the_shipped_config_serves_https_with_certbots_certificate_paths() -> None:
+    site = (Path(__file__).parents[1] / "deploy" / "nginx" / "chakor.conf").read_text()
+    assert "listen 443 ssl;" in site and "listen 80;" in site
+    assert f"ssl_certificate /etc/letsencrypt/live/{DOMAIN}/fullchain.pem;" in site
+    assert f"ssl_certificate_key /etc/letsencrypt/live/{DOMAIN}/privkey.pem;" in site
+
+
+async def test_https_with_hsts_and_plain_http_redirects_except_certbots_challenge(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The HTTPS server answers with HSTS; port 80 sends everything to HTTPS with a 301, except the
+    ACME challenge files certbot renews the certificate with."""
+    http_port = free_port()
+    challenge = tmp_path / "certbot" / ".well-known" / "acme-challenge"
+    challenge.mkdir(parents=True)
+    (challenge / "token-123").write_text("token-123.thumbprint")
+    with running_nginx(backend.settings.backend_port, tmp_path, tls=True, http_port=http_port) as url:
+        assert url.startswith("https://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=url, verify=client_tls(tmp_path), timeout=30) as https:
+            health = await https.get("/healthz")
+            api = await https.post("/graphql", json={"query": "{ __typename }"})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30) as plain:
+            redirect = await plain.get("/chat/abc?x=1", headers={"Host": DOMAIN})
+            acme = await plain.get("/.well-known/acme-challenge/token-123")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert health.headers["strict-transport-security"] == "max-age=63072000"
+    assert api.json() == {"data": {"__typename": "Query"}}
+    assert api.headers["strict-transport-security"] == "max-age=63072000"
+    assert redirect.status_code == 301
+    assert redirect.headers["location"] == f"https://{DOMAIN}/chat/abc?x=1"
+    assert (acme.status_code, acme.text) == (200, "token-123.thumbprint")
+
+
+@pytest.fixture
+def login_app(backend: Backend, logs_dir: Path) -> Iterator[str]:
+    """The web app's login endpoint (chakor_web.server, what the Reflex app mounts in front of itself)
+    under granian as the app's production server runs it, with the environment `chakor up` gives the app;
+    nginx reaches it from 127.0.0.2, the only trusted proxy. Yields its URL."""
+    settings = load_settings(
+        **{**backend.settings.model_dump(), "frontend_port": free_port(), "trusted_proxies": ["127.0.0.2"]}
+    )
+    app = frontend_process(settings, logs_dir / "login-app")
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
+    app = replace(app, argv=[*argv, "--port", str(settings.frontend_port), "chakor_web.server:routes"], health_url=None,
+                  health_port=("127.0.0.1", settings.frontend_port))  # fmt: skip
+    app.start().wait_healthy(timeout=60)
+    try:
+        yield settings.frontend_url
+    finally:
+        app.stop()
+
+
+async def test_the_session_cookie_is_host_prefixed_and_secure_only_over_tls_from_the_trusted_proxy(
+    backend: Backend, login_app: str, tmp_path: Path
+) -> None:
+    """Through nginx's HTTPS server the app names its cookie `__Host-chakor_session`, Secure; a client
+    that talks to the app directly and claims `X-Forwarded-Proto: https` gets the plain-HTTP cookie."""
+    email = f"tls-{uuid.uuid4().hex[:8]}@example.test"
+    async with httpx.AsyncClient(base_url=backend.url, timeout=30) as http:
+        await Api(http, backend.ws_url).register(email)
+    form = {"email": email, "password": PASSWORD}
+    frontend_port = int(login_app.rsplit(":", 1)[1])
+    with running_nginx(
+        backend.settings.backend_port, tmp_path, frontend_port, tls=True, proxy_bind="127.0.0.2"
+    ) as url:
+        async with httpx.AsyncClient(base_url=url, verify=client_tls(tmp_path), timeout=60) as https:
+            proxied = await https.post("/_chakor/login", data=form, headers={"Origin": url})
+    async with httpx.AsyncClient(base_url=login_app, timeout=60) as direct:
+        forged = await direct.post(
+            "/_chakor/login", data=form, headers={"Origin": login_app, "X-Forwarded-Proto": "https"}
+        )
+    assert (proxied.status_code, proxied.headers["location"]) == (303, "/")
+    cookie = proxied.headers["set-cookie"]
+    assert cookie.startswith("__Host-chakor_session=")
+    assert "; Secure" in cookie and "; Path=/" in cookie and "Domain=" not in cookie
+    assert (forged.status_code, forged.headers["location"]) == (303, "/")
+    assert forged.headers["set-cookie"].startswith("chakor_session=")
+    assert "secure" not in forged.headers["set-cookie"].lower()
 
 
 async def test_chat_tokens_arrive_incrementally_through_nginx(nginx: str, slow_backend: Settings) -> None:

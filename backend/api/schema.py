@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
@@ -19,16 +20,39 @@ from backend.core.errors import UserError
 
 INTERNAL_ERROR = "internal server error"
 DATABASE_UNAVAILABLE = "database unavailable; try again shortly"
+MAX_LOGGED_MESSAGE_CHARS = 300  # a refusal's message can quote the client's input; the log keeps a line
 log = logging.getLogger("chakor.backend")
+
+
+def _expected(error: GraphQLError) -> bool:
+    """A refusal the API means to give: a UserError, or a query that does not parse or validate."""
+    original = error.original_error
+    return original is None or isinstance(original, UserError | GraphQLError)
 
 
 def _should_mask(error: GraphQLError) -> bool:
     """Mask unexpected exceptions; validation errors and UserErrors are shown as they are."""
-    original = error.original_error
-    if original is None or isinstance(original, UserError | GraphQLError):
-        return False
-    log.error("unexpected error in %s", error.path, exc_info=original)
-    return True
+    return not _expected(error)
+
+
+def log_error(error: GraphQLError) -> None:
+    """An expected refusal as one INFO line (where, its code, its message); anything else as an ERROR
+    with its traceback."""
+    if not _expected(error):
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        return
+    code = getattr(error.original_error, "code", "GRAPHQL_VALIDATION_FAILED")
+    message = " ".join(error.message.split())[:MAX_LOGGED_MESSAGE_CHARS]
+    where = ".".join(str(part) for part in error.path) if error.path else "-"
+    log.info("refused %s: %s: %s", where, code, message)
+
+
+class ChakorSchema(strawberry.Schema):
+    """The schema, logging each error by `log_error` instead of Strawberry's traceback for every one."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        for error in errors:
+            log_error(error)
 
 
 class ChakorMaskErrors(MaskErrors):
@@ -50,7 +74,7 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
     no_introspection = (
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
-    return strawberry.Schema(
+    return ChakorSchema(
         query=merge_types("Query", (Query, ChatFeaturesQuery)),
         mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation)),
         subscription=Subscription,

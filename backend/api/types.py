@@ -75,7 +75,7 @@ class RegisterPayload:
 
 
 @strawberry.type(
-    description="One search result: a web page, or a document passage (`url` is its path or URL, `content` the snippet)."
+    description="One search result: a web page, or a document passage (`url` is its URL or file name, `content` the snippet)."
 )
 class SearchResult:
     title: str

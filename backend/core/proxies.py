@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
-
 from starlette.requests import HTTPConnection
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from common.hosts import Network, trusted_networks
+from common.hosts import is_trusted as _trusted
 
-
-def trusted_networks(entries: Iterable[str]) -> tuple[Network, ...]:
-    """CHAKOR_TRUSTED_PROXIES entries (addresses or CIDR networks) as networks."""
-    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
-
-
-def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.strip())
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+__all__ = ["Network", "client_address", "trusted_networks"]
 
 
 def client_address(connection: HTTPConnection, networks: tuple[Network, ...]) -> str:

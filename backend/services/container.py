@@ -51,7 +51,7 @@ class AppServices:
         client = await db.connect(settings)
         await link_legacy_conversations()
         await ensure_admin(settings)
-        pool = LlamaPool(settings.llama_urls)
+        pool = LlamaPool(settings.llama_urls, settings.llama_api_key)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user, backend_id(settings))
         await streams.recover()  # answers this address's previous process left streaming
         streams.start_sweeper()  # and, from now on, answers any backend leaves unfinished

@@ -7,6 +7,9 @@ collection added by `chakor docs add` while the backend runs is found by the nex
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+from pathlib import PurePath
 
 from backend.core.config import Settings
 from backend.core.errors import ValidationError
@@ -16,10 +19,24 @@ from backend.services.validation import clean_text
 from common.chat import SearchMode, SearchResult
 from documents.index import DocumentIndex, DocumentIndexError
 
+log = logging.getLogger("chakor.backend")
+NO_INDEX = "no documents are indexed (add them with `chakor docs add PATH`)"
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, https:, pydoc:, ...
+
+
+def public_location(url: str) -> str:
+    """Where a hit comes from, as a client may see it: a URL as it is, a file's server path cut to the
+    file's name (`/srv/docs/guide.md` -> `guide.md`, `/srv/data.jsonl#7` -> `data.jsonl#7`)."""
+    if URL_SCHEME.match(url):
+        return url
+    path, hash_sign, anchor = url.partition("#")
+    return PurePath(path).name + hash_sign + anchor
+
 
 def source_of(hit: SearchResult) -> Source:
-    """A stored chat source for an index hit: `url` is the document's path or URL, `content` the snippet."""
-    return Source(title=hit.title, url=hit.url, content=hit.content, score=hit.score)
+    """A stored chat source for an index hit: `url` is the document's URL or file name (never the
+    server's path: sources reach every client and are stored in its conversation), `content` the snippet."""
+    return Source(title=hit.title, url=public_location(hit.url), content=hit.content, score=hit.score)
 
 
 class DocumentSearch:
@@ -41,7 +58,10 @@ class DocumentSearch:
         try:
             hits = await asyncio.to_thread(self.index.search, query, max_results)
         except (DocumentIndexError, OSError, ValueError) as exc:
-            raise SearchUnavailable(f"document search unavailable: {exc}") from exc
+            # The detail names server paths: it goes to the log, the client gets the gist.
+            log.warning("document search unavailable: %s", exc)
+            reason = NO_INDEX if not self.configured else "the index cannot be read (see the backend's log)"
+            raise SearchUnavailable(f"document search unavailable: {reason}") from exc
         return [source_of(hit) for hit in hits]
 
 
@@ -57,7 +77,7 @@ def chat_search_mode(search: SearchMode | None, web_search: bool | None) -> Sear
 def search_availability(web: WebSearch, documents: DocumentSearch) -> dict[SearchMode, str | None]:
     """Each search mode and why it cannot be used now (None: it can)."""
     no_web = "web search is not configured (set CHAKOR_TAVILY_API_KEY)"
-    no_documents = "no documents are indexed (add them with `chakor docs add PATH`)"
+    no_documents = NO_INDEX
     return {
         SearchMode.OFF: None,
         SearchMode.WEB: None if web.configured else no_web,

@@ -74,8 +74,10 @@ class Completion:
 class LlamaPool:
     """Chooses a healthy, idle llama-server for each completion and fails over to the next."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], api_key: str | None = None) -> None:
+        """`api_key`: sent to every server as `Authorization: Bearer` (llama-server's `--api-key`)."""
         self.servers = [ServerState(url=url.rstrip("/")) for url in dict.fromkeys(urls)]
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client: aiohttp.ClientSession | None = None
         self._turn = 0
         self._slot_context: int | None = None
@@ -97,7 +99,9 @@ class LlamaPool:
         """
         if self._client is None:
             connector = aiohttp.TCPConnector(force_close=True, limit=0)
-            self._client = aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFFER_BYTES)
+            self._client = aiohttp.ClientSession(
+                connector=connector, read_bufsize=READ_BUFFER_BYTES, headers=self._headers
+            )
         return self._client
 
     async def _get(self, url: str) -> tuple[int, bytes]:

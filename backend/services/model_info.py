@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ SKIPPED_PREFIXES = (
 )
 MAX_METADATA_VALUE_CHARS = 2000
 MAX_PLOT_BYTES = 2 << 20  # the eval's PNGs are ~50 KB; anything far larger is not one of them
+ABSOLUTE_PATH = re.compile(r"^(/[^/\s]+)+/?$")  # one word of /-separated parts: how a server path looks
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,30 @@ class ModelDetails:
     lineage: dict[str, Any] = field(default_factory=dict)
     verify_report: dict[str, Any] | None = None
     evaluation: Evaluation | None = None
+
+
+def file_name(value: Any) -> Any:
+    """`value` with every absolute server path in it (also inside lists and dicts) cut to its file name."""
+    if isinstance(value, str):
+        return Path(value).name if ABSOLUTE_PATH.match(value) else value
+    if isinstance(value, list):
+        return [file_name(item) for item in value]
+    if isinstance(value, dict):
+        return {key: file_name(item) for key, item in value.items()}
+    return value
+
+
+def without_paths(details: ModelDetails) -> ModelDetails:
+    """What a non-admin sees: the details with file names where the server's paths were (the GGUF's,
+    the verify report's GGUF and export folders, any in its metadata), so the API does not map the
+    server's file system for any signed-in user."""
+    return replace(
+        details,
+        path=file_name(details.path),
+        metadata=file_name(details.metadata),
+        lineage=file_name(details.lineage),
+        verify_report=file_name(details.verify_report),
+    )
 
 
 def _value(reader_field: Any) -> Any:

@@ -24,7 +24,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from chakor_web.api import ApiError, execute
-from chakor_web.sessions import COOKIE, store
+from chakor_web.sessions import COOKIE, SECURE_COOKIE, store
+from common.hosts import is_trusted, trusted_networks
 from common.response_headers import Headers
 from common.settings import get_settings
 
@@ -52,6 +53,18 @@ def forwarded_for(request: Request) -> str:
     return ", ".join(hop for hop in (earlier, peer) if hop)
 
 
+def served_over_tls(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS: our own scheme, or X-Forwarded-Proto as set by a
+    proxy in CHAKOR_TRUSTED_PROXIES (nginx sets it from the real scheme); a client that sends the
+    header itself, straight to the app, is not believed."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else ""
+    if not is_trusted(peer, trusted_networks(get_settings().trusted_proxies)):
+        return False
+    return request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+
+
 def _same_origin(request: Request) -> bool:
     """Whether a form POST comes from our own page (login CSRF: a foreign page signing you in)."""
     origin = request.headers.get("origin") or request.headers.get("referer") or ""
@@ -75,9 +88,9 @@ def _signed_in(request: Request, payload: dict[str, Any]) -> Response:
         payload["accessToken"], payload["refreshToken"], payload["user"], settings.refresh_token_days
     )
     response = RedirectResponse("/", status_code=303)
-    secure = request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+    secure = served_over_tls(request)
     response.set_cookie(
-        COOKIE,
+        SECURE_COOKIE if secure else COOKIE,
         session_id,
         max_age=settings.refresh_token_days * 86400,
         httponly=True,

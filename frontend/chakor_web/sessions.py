@@ -22,6 +22,9 @@ from typing import Any
 from common.settings import get_settings
 
 COOKIE = "chakor_session"
+# The cookie's name over TLS: browsers keep a `__Host-` cookie only when it is Secure, for this host
+# alone and for path `/`, so neither a sibling domain nor a plain-HTTP answer can set or shadow it.
+SECURE_COOKIE = "__Host-chakor_session"
 FLASH_SECONDS = 60  # a login error waits this long for the page it redirects to
 
 
@@ -118,11 +121,11 @@ def store() -> SessionStore:
 
 
 def session_id_from(cookie_header: str) -> str:
-    """The session id in a `Cookie:` header; '' when there is none."""
+    """The session id in a `Cookie:` header (the `__Host-` cookie first); '' when there is none."""
     cookies: SimpleCookie = SimpleCookie()
     try:
         cookies.load(cookie_header or "")
     except CookieError:  # a malformed header from the client: no session
         return ""
-    morsel = cookies.get(COOKIE)
+    morsel = cookies.get(SECURE_COOKIE) or cookies.get(COOKIE)
     return morsel.value if morsel else ""

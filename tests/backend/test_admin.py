@@ -164,7 +164,7 @@ async def test_model_info(api: Api, alice: Session, backend: Backend, tiny_model
     query = """{ model { name path architecture quantization contextLength servedContext parameters
                  fileSizeBytes chatTemplate metadata lineage verifyReport } }"""
     model = (await api.data(query, token=alice.access_token))["model"]
-    assert model["path"] == str(backend.settings.model_path)
+    assert model["path"] == backend.settings.model_path.name  # a user sees no server path
     assert model["architecture"] == "llama"
     assert model["quantization"] == "F32"
     assert model["contextLength"] == config.max_seq_len

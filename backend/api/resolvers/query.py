@@ -21,6 +21,7 @@ from backend.api.types import (
     UserConnection,
     UserEdge,
 )
+from backend.models import Role
 from backend.models.common import oid
 from backend.services import conversations, model_info, users
 from backend.services.document_search import search_availability
@@ -89,7 +90,10 @@ class Query:
     )
     async def model(self, info: Info) -> ModelInfo:
         services = info.context.services
-        return ModelInfo.from_details(await model_info.model_details(services.settings, services.pool))
+        details = await model_info.model_details(services.settings, services.pool)
+        if (await info.context.user()).role != Role.ADMIN:
+            details = model_info.without_paths(details)
+        return ModelInfo.from_details(details)
 
     @strawberry.field(description="Users, newest first (admins only).", permission_classes=ADMINS)
     async def users(
