@@ -334,6 +334,12 @@ async def _prepare(
     return plan, tokenizer, fitted.ids
 
 
+async def context_per_slot(deps: ChatDeps) -> int:
+    """Tokens of context one model call gets: the servers' slot context, else the configured share."""
+    settings = deps.settings
+    return await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
+
+
 @dataclass
 class Admission:
     """What an admitted model call holds: a stream slot and a share of the daily quota."""
@@ -400,8 +406,7 @@ async def _admit_and_start(caller: Caller, request: ChatRequest, deps: ChatDeps)
     account's refusal comes first, then the slot's or quota's, then the request's own.
     """
     user_message_id, answer_id = PydanticObjectId(), PydanticObjectId()  # in this order: ids sort by age
-    settings = deps.settings
-    ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
+    ctx_size = await context_per_slot(deps)
     admission = asyncio.ensure_future(admit(caller, answer_id, ctx_size, deps))
     try:
         plan, tokenizer, prompt = await _prepare(caller, request, deps, ctx_size)
