@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from backend.core.errors import AuthError, ForbiddenError, NotFoundError, RateLimitedError, UserError
 from backend.services import completions
@@ -205,7 +206,7 @@ def _sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _stream(answer: completions.Answer, model: str, include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream(answer: completions.Answer, model: str, include_usage: bool) -> AsyncGenerator[bytes, None]:
     """The answer as OpenAI's SSE chunks: the role, one delta per relayed chunk, the finish reason,
     the usage when asked, then `[DONE]`; an error after the first chunk is one `error` event."""
     answer_id, created = f"chatcmpl-{answer.id}", int(time.time())
@@ -246,6 +247,24 @@ async def _whole(answer: completions.Answer, model: str) -> dict[str, Any]:
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": done.finish_reason}],
         "usage": _usage(done),
     }
+
+
+class RelayResponse(StreamingResponse):
+    """An SSE answer that ends its relay as soon as the response does: a client that leaves mid-stream
+    (Starlette then stops iterating the body, leaving its generator suspended) or before the first
+    byte (the generator never started) frees its slot and has its tokens counted at once."""
+
+    def __init__(self, answer: completions.Answer, model: str, include_usage: bool) -> None:
+        self.relay = _stream(answer, model, include_usage)
+        super().__init__(self.relay, media_type="text/event-stream", headers=STREAM_HEADERS)
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.relay.aclose()
+            await self.answer.abandon()
 
 
 async def _caller(request: Request) -> Caller:
@@ -297,9 +316,7 @@ def build_router() -> APIRouter:
         model = model_id(services)
         if parsed.stream:
             include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
-            return StreamingResponse(
-                _stream(answer, model, include_usage), media_type="text/event-stream", headers=STREAM_HEADERS
-            )
+            return RelayResponse(answer, model, include_usage)
         try:
             return JSONResponse(await _whole(answer, model))
         except (UserError, LlamaUnavailable) as exc:

@@ -137,6 +137,14 @@ class Answer:
     upstream: TokenStream
     prompt_tokens: int
     deps: ChatDeps
+    relayed: bool = False  # `events()` has started, and gives back what the call holds
+
+    async def abandon(self) -> None:
+        """Give back what an answer whose `events()` never started holds (its client left before the
+        first byte); does nothing once they have started."""
+        if not self.relayed:
+            self.relayed = True
+            await asyncio.shield(self._settle([]))
 
     async def events(self) -> AsyncGenerator[str | Finished, None]:
         """The answer's text as it comes (llama-server's chunks), then `Finished`; AuthError when the
@@ -144,7 +152,10 @@ class Answer:
 
         However it ends (the client gone included), the slot is freed and the tokens spent are counted.
         """
-        deps, admission = self.deps, self.admission
+        if self.relayed:
+            raise RuntimeError("an answer is relayed once")
+        self.relayed = True
+        deps = self.deps
         stream = ActiveStream(message_id=self.id, user_id=self.caller.id, key_id=self.caller.key_id)
         deps.streams.add(stream)
         stopper = asyncio.ensure_future(_interrupt_on_stop(stream, self.upstream))
@@ -167,12 +178,20 @@ class Answer:
             yield Finished(spent[0] if spent else self.prompt_tokens, tokens, "stop")
         finally:
             stopper.cancel()
-            await self.upstream.aclose()
-            deps.streams.remove(self.id)
-            settle = (
-                usage.record(admission.quota, spent[0], spent[1]) if spent else usage.release(admission.quota)
-            )
-            await asyncio.shield(asyncio.gather(settle, deps.streams.release(admission.lease)))
+            # One shielded task: a cancelled caller (an anyio scope cancels every await after the
+            # first) must not cut the cleanup short between its steps.
+            await asyncio.shield(self._settle(spent))
+
+    async def _settle(self, spent: list[int]) -> None:
+        """Close the upstream request, forget the stream, count the tokens spent (or give the
+        reservation back) and free the slot."""
+        deps, admission = self.deps, self.admission
+        await self.upstream.aclose()
+        deps.streams.remove(self.id)
+        settle = (
+            usage.record(admission.quota, spent[0], spent[1]) if spent else usage.release(admission.quota)
+        )
+        await asyncio.gather(settle, deps.streams.release(admission.lease))
 
 
 async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> None:

@@ -6,6 +6,7 @@ The SDK's retries are off (`max_retries=0`): a refusal must be seen as the first
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -242,3 +243,26 @@ async def test_quota_and_stream_limit_refusals_are_429s_that_never_reach_llama_s
     done = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=3)
     assert done.usage is not None and (await stack.usage(user))["answers"] == 1
     assert await stack.db.stream_leases.count_documents({"user_id": owner}) == 0
+
+
+async def test_a_client_that_leaves_mid_stream_frees_its_slot_and_is_counted(stack: Stack) -> None:
+    user = await stack.user()
+    secret, _ = await key_for(stack, user)
+    model = await served_model(sdk(stack, secret))
+    body = {"model": model, "messages": HELLO, "max_tokens": 200, "stream": True}
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with stack.api.http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        events = 0
+        async for line in response.aiter_lines():
+            events += line.startswith("data: ")
+            if events == 2:
+                break  # the role chunk and the first text: llama-server is answering; leave
+    owner = ObjectId(user.id)
+    for _ in range(100):  # the backend notices at its next write: well within 10 s
+        row = await stack.usage(user)
+        if row.get("answers") == 1 and not await stack.db.stream_leases.count_documents({"user_id": owner}):
+            break
+        await asyncio.sleep(0.1)
+    assert await stack.db.stream_leases.count_documents({"user_id": owner}) == 0
+    row = await stack.usage(user)
+    assert (row["answers"], row["reserved"]) == (1, 0) and row["tokens_in"] > 0
