@@ -23,6 +23,7 @@ from common.process import ManagedProcess
 from tests.backend.test_admission import Stack
 from tests.conftest import backend_settings, start_backend, start_llama_server
 from tests.support.graphql import Api, Session, answer_text
+from tests.support.nginx import running_nginx
 from tests.support.tiny_model import TinyModel
 
 QUOTA = 1_000_000  # a user is put next to it by writing their usage row
@@ -266,3 +267,20 @@ async def test_a_client_that_leaves_mid_stream_frees_its_slot_and_is_counted(sta
     assert await stack.db.stream_leases.count_documents({"user_id": owner}) == 0
     row = await stack.usage(user)
     assert (row["answers"], row["reserved"]) == (1, 0) and row["tokens_in"] > 0
+
+
+async def test_the_sdk_streams_through_nginx(stack: Stack, tmp_path: Path) -> None:
+    user = await stack.user()
+    secret, _ = await key_for(stack, user)
+    with running_nginx(stack.settings.backend_port, tmp_path) as url:
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=secret, max_retries=0)
+        model = await served_model(client)
+        stream = await client.chat.completions.create(
+            model=model, messages=HELLO, max_tokens=8, temperature=0, stream=True
+        )
+        chunks = [c async for c in stream]
+        whole = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=8, temperature=0)
+        with pytest.raises(openai.AuthenticationError):
+            await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="chk_nope", max_retries=0).models.list()
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
