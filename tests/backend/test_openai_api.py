@@ -19,7 +19,9 @@ from bson import ObjectId
 from openai.types.chat import ChatCompletionMessageParam
 from pymongo import AsyncMongoClient
 
+from backend.services.api_keys import KEY_REVOKED
 from common.process import ManagedProcess
+from tests.backend.conftest import PrivateStack
 from tests.backend.test_admission import Stack
 from tests.conftest import backend_settings, start_backend, start_llama_server
 from tests.support.graphql import Api, Session, answer_text
@@ -284,3 +286,25 @@ async def test_the_sdk_streams_through_nginx(stack: Stack, tmp_path: Path) -> No
             await openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="chk_nope", max_retries=0).models.list()
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole.choices[0].message.content
+
+
+async def test_revoking_the_key_ends_its_running_stream_with_the_reason(private_stack: PrivateStack) -> None:
+    """On the slow model (an answer streams for seconds), so the key is revoked while tokens still come."""
+    api = private_stack.api
+    user = await api.register()
+    created = (await api.data(CREATE_KEY, None, user.access_token))["createApiKey"]
+    client = openai.AsyncOpenAI(
+        base_url=f"{private_stack.settings.backend_url}/v1", api_key=created["secret"], max_retries=0
+    )
+    model = await served_model(client)
+    stream = await client.chat.completions.create(model=model, messages=HELLO, max_tokens=200, stream=True)
+    texts: list[str] = []
+    with pytest.raises(openai.APIError) as ended:
+        async for chunk in stream:
+            texts.append(chunk.choices[0].delta.content or "")
+            if len(texts) == 2:
+                await api.data(REVOKE, {"id": created["key"]["id"]}, user.access_token)
+    assert ended.value.message == KEY_REVOKED and len(texts) < 200
+    assert (await api.data("{ usage(days: 1) { answers } }", None, user.access_token))["usage"][0][
+        "answers"
+    ] == 1
