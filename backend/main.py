@@ -1,4 +1,5 @@
-"""The FastAPI application: GraphQL at /graphql (HTTP and WebSockets) and /healthz."""
+"""The FastAPI application: GraphQL at /graphql (HTTP and WebSockets), the OpenAI-compatible API at
+/v1 and /healthz."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.websockets import WebSocket
 
 from backend.api.context import Context
+from backend.api.openai_compat import build_router as openai_router
 from backend.api.playground import Playground
 from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import build_schema
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allowed_origins=settings.cors_origins,
     )
     app.include_router(router, prefix="/graphql")
+    app.include_router(openai_router(), prefix="/v1")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     max_concurrent_streams_per_user: int = Field(2, ge=1)
     login_max_attempts: int = Field(5, ge=1)
     login_window_seconds: int = Field(60, ge=1)
+    # Sign-up attempts (each one argon2 hash) per client address per window; every attempt counts.
+    signup_max_attempts: int = Field(20, ge=1)
+    signup_window_seconds: int = Field(3600, ge=1)
 
     # Per-user caps on stored data and paid calls (each refusal names its setting).
     max_conversations_per_user: int = Field(1000, ge=1)

@@ -1,4 +1,8 @@
-"""A sliding-window limiter kept in the database, so every backend counts the same login failures."""
+"""A sliding-window limiter kept in the database, so every backend counts the same attempts.
+
+An attempt is counted before the work it guards (insert, then count the ones up to it): of any
+number of concurrent attempts at most `max_events` get through, with no check-then-record gap.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
 from backend.core.errors import RateLimitedError
@@ -14,10 +19,11 @@ from backend.models.common import utcnow
 
 
 class WindowLimiter:
-    """Allow at most `max_events` recorded events per key within `window_seconds`.
+    """Allow at most `max_events` counted attempts per key within `window_seconds`.
 
-    Each event is a document `{key, at, expires_at}` (TTL-indexed: the database drops it after the
-    window); `collection` defaults to the `login_failures` documents.
+    Each attempt is a document `{key, at, expires_at}` (TTL-indexed: the database drops it after the
+    window); `collection` defaults to the `login_failures` documents. `what` names the attempts in
+    the refusal ("too many login attempts; try again in 12 s").
     """
 
     def __init__(
@@ -27,12 +33,14 @@ class WindowLimiter:
         window_seconds: float,
         collection: AsyncCollection[Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        what: str = "login attempts",
     ) -> None:
         self.prefix = prefix
         self.max_events = max_events
         self.window = timedelta(seconds=window_seconds)
         self._collection = collection
         self._clock = clock
+        self.what = what
 
     @property
     def collection(self) -> AsyncCollection[Any]:
@@ -40,22 +48,26 @@ class WindowLimiter:
             self._collection = LoginFailure.get_pymongo_collection()
         return self._collection
 
-    async def check(self, key: str) -> None:
-        """Raise RateLimitedError when `key` has used up its window."""
-        now = self._clock()
-        recent = self.collection.find({"key": self.prefix + key, "at": {"$gt": now - self.window}})
-        times = sorted([event["at"] async for event in recent.sort("at", 1).limit(self.max_events)])
-        if len(times) >= self.max_events:
-            retry = max(1, round((times[0] + self.window - now).total_seconds()))
-            raise RateLimitedError(f"too many login attempts; try again in {retry} s")
+    async def attempt(self, key: str) -> ObjectId:
+        """Count one attempt against `key` and return its id; RateLimitedError (counting nothing)
+        when the window already holds `max_events` attempts before it.
 
-    async def record(self, key: str) -> None:
-        """Count one event (a failed attempt) against `key`."""
+        Each attempt is stored first, then counts the attempts up to its own id (ids grow with time):
+        of concurrent attempts the first `max_events` pass and every later one sees them. A refused
+        attempt takes its document back, so hammering a limited key does not extend its window.
+        """
         now = self._clock()
-        await self.collection.insert_one(
-            {"key": self.prefix + key, "at": now, "expires_at": now + self.window}
-        )
+        full_key, attempt = self.prefix + key, ObjectId()
+        document = {"_id": attempt, "key": full_key, "at": now, "expires_at": now + self.window}
+        await self.collection.insert_one(document)
+        recent = {"key": full_key, "at": {"$gt": now - self.window}}
+        if await self.collection.count_documents({**recent, "_id": {"$lte": attempt}}) <= self.max_events:
+            return attempt
+        await self.forget(attempt)
+        oldest = await self.collection.find_one(recent, sort=[("at", 1)])
+        left = (oldest["at"] + self.window - now).total_seconds() if oldest else self.window.total_seconds()
+        raise RateLimitedError(f"too many {self.what}; try again in {max(1, round(left))} s")
 
-    async def reset(self, key: str) -> None:
-        """Forget `key` (after a successful login)."""
-        await self.collection.delete_many({"key": self.prefix + key})
+    async def forget(self, attempt: ObjectId) -> None:
+        """Take back one counted attempt (it succeeded: only failures stay counted)."""
+        await self.collection.delete_one({"_id": attempt})

@@ -8,7 +8,11 @@ from beanie import Document, PydanticObjectId
 
 class UsageDay(Document):
     """One user's usage on one UTC day (`day` is YYYY-MM-DD); incremented as answers end, and
-    `web_searches` (Tavily calls) as each search is made."""
+    `web_searches` (Tavily calls) as each search is made.
+
+    `reserved` is what the answers in progress may still spend: each reserves an estimate at
+    admission and gives it back when it records what it spent, so the quota check sees them.
+    """
 
     user_id: PydanticObjectId
     day: str
@@ -16,6 +20,7 @@ class UsageDay(Document):
     tokens_out: int = 0
     answers: int = 0
     web_searches: int = 0
+    reserved: int = 0
 
     class Settings:
         name = "usage_days"

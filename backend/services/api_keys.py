@@ -10,9 +10,12 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from beanie import PydanticObjectId
+
 from backend.core.errors import AuthError, ForbiddenError, NotFoundError, ValidationError
 from backend.models import ApiKey, Role, User
 from backend.models.common import oid, utcnow
+from backend.services.streams import StreamRegistry
 from backend.services.validation import clean_text, object_id
 
 PREFIX = "chk_"
@@ -21,6 +24,7 @@ MAX_NAME_CHARS = 100
 MAX_KEYS_PER_USER = 50
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # lastUsedAt is written at most once a minute per key
 NOT_WITH_A_KEY = "API keys cannot manage API keys or passwords; sign in with your password"
+KEY_REVOKED = "the API key this answer was started with was revoked"
 
 
 def hash_key(secret: str) -> str:
@@ -60,27 +64,43 @@ async def list_keys(user: User) -> list[ApiKey]:
     return await ApiKey.find({"user_id": user.id}).sort("created_at", "_id").to_list()
 
 
-async def revoke(user: User, key_id: str) -> bool:
-    """Delete one of the user's keys; NotFoundError when it is not theirs."""
+async def revoke(user: User, key_id: str, streams: StreamRegistry) -> bool:
+    """Delete one of the user's keys and stop the answers it started, on every backend (their
+    clients get KEY_REVOKED); NotFoundError when it is not theirs."""
     target = object_id(key_id)
     result = (
         await ApiKey.get_pymongo_collection().delete_one({"_id": target, "user_id": user.id})
         if target
         else None
     )
-    if result is None or result.deleted_count != 1:
+    if target is None or result is None or result.deleted_count != 1:
         raise NotFoundError("API key not found")
+    await streams.stop_keys([target], KEY_REVOKED)
     return True
 
 
-async def owner(secret: str) -> User:
-    """The user a key belongs to, with user rights only; AuthError for an unknown or revoked key.
+async def revoke_all(user_id: PydanticObjectId, streams: StreamRegistry | None, reason: str) -> int:
+    """Delete every key of the user and (given `streams`) stop the answers they started, whose
+    clients get `reason`; how many keys."""
+    collection = ApiKey.get_pymongo_collection()
+    keys = [key["_id"] async for key in collection.find({"user_id": user_id}, {"_id": 1})]
+    if not keys:
+        return 0
+    await collection.delete_many({"_id": {"$in": keys}})
+    if streams is not None:
+        await streams.stop_keys(keys, reason)
+    return len(keys)
+
+
+async def owner(secret: str) -> tuple[User, PydanticObjectId]:
+    """The user a key belongs to, with user rights only, and the key's id; AuthError for an unknown
+    or revoked key.
 
     The caller still checks that the account is usable (enabled, approved).
     """
     key = await ApiKey.find_one({"key_hash": hash_key(secret)})
     user = await User.get(key.user_id) if key else None
-    if key is None or user is None:
+    if key is None or key.id is None or user is None:
         raise AuthError("invalid or revoked API key")
     now = utcnow()
     await ApiKey.get_pymongo_collection().update_one(
@@ -90,4 +110,4 @@ async def owner(secret: str) -> User:
         },
         {"$set": {"last_used_at": now}},
     )
-    return user.model_copy(update={"role": Role.USER}) if user.role != Role.USER else user
+    return (user.model_copy(update={"role": Role.USER}) if user.role != Role.USER else user), key.id

@@ -10,16 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from beanie import PydanticObjectId
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from backend.core import security
 from backend.core.config import Settings
-from backend.core.errors import AuthError, ForbiddenError, ValidationError
+from backend.core.errors import AuthError, ForbiddenError, RateLimitedError, ValidationError
 from backend.core.offload import run_cpu
 from backend.core.ratelimit import WindowLimiter
 from backend.models import RefreshToken, Role, User
 from backend.models.common import oid, utcnow
 from backend.services import api_keys
+from backend.services.streams import StreamRegistry
 from backend.services.validation import (
     MAX_DISPLAY_NAME_CHARS,
     check_password,
@@ -31,6 +33,10 @@ from backend.services.validation import (
 BAD_CREDENTIALS = "invalid e-mail or password"
 CLIENT_ATTEMPTS_FACTOR = 20
 REUSE_DETECTED = "refresh token reuse detected; every session of this login was revoked"
+# What a running answer's client is told when the credentials it was started with die.
+PASSWORD_CHANGED = "the password was changed; sign in again"
+SESSIONS_REVOKED = "your sessions were revoked (a refresh token was used twice); sign in again"
+SIGNED_OUT = "signed out; sign in again"
 AWAITING_APPROVAL = "this account is waiting for an admin's approval"
 SIGNUP_CLOSED = "sign-up is closed; ask an admin for an account"
 log = logging.getLogger("chakor.backend")
@@ -105,12 +111,20 @@ async def _issue(user: User, settings: Settings, family_id: str | None = None) -
     return AuthResult(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(email: str, password: str, display_name: str | None, settings: Settings) -> Registration:
+async def register(
+    email: str,
+    password: str,
+    display_name: str | None,
+    client: str,
+    settings: Settings,
+    limits: LoginLimits,
+) -> Registration:
     """Create an account under CHAKOR_SIGNUP: `open` signs it in, `approval` leaves it waiting for an
-    admin, `closed` refuses."""
+    admin, `closed` refuses. Each attempt counts against the e-mail and the client first."""
     policy = settings.signup_policy
     if policy == "closed":
         raise ForbiddenError(SIGNUP_CLOSED)
+    await limits.signup(_email_key(email), client)
     user = await create_user(email, password, display_name, approved=policy == "open")
     return Registration(user, await _issue(user, settings) if user.approved else None)
 
@@ -138,38 +152,81 @@ async def ensure_admin(settings: Settings) -> None:
 
 @dataclass
 class LoginLimits:
-    """Failed-login limits per e-mail and (more generous) per client address."""
+    """Password checks (login, changePassword) per e-mail and (more generous) per client address,
+    and sign-ups per e-mail and per client; each attempt is counted before its argon2 runs."""
 
     per_email: WindowLimiter
     per_client: WindowLimiter
+    signup_per_email: WindowLimiter
+    signup_per_client: WindowLimiter
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoginLimits:
-        window = settings.login_window_seconds
+        window, signups = settings.login_window_seconds, settings.signup_window_seconds
         return cls(
             WindowLimiter("email:", settings.login_max_attempts, window),
             WindowLimiter("client:", settings.login_max_attempts * CLIENT_ATTEMPTS_FACTOR, window),
+            WindowLimiter("signup-email:", settings.login_max_attempts, signups, what="sign-up attempts"),
+            WindowLimiter("signup-client:", settings.signup_max_attempts, signups, what="sign-up attempts"),
         )
+
+    async def password_check(self, email: str, client: str) -> list[tuple[WindowLimiter, ObjectId]]:
+        """Count one password check against the account and the client (RateLimitedError when either
+        is used up, counting nothing); what to hand `succeeded` when the password was right."""
+        counted: list[tuple[WindowLimiter, ObjectId]] = []
+        try:
+            for limiter, key in ((self.per_email, email), (self.per_client, client)):
+                counted.append((limiter, await limiter.attempt(key)))
+        except RateLimitedError:
+            await self.succeeded(counted)  # the refused check counts against neither key
+            raise
+        return counted
+
+    async def succeeded(self, attempts: list[tuple[WindowLimiter, ObjectId]]) -> None:
+        """Take back a right password's own attempts: only failures stay counted, and the failures
+        before it stay too."""
+        for limiter, attempt in attempts:
+            await limiter.forget(attempt)
+
+    async def signup(self, email: str, client: str) -> None:
+        """Count one sign-up against the e-mail and the client (RateLimitedError when either is used
+        up); sign-ups stay counted whatever their outcome."""
+        await self.signup_per_email.attempt(email)
+        await self.signup_per_client.attempt(client)
+
+
+def _email_key(email: str) -> str:
+    return email.strip().lower()[:320]
+
+
+_dummy: dict[str, str] = {}
+
+
+async def _dummy_hash() -> str:
+    """An argon2 hash of a random password, made once per process: verified for unknown e-mails so a
+    login takes as long whether or not the address has an account."""
+    if "hash" not in _dummy:
+        _dummy["hash"] = await hash_password(secrets.token_urlsafe(16))
+    return _dummy["hash"]
 
 
 async def login(
     email: str, password: str, client: str, settings: Settings, limits: LoginLimits
 ) -> AuthResult:
-    """Check credentials under the login rate limits."""
-    email_key = email.strip().lower()[:320]
-    await limits.per_email.check(email_key)
-    await limits.per_client.check(client)
+    """Check credentials under the login rate limits (the attempt counts before the password is
+    verified; an unknown e-mail verifies a dummy hash, so both cost the same argon2 time)."""
+    email_key = _email_key(email)
+    attempts = await limits.password_check(email_key, client)
     user = await User.find_one(User.email == email_key)
-    if user is None or not await verify_password(user.password_hash, password):
-        await limits.per_email.record(email_key)
-        await limits.per_client.record(client)
+    stored = user.password_hash if user is not None else await _dummy_hash()
+    if not await verify_password(stored, password) or user is None:
         raise AuthError(BAD_CREDENTIALS)
+    await limits.succeeded(attempts)
     check_usable(user)
-    await limits.per_email.reset(email_key)
     return await _issue(user, settings)
 
 
-async def refresh(token: str, settings: Settings) -> AuthResult:
+async def refresh(token: str, settings: Settings, streams: StreamRegistry) -> AuthResult:
     """Rotate a refresh token; presenting an already used one revokes its whole family."""
     stored = await RefreshToken.find_one(RefreshToken.token_hash == security.hash_refresh_token(token))
     if stored is None:
@@ -179,7 +236,7 @@ async def refresh(token: str, settings: Settings) -> AuthResult:
         raise AuthError("invalid refresh token")
     check_usable(user)
     if stored.used:
-        await revoke_family(stored.family_id)
+        await _reused(user, stored.family_id, streams)
         raise AuthError(REUSE_DETECTED)
     if stored.revoked:
         raise AuthError("refresh token revoked")
@@ -190,9 +247,18 @@ async def refresh(token: str, settings: Settings) -> AuthResult:
         {"_id": stored.id, "used": False, "revoked": False}, {"$set": {"used": True}}
     )
     if claimed.modified_count != 1:
-        await revoke_family(stored.family_id)
+        await _reused(user, stored.family_id, streams)
         raise AuthError(REUSE_DETECTED)
     return await _issue(user, settings, stored.family_id)
+
+
+async def _reused(user: User, family_id: str, streams: StreamRegistry) -> None:
+    """A refresh token came back twice (one of its holders is a thief): revoke the family, every
+    access token (other sessions refresh theirs) and API key of the user, and stop their answers."""
+    await revoke_family(family_id)
+    await _bump_version(user.id)
+    await api_keys.revoke_all(oid(user), streams, SESSIONS_REVOKED)
+    await streams.stop_user(oid(user), SESSIONS_REVOKED)
 
 
 async def revoke_family(family_id: str) -> None:
@@ -202,31 +268,57 @@ async def revoke_family(family_id: str) -> None:
     )
 
 
-async def logout(token: str) -> bool:
-    """Revoke the family of `token`; False when the token is unknown."""
+async def logout(token: str, streams: StreamRegistry) -> bool:
+    """Revoke the family of `token` and every access token of its user (the token version moves on:
+    other sessions get new ones with their refresh tokens), stopping the answers the user's sessions
+    are streaming; API keys stay. False when the token is unknown."""
     stored = await RefreshToken.find_one(RefreshToken.token_hash == security.hash_refresh_token(token))
     if stored is None:
         return False
     await revoke_family(stored.family_id)
+    await _bump_version(stored.user_id)
+    await streams.stop_user(stored.user_id, SIGNED_OUT, sessions_only=True)
     return True
 
 
-async def revoke_all(user: User) -> None:
-    """Invalidate every access and refresh token of `user`."""
+async def _bump_version(user_id: PydanticObjectId | None) -> None:
+    await User.get_pymongo_collection().update_one({"_id": user_id}, {"$inc": {"token_version": 1}})
+
+
+async def revoke_all(
+    user: User, streams: StreamRegistry | None = None, reason: str | None = None, keys: bool = False
+) -> None:
+    """Invalidate every access and refresh token of `user` (and with `keys` every API key), and stop
+    their running answers when given `streams` (their clients get `reason`)."""
     await RefreshToken.get_pymongo_collection().update_many({"user_id": user.id}, {"$set": {"revoked": True}})
-    await User.get_pymongo_collection().update_one({"_id": user.id}, {"$inc": {"token_version": 1}})
+    await _bump_version(user.id)
     user.token_version += 1
+    if keys:
+        await api_keys.revoke_all(oid(user), streams, reason or SESSIONS_REVOKED)
+    if streams is not None:
+        await streams.stop_user(oid(user), reason)
 
 
-async def change_password(user: User, old_password: str, new_password: str) -> None:
-    """Replace the password after checking the old one; signs out every other session."""
+async def change_password(
+    user: User,
+    old_password: str,
+    new_password: str,
+    client: str,
+    limits: LoginLimits,
+    streams: StreamRegistry,
+) -> None:
+    """Replace the password after checking the old one (counted like a login, against the account's
+    e-mail and the client, before it is verified); signs out every session, revokes every API key
+    and stops the user's running answers."""
+    attempts = await limits.password_check(user.email, client)
     if not await verify_password(user.password_hash, old_password):
         raise AuthError("current password is wrong")
+    await limits.succeeded(attempts)
     check_password(new_password)
     await User.get_pymongo_collection().update_one(
         {"_id": user.id}, {"$set": {"password_hash": await hash_password(new_password)}}
     )
-    await revoke_all(user)
+    await revoke_all(user, streams, PASSWORD_CHANGED, keys=True)
 
 
 def check_usable(user: User) -> None:
@@ -278,6 +370,7 @@ class Caller:
 
     id: PydanticObjectId
     account: asyncio.Future[User]
+    key_id: PydanticObjectId | None = None  # the API key the request authenticated with, if any
 
     async def user(self) -> User:
         """The enabled, approved user, or the AuthError / ForbiddenError the account check raised."""
@@ -293,11 +386,11 @@ async def caller(authorization: str | None, settings: Settings) -> Caller:
     """
     token = bearer_token(authorization)
     if token.startswith(api_keys.PREFIX):
-        owner = await api_keys.owner(token)
+        owner, key_id = await api_keys.owner(token)
         check_usable(owner)
         checked: asyncio.Future[User] = asyncio.get_running_loop().create_future()
         checked.set_result(owner)
-        return Caller(oid(owner), checked)
+        return Caller(oid(owner), checked, key_id)
     user_id, token_version = _claimed_id(token, settings)
     account = asyncio.ensure_future(_account(user_id, token_version))
     account.add_done_callback(_seen)

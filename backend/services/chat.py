@@ -251,14 +251,18 @@ def _fields(document: Message | Conversation) -> dict[str, Any]:
 
 
 async def _store(turn: _Turn) -> None:
-    """Write the turn, all at once: the messages (in order, one round trip) and the conversation."""
+    """Write the turn: the conversation first, then its messages (in order, one round trip).
+
+    In this order a database failure between the writes leaves at worst a conversation without the
+    new turn, never messages without their conversation; an answer whose writes or final save
+    failed is ended by the streams' sweep.
+    """
     conversation = turn.conversation
-    await asyncio.gather(
-        Message.get_pymongo_collection().insert_many([_fields(m) for m in turn.new_messages]),
-        Conversation.get_pymongo_collection().insert_one(_fields(conversation))
-        if turn.new_conversation
-        else conversations.touch(conversation, oid(turn.answer)),
-    )
+    if turn.new_conversation:
+        await Conversation.get_pymongo_collection().insert_one(_fields(conversation))
+    else:
+        await conversations.touch(conversation, oid(turn.answer))
+    await Message.get_pymongo_collection().insert_many([_fields(m) for m in turn.new_messages])
 
 
 def _body(plan: _Plan, prompt: list[int]) -> dict[str, object]:
@@ -319,12 +323,11 @@ async def _save_after(answer: Message, writer: _PartialWriter) -> None:
 
 
 async def _prepare(
-    caller: Caller, request: ChatRequest, deps: ChatDeps
+    caller: Caller, request: ChatRequest, deps: ChatDeps, ctx_size: int
 ) -> tuple[_Plan, Tokenizer, list[int]]:
     """Validate the request and tokenize its prompt without search results (the whole prompt when
     there is no search; else the check that it fits), before anything is stored."""
     settings = deps.settings
-    ctx_size = await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
     plan = await _plan(caller, request, settings, ctx_size)
     if settings.tokenizer_path is None:
         raise UserError("the model's tokenizer is not configured (CHAKOR_TOKENIZER_PATH)", "NOT_CONFIGURED")
@@ -335,79 +338,110 @@ async def _prepare(
     return plan, tokenizer, fitted.ids
 
 
-async def _admit(caller: Caller, answer_id: PydanticObjectId, deps: ChatDeps) -> StreamSlot:
-    """The answer's stream lease, once the caller's account checks out and they have a slot and quota
-    left; otherwise the account's error, else the lease's, else the quota's (holding no lease)."""
+async def context_per_slot(deps: ChatDeps) -> int:
+    """Tokens of context one model call gets: the servers' slot context, else the configured share."""
+    settings = deps.settings
+    return await deps.pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
+
+
+@dataclass
+class Admission:
+    """What an admitted model call holds: a stream slot and a share of the daily quota."""
+
+    lease: StreamSlot
+    quota: usage.Reservation
+
+
+async def admit(caller: Caller, message_id: PydanticObjectId, estimate: int, deps: ChatDeps) -> Admission:
+    """A stream slot and `estimate` tokens of quota for one model call (`message_id` names it), once
+    the caller's account checks out; otherwise the account's error, else the slot's, else the
+    quota's, holding nothing.
+
+    The three checks are one concurrent round trip to the database; nothing reaches llama-server
+    before they pass.
+    """
     account, lease, quota = await asyncio.gather(
         caller.user(),
-        deps.streams.reserve(caller.id, answer_id),
-        usage.check_quota(caller.id, deps.settings.daily_token_quota),
+        deps.streams.reserve(caller.id, message_id, caller.key_id),
+        usage.reserve(caller.id, estimate, deps.settings.daily_token_quota),
         return_exceptions=True,
     )
-    if isinstance(lease, BaseException):
-        raise account if isinstance(account, BaseException) else lease
-    failure = account if isinstance(account, BaseException) else quota
-    if isinstance(failure, BaseException):
-        await deps.streams.release(lease)
-        raise failure
-    return lease
+    if (
+        isinstance(account, BaseException)
+        or isinstance(lease, BaseException)
+        or isinstance(quota, BaseException)
+    ):
+        await release(lease, quota, deps)
+        raise next(o for o in (account, lease, quota) if isinstance(o, BaseException))
+    return Admission(lease, quota)
 
 
-async def _withdraw(admission: asyncio.Future[StreamSlot], deps: ChatDeps) -> UserError | None:
-    """Wait for an admission the turn no longer needs and give its lease back; its refusal, if any."""
-    try:
-        lease = await admission
-    except UserError as exc:
-        return exc
-    except Exception:  # the turn fails for its own reason already
-        return None
-    await deps.streams.release(lease)
-    return None
+async def release(
+    lease: StreamSlot | BaseException, quota: usage.Reservation | BaseException, deps: ChatDeps
+) -> None:
+    """Give back what an admission holds (either part may be the error that refused it); finishes
+    even while the caller is being cancelled."""
+    parts = []
+    if isinstance(lease, StreamSlot):
+        parts.append(deps.streams.release(lease))
+    if isinstance(quota, usage.Reservation):
+        parts.append(usage.release(quota))
+    await asyncio.shield(asyncio.gather(*parts))
 
 
 @dataclass
 class _Admitted:
-    lease: StreamSlot
+    admission: Admission
     plan: _Plan
     tokenizer: Tokenizer
-    early: TokenStream | None
+    upstream: TokenStream | None  # started at admission when the turn has no search
     turn: _Turn
     stored: asyncio.Future[None]  # the turn's writes
 
 
 async def _admit_and_start(caller: Caller, request: ChatRequest, deps: ChatDeps) -> _Admitted:
-    """Check the request and, without search, start llama-server on the prompt at once; the account,
-    lease and quota checks run meanwhile, and the turn's writes start once they pass.
+    """Admit the turn while its request is checked and its prompt made, then (without search) start
+    llama-server on the prompt and the turn's writes.
 
-    The writes wait for the checks because running both at once slows the checks: the 60 s load
-    benchmark answers about 942 chats this way and 648-720 with the writes beside them. A refused
-    turn (UserError) holds nothing: its request is closed, its lease given back. The account's refusal
-    comes first, then the lease's or quota's, then the request's own.
+    Nothing reaches llama-server for a refused turn. The admission (account, stream slot, quota: one
+    concurrent round trip) runs beside the request's own reads and tokenizing, so it adds to the time
+    to first token only what it takes beyond them. The quota reservation is the slot's context, the
+    most one answer can spend (prompt and answer together). A refused turn holds nothing. The
+    account's refusal comes first, then the slot's or quota's, then the request's own.
     """
     user_message_id, answer_id = PydanticObjectId(), PydanticObjectId()  # in this order: ids sort by age
-    admission = asyncio.ensure_future(_admit(caller, answer_id, deps))
-    early: TokenStream | None = None
+    ctx_size = await context_per_slot(deps)
+    admission = asyncio.ensure_future(admit(caller, answer_id, ctx_size, deps))
     try:
-        plan, tokenizer, prompt = await _prepare(caller, request, deps)
-        if request.search is SearchMode.OFF:
-            early = deps.pool.complete(_body(plan, prompt))
-        lease = await asyncio.shield(admission)
-        turn = _turn(caller, plan, user_message_id, answer_id)
-        return _Admitted(lease, plan, tokenizer, early, turn, asyncio.ensure_future(_store(turn)))
+        plan, tokenizer, prompt = await _prepare(caller, request, deps, ctx_size)
+        held = await asyncio.shield(admission)
     except BaseException as exc:
-        if early is not None:
-            await early.aclose()
         refused = await asyncio.shield(_withdraw(admission, deps))
         if refused is not None and refused is not exc and isinstance(exc, UserError):
             raise refused from None
         raise
+    upstream = deps.pool.complete(_body(plan, prompt)) if request.search is SearchMode.OFF else None
+    turn = _turn(caller, plan, user_message_id, answer_id)
+    return _Admitted(held, plan, tokenizer, upstream, turn, asyncio.ensure_future(_store(turn)))
+
+
+async def _withdraw(admission: asyncio.Future[Admission], deps: ChatDeps) -> UserError | None:
+    """Wait for an admission the turn no longer needs and give back what it holds; its refusal, if any."""
+    try:
+        held = await admission
+    except UserError as exc:
+        return exc
+    except Exception:  # the turn fails for its own reason already
+        return None
+    await release(held.lease, held.quota, deps)
+    return None
 
 
 async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGenerator[ChatEvent, None]:
     """Run one chat turn, yielding events; the answer is stored in its final state however it ends.
 
-    llama-server gets the prompt before anything is read or written: ids are made here, and the
-    account and admission checks and the turn's writes run while llama-server reads the prompt.
+    The account, stream-slot and quota checks run while the request is checked and tokenized;
+    llama-server gets the prompt once they pass, and the turn's writes start beside it.
     A refused account raises (AuthError / ForbiddenError, an API error like any field's); other
     refusals are a `Failed` event.
     """
@@ -424,11 +458,11 @@ async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGen
                 async for event in events:
                     yield event
         finally:
-            if admitted.early is not None:
-                await admitted.early.aclose()
+            if admitted.upstream is not None:
+                await admitted.upstream.aclose()
             await asyncio.shield(asyncio.gather(admitted.stored, return_exceptions=True))
     finally:
-        await deps.streams.release(admitted.lease)
+        await deps.streams.release(admitted.admission.lease)
 
 
 async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDeps) -> SourcesFound:
@@ -474,6 +508,13 @@ async def _interrupt_on_stop(stream: ActiveStream, upstream: TokenStream) -> Non
     await upstream.interrupt()
 
 
+def _stopped(stream: ActiveStream, tokens: int) -> Done | Failed:
+    """The final event of a stopped answer: a plain stop, or the error that revoked its credentials."""
+    if stream.reason is not None:
+        return Failed(AuthError.code, stream.reason)
+    return Done(stream.message_id, tokens, None, "stopped")
+
+
 async def _generate(
     admitted: _Admitted, caller: Caller, request: ChatRequest, deps: ChatDeps
 ) -> AsyncGenerator[ChatEvent, None]:
@@ -487,7 +528,7 @@ async def _generate(
     plan, turn, stored = admitted.plan, admitted.turn, admitted.stored
     answer = turn.answer
     started = Started(oid(turn.conversation), oid(turn.user_message), oid(answer))
-    stream = ActiveStream(message_id=oid(answer), user_id=caller.id)
+    stream = ActiveStream(message_id=oid(answer), user_id=caller.id, key_id=caller.key_id)
     deps.streams.add(stream)
     stopper: asyncio.Future[None] | None = None
     parts: list[str] = []
@@ -503,7 +544,7 @@ async def _generate(
             found = await _sources(plan, answer, request.search, deps)
             sources = found.results
             yield found
-        upstream = admitted.early
+        upstream = admitted.upstream
         if upstream is None:
             prompt = await run_prompt(_prompt, plan, sources, answer, admitted.tokenizer, request.search)
             upstream = deps.pool.complete(_body(plan, prompt))
@@ -532,7 +573,7 @@ async def _generate(
                     if stream.stop.is_set():
                         answer.finish_reason = "stopped"
                         await _finish(answer, writer, MessageStatus.STOPPED, "".join(parts))
-                        final = Done(oid(answer), tokens, None, "stopped")
+                        final = _stopped(stream, tokens)
                         break
                     writer.maybe_flush(parts)
                 else:
@@ -540,7 +581,7 @@ async def _generate(
         except Interrupted:  # stopped before a token came (prompt processing), or between two
             answer.finish_reason = "stopped"
             await _finish(answer, writer, MessageStatus.STOPPED, "".join(parts))
-            final = Done(oid(answer), tokens, None, "stopped")
+            final = _stopped(stream, tokens)
         except LlamaUnavailable as exc:
             await _finish(answer, writer, MessageStatus.ERROR, "".join(parts), str(exc))
             final = Failed("LLAMA_UNAVAILABLE", str(exc))
@@ -559,5 +600,8 @@ async def _generate(
         if stopper is not None:
             stopper.cancel()
         deps.streams.remove(oid(answer))
+        reservation = admitted.admission.quota
         if spent:
-            await asyncio.shield(usage.record(caller.id, spent[0], spent[1]))
+            await asyncio.shield(usage.record(reservation, spent[0], spent[1]))
+        else:
+            await asyncio.shield(usage.release(reservation))

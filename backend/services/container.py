@@ -54,6 +54,7 @@ class AppServices:
         pool = LlamaPool(settings.llama_urls, settings.llama_api_key)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user, backend_id(settings))
         await streams.recover()  # answers this address's previous process left streaming
+        streams.start_sweeper()  # and, from now on, answers any backend leaves unfinished
         return cls(
             settings=settings,
             client=client,

@@ -5,7 +5,12 @@ a single insert whose unique `_id` is the per-user limit (on any backend). `stop
 lease's stop flag, which the owning backend notices within WATCH_SECONDS (at once when the answer
 runs on the backend that was asked). A backend renews its leases while it lives; one that dies
 leaves leases that expire after LEASE_SECONDS, and their answers are then marked `interrupted` (at
-once by its successor on the same address, which knows its predecessor died).
+once by its successor on the same address, which knows its predecessor died). A sweep every
+SWEEP_SECONDS also ends answers left `streaming` without a lease (their final save failed), so
+none stays `streaming` for more than LEASE_SECONDS + SWEEP_SECONDS.
+
+An answer stopped because its credentials died (password changed, session or API key revoked)
+carries the reason, and its client gets that error instead of a plain stop.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from backend.models.common import utcnow
 LEASE_SECONDS = 30.0  # how long a dead backend's answers count against their users
 RENEW_SECONDS = 10.0  # leases are renewed this often, well inside LEASE_SECONDS
 WATCH_SECONDS = 0.25  # how often a backend with answers in progress reads its stop flags
+SWEEP_SECONDS = 15.0  # how often every backend sweeps for answers left streaming: 45 s at most in all
 INTERRUPTED = "the server stopped while this answer was being generated"
+UNFINISHED = "this answer could not be saved completely; the text so far is kept"
 log = logging.getLogger("chakor.backend")
 
 
@@ -44,7 +51,14 @@ class ActiveStream:
 
     message_id: PydanticObjectId
     user_id: PydanticObjectId
+    key_id: PydanticObjectId | None = None  # the API key that started it; None: a signed-in session
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None  # why it was stopped, when its credentials were revoked
+
+    def halt(self, reason: str | None = None) -> None:
+        """Ask the answer to stop (`reason`: its credentials died, said to the client)."""
+        self.reason = self.reason or reason
+        self.stop.set()
 
 
 class StreamRegistry:
@@ -55,6 +69,7 @@ class StreamRegistry:
         self.backend_id = backend_id
         self._streams: dict[PydanticObjectId, ActiveStream] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -62,10 +77,12 @@ class StreamRegistry:
     def _expiry(self) -> datetime:
         return utcnow() + timedelta(seconds=LEASE_SECONDS)
 
-    async def reserve(self, user_id: PydanticObjectId, message_id: PydanticObjectId) -> StreamSlot:
+    async def reserve(
+        self, user_id: PydanticObjectId, message_id: PydanticObjectId, key_id: PydanticObjectId | None = None
+    ) -> StreamSlot:
         """Claim a free slot of the user's for the answer `message_id` (its id is made before the answer
-        is stored, so a stop from any backend finds the lease); RateLimitedError when all are taken on
-        all backends.
+        is stored, so a stop from any backend finds the lease), started with API key `key_id` if any;
+        RateLimitedError when all are taken on all backends.
 
         A free slot is one without a lease (one insert: the common case) or with an expired one, left by
         a backend that stopped renewing; taking that over is one conditional update, which only one
@@ -73,7 +90,11 @@ class StreamRegistry:
         """
         collection = StreamLease.get_pymongo_collection()
         lease = StreamLease(
-            user_id=user_id, backend_id=self.backend_id, message_id=message_id, expires_at=self._expiry()
+            user_id=user_id,
+            backend_id=self.backend_id,
+            message_id=message_id,
+            key_id=key_id,
+            expires_at=self._expiry(),
         ).model_dump(exclude={"id"})
         for slot in range(self.max_per_user):
             key = f"{user_id}:{slot}"
@@ -108,7 +129,7 @@ class StreamRegistry:
         """Ask the user's own streaming answer, on whichever backend, to stop; False when there is none."""
         local = self._streams.get(message_id)
         if local is not None and local.user_id == user_id:
-            local.stop.set()
+            local.halt()
             return True
         flagged = await StreamLease.get_pymongo_collection().update_one(
             {"message_id": message_id, "user_id": user_id, "expires_at": {"$gt": utcnow()}},
@@ -116,42 +137,79 @@ class StreamRegistry:
         )
         return flagged.matched_count == 1
 
-    async def stop_user(self, user_id: PydanticObjectId) -> None:
-        """Stop every answer of `user_id` on every backend (a disabled account)."""
-        for stream in self._streams.values():
-            if stream.user_id == user_id:
-                stream.stop.set()
-        await StreamLease.get_pymongo_collection().update_many({"user_id": user_id}, {"$set": {"stop": True}})
+    async def stop_user(
+        self, user_id: PydanticObjectId, reason: str | None = None, sessions_only: bool = False
+    ) -> None:
+        """Stop every answer of `user_id` on every backend (`sessions_only`: those not started with an
+        API key); `reason` is the error their clients get (None: a plain stop).
+
+        The one call that ends a user's running answers: a disabled or deleted account, a password
+        change, a revoked session.
+        """
+        for stream in list(self._streams.values()):
+            if stream.user_id == user_id and not (sessions_only and stream.key_id is not None):
+                stream.halt(reason)
+        match: dict[str, object] = {"user_id": user_id}
+        if sessions_only:
+            match["key_id"] = None
+        await self._flag(match, reason)
+
+    async def stop_keys(self, key_ids: list[PydanticObjectId], reason: str) -> None:
+        """Stop every answer that the API keys `key_ids` started, on every backend, with `reason`."""
+        for stream in list(self._streams.values()):
+            if stream.key_id is not None and stream.key_id in key_ids:
+                stream.halt(reason)
+        await self._flag({"key_id": {"$in": key_ids}}, reason)
+
+    async def _flag(self, match: dict[str, object], reason: str | None) -> None:
+        await StreamLease.get_pymongo_collection().update_many(
+            match, {"$set": {"stop": True, "stop_reason": reason}}
+        )
 
     async def _watch(self) -> None:
-        """While answers stream here: pass on stop flags, renew leases, sweep dead backends' answers."""
-        renewed = swept = asyncio.get_running_loop().time()
+        """While answers stream here: pass on stop flags and renew leases."""
+        renewed = asyncio.get_running_loop().time()
         collection = StreamLease.get_pymongo_collection()
         while self._streams:
             await asyncio.sleep(WATCH_SECONDS)
             try:
-                flagged = collection.find({"backend_id": self.backend_id, "stop": True}, {"message_id": 1})
+                flagged = collection.find(
+                    {"backend_id": self.backend_id, "stop": True}, {"message_id": 1, "stop_reason": 1}
+                )
                 async for lease in flagged:
                     stream = self._streams.get(lease.get("message_id"))
                     if stream is not None:
-                        stream.stop.set()
+                        stream.halt(lease.get("stop_reason"))
                 now = asyncio.get_running_loop().time()
                 if now - renewed >= RENEW_SECONDS:
                     renewed = now
                     await collection.update_many(
                         {"backend_id": self.backend_id}, {"$set": {"expires_at": self._expiry()}}
                     )
-                if now - swept >= LEASE_SECONDS:
-                    swept = now
-                    await self.recover(predecessor=False)
             except Exception:  # the database is away for a moment: keep streaming, try again
                 log.warning("stream lease upkeep failed", exc_info=True)
 
+    def start_sweeper(self) -> None:
+        """Sweep every SWEEP_SECONDS, for as long as the app runs (see `recover`)."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await self.recover(predecessor=False)
+            except Exception:  # the database is away: the next sweep tries again
+                log.warning("sweep of unfinished answers failed", exc_info=True)
+
     async def recover(self, predecessor: bool = True) -> int:
-        """Mark answers whose backend died as `interrupted` (their text so far stays); how many.
+        """Mark answers whose backend died, and answers left `streaming` without a lease, as
+        `interrupted` (their text so far stays); how many.
 
         Dead: leases that expired, and (`predecessor`, at start-up) every lease of this backend id,
-        which only a previous process on this address can hold.
+        which only a previous process on this address can hold. Unfinished: `streaming`, older than
+        LEASE_SECONDS and no lease names it (its final save failed, or its backend died before it
+        took a lease).
         """
         now = utcnow()
         dead: dict[str, object] = {"expires_at": {"$lte": now}}
@@ -167,17 +225,21 @@ class StreamRegistry:
             "_id": {"$nin": [i for i in live if i is not None]},
         }
         stale = {"status": MessageStatus.STREAMING.value, "_id": {"$in": [i for i in ids if i is not None]}}
-        result = await Message.get_pymongo_collection().update_many(
-            {"$or": [stale, orphan]},
-            {"$set": {"status": MessageStatus.INTERRUPTED.value, "error": INTERRUPTED}},
-        )
-        if result.modified_count:
-            log.warning("marked %d answers of stopped backends as interrupted", result.modified_count)
-        return result.modified_count
+        messages = Message.get_pymongo_collection()
+        modified = 0
+        for match, error in ((stale, INTERRUPTED), (orphan, UNFINISHED)):
+            result = await messages.update_many(
+                match, {"$set": {"status": MessageStatus.INTERRUPTED.value, "error": error}}
+            )
+            modified += result.modified_count
+        if modified:
+            log.warning("marked %d unfinished answers as interrupted", modified)
+        return modified
 
     async def close(self) -> None:
-        """Stop the upkeep task (the app is shutting down)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        """Stop the upkeep tasks (the app is shutting down)."""
+        for task in (self._watcher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

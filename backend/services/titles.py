@@ -6,13 +6,17 @@ like a title (letters, one line, not too long), so a small model's noise never r
 
 from __future__ import annotations
 
+import asyncio
 import re
 
-from backend.core.config import Settings
+from beanie import PydanticObjectId
+
 from backend.core.errors import UserError
-from backend.models import Conversation, MessageRole, User
-from backend.services import conversations
-from backend.services.llama import Completion, LlamaPool, LlamaUnavailable
+from backend.models import Conversation, MessageRole
+from backend.services import conversations, usage
+from backend.services.auth import Caller
+from backend.services.chat import ChatDeps, admit
+from backend.services.llama import Completion, LlamaUnavailable
 from backend.services.prompt import tokenizer_at
 from common.chat import STOP, PromptTooLong, build_prompt
 
@@ -48,40 +52,57 @@ def clean_title(raw: str) -> str | None:
     return title
 
 
-async def _ask(question: str, answer: str, settings: Settings, pool: LlamaPool) -> str | None:
-    if settings.tokenizer_path is None:
-        return None
+async def _ask(caller: Caller, question: str, answer: str, deps: ChatDeps) -> str | None:
+    """The model's raw title, under an admission like a chat turn's: a stream slot and quota, taken
+    before llama-server is called; the tokens it spent are recorded as usage."""
+    settings, pool = deps.settings, deps.pool
     ctx_size = await pool.slot_context() or settings.llama_ctx_size // settings.llama_parallel
-    text = f"Question: {question[:MAX_EXCERPT_CHARS]}\nAnswer: {answer[:MAX_EXCERPT_CHARS]}"
+    admission = await admit(caller, PydanticObjectId(), ctx_size, deps)
+    spent: list[int] = []
     try:
-        prompt = build_prompt(
-            tokenizer_at(settings.tokenizer_path), INSTRUCTION, [], text, ctx_size, TITLE_TOKENS
-        )
-    except PromptTooLong:
-        return None
-    body = {"prompt": prompt, "n_predict": TITLE_TOKENS, "stop": STOP, "temperature": 0.0}
-    parts: list[str] = []
-    stream = pool.complete(body)
-    try:
-        async for item in stream:
-            if isinstance(item, Completion):
-                break
-            parts.append(item.text)
-    except LlamaUnavailable:
-        return None
+        if settings.tokenizer_path is None:
+            return None
+        text = f"Question: {question[:MAX_EXCERPT_CHARS]}\nAnswer: {answer[:MAX_EXCERPT_CHARS]}"
+        try:
+            prompt = build_prompt(
+                tokenizer_at(settings.tokenizer_path), INSTRUCTION, [], text, ctx_size, TITLE_TOKENS
+            )
+        except PromptTooLong:
+            return None
+        body = {"prompt": prompt, "n_predict": TITLE_TOKENS, "stop": STOP, "temperature": 0.0}
+        parts: list[str] = []
+        stream = pool.complete(body)
+        try:
+            async for item in stream:
+                if isinstance(item, Completion):
+                    spent[:] = [usage.prompt_tokens(item.timings, len(prompt)), item.tokens_predicted]
+                    break
+                parts.append(item.text)
+                spent[:] = [len(prompt), len(parts)]
+        except LlamaUnavailable:
+            return None
+        finally:
+            await stream.aclose()
+        return "".join(parts)
     finally:
-        await stream.aclose()
-    return "".join(parts)
+        await deps.streams.release(admission.lease)
+        if spent:
+            await asyncio.shield(usage.record(admission.quota, spent[0], spent[1]))
+        else:
+            await asyncio.shield(usage.release(admission.quota))
 
 
 async def generate_title(
-    user: User, conversation_id: str, settings: Settings, pool: LlamaPool
+    caller: Caller, conversation_id: str, deps: ChatDeps, again: bool = False
 ) -> Conversation:
-    """Title one of the user's conversations from its first question and answer (active branch).
+    """Title one of the caller's conversations from its first question and answer (active branch).
 
     The model's title when it is clean, else the question's first words. A title the user set
-    by hand is kept: only conversations whose title is still automatic are changed.
+    by hand is kept: only conversations whose title is still automatic are changed. The model is
+    asked once per conversation (`again` asks anew); the call takes a stream slot and counts toward
+    the daily quota and usage like an answer.
     """
+    user = await caller.user()
     conversation = await conversations.get_conversation(user, conversation_id)
     branch = await conversations.active_branch(conversation)
     question = next((m.content for m in branch if m.role == MessageRole.USER), None)
@@ -91,9 +112,11 @@ async def generate_title(
     automatic = {conversations.DEFAULT_TITLE, conversations.title_from_message(question)}
     if conversation.title not in automatic and not conversation.title_generated:
         return conversation  # renamed by hand
-    title = clean_title(
-        await _ask(question, answer, settings, pool) or ""
-    ) or conversations.title_from_message(question)
+    if conversation.title_generated and not again:
+        return conversation  # titled already
+    title = clean_title(await _ask(caller, question, answer, deps) or "") or conversations.title_from_message(
+        question
+    )
     conversation.title, conversation.title_generated = title, True
     await Conversation.get_pymongo_collection().update_one(
         {"_id": conversation.id}, {"$set": {"title": title, "title_generated": True}}

@@ -1,11 +1,14 @@
-"""Usage per user per UTC day (tokens in and out, answers) and the optional daily token quota."""
+"""Usage per user per UTC day (tokens in and out, answers) and the optional daily token quota,
+reserved at admission and settled when the answer ends."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from beanie import PydanticObjectId
+from pymongo import ReturnDocument
 
 from backend.core.errors import UserError, ValidationError
 from backend.models import UsageDay
@@ -33,23 +36,67 @@ def prompt_tokens(timings: dict[str, Any], fallback: int) -> int:
     return evaluated + (cached if isinstance(cached, int) else 0)
 
 
-async def record(user_id: PydanticObjectId, tokens_in: int, tokens_out: int) -> None:
-    """Count one answer and its tokens on today's row (created on first use, atomically)."""
-    await UsageDay.get_pymongo_collection().update_one(
-        {"user_id": user_id, "day": today()},
-        {"$inc": {"tokens_in": tokens_in, "tokens_out": tokens_out, "answers": 1}},
-        upsert=True,
-    )
+@dataclass(frozen=True)
+class Reservation:
+    """Tokens an admitted answer reserved on today's row (`day`), given back when it records its use."""
+
+    user_id: PydanticObjectId
+    day: str
+    tokens: int
 
 
-async def check_quota(user_id: PydanticObjectId, quota: int) -> None:
-    """QuotaExceeded when `quota` > 0 and today's tokens have reached it."""
+async def reserve(user_id: PydanticObjectId, estimate: int, quota: int) -> Reservation:
+    """Reserve `estimate` tokens of today's quota for one answer, or QuotaExceeded.
+
+    One atomic `$inc` (the row is made on first use): the tokens used and those every answer in
+    progress reserved, before this one, must be below `quota`, so parallel answers cannot all pass
+    a check that sees none of the others. A refused reservation is given back at once. `quota` 0
+    (no quota) reserves nothing and reads nothing.
+    """
+    day = today()
     if quota <= 0:
-        return
-    row = await UsageDay.find_one({"user_id": user_id, "day": today()})
-    used = row.tokens_in + row.tokens_out if row else 0
+        return Reservation(user_id, day, 0)
+    row = await UsageDay.get_pymongo_collection().find_one_and_update(
+        {"user_id": user_id, "day": day},
+        {"$inc": {"reserved": estimate}},
+        upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    row = row or {}  # an upsert returning the document after it always finds one
+    used = row.get("tokens_in", 0) + row.get("tokens_out", 0) + row.get("reserved", 0) - estimate
     if used >= quota:
+        await release(Reservation(user_id, day, estimate))
         raise QuotaExceeded(f"daily token quota used up ({used} of {quota} tokens); it resets at 00:00 UTC")
+    return Reservation(user_id, day, estimate)
+
+
+async def release(reservation: Reservation) -> None:
+    """Give a reservation back unused (the answer was refused or spent nothing)."""
+    if reservation.tokens:
+        await UsageDay.get_pymongo_collection().update_one(
+            {"user_id": reservation.user_id, "day": reservation.day},
+            {"$inc": {"reserved": -reservation.tokens}},
+        )
+
+
+async def record(reservation: Reservation, tokens_in: int, tokens_out: int) -> None:
+    """Count one answer and its tokens, giving its reservation back, in one `$inc`.
+
+    The answer counts on the day it was admitted. Without a reservation the row is made on first use;
+    with one it exists already, and is not made again for a user deleted meanwhile.
+    """
+    await UsageDay.get_pymongo_collection().update_one(
+        {"user_id": reservation.user_id, "day": reservation.day},
+        {
+            "$inc": {
+                "tokens_in": tokens_in,
+                "tokens_out": tokens_out,
+                "answers": 1,
+                "reserved": -reservation.tokens,
+            }
+        },
+        upsert=not reservation.tokens,
+    )
 
 
 def _since(days: int) -> str:

@@ -86,20 +86,21 @@ async def test_login_rate_limit_has_a_clear_error(api: Api, bob: Session) -> Non
 async def test_rate_limit_recovers_after_the_window(db: AsyncDatabase) -> None:
     now = [datetime(2026, 1, 1, tzinfo=UTC)]
     limiter = WindowLimiter("test:", 2, 60, collection=db.login_failures_window_test, clock=lambda: now[0])
-    await limiter.record("k")
-    await limiter.record("k")
+    await limiter.attempt("k")
+    await limiter.attempt("k")
     with pytest.raises(RateLimitedError, match="try again in 60 s"):
-        await limiter.check("k")
+        await limiter.attempt("k")
     now[0] += timedelta(seconds=30)
     with pytest.raises(RateLimitedError, match="try again in 30 s"):
-        await limiter.check("k")
+        await limiter.attempt("k")  # refused attempts are not counted: the window does not grow
     now[0] += timedelta(seconds=30)
-    await limiter.check("k")  # the window has passed
-    await limiter.check("other")
-    await limiter.record("k")
-    await limiter.record("k")
-    await limiter.reset("k")
-    await limiter.check("k")
+    first = await limiter.attempt("k")  # the window has passed
+    await limiter.attempt("other")
+    await limiter.forget(first)  # a success takes back its own attempt only
+    await limiter.attempt("k")
+    await limiter.attempt("k")
+    with pytest.raises(RateLimitedError, match="try again in 60 s"):
+        await limiter.attempt("k")
 
 
 @pytest.mark.parametrize(

@@ -95,12 +95,14 @@ class ChatFeaturesMutation:
 
     @strawberry.mutation(
         description="Title a conversation from its first question and answer (the model's words when "
-        "they make a clean title, else the question's first words); a title set by hand is kept.",
+        "they make a clean title, else the question's first words); a title set by hand is kept. The "
+        "model is asked once per conversation unless `again`; it takes a stream slot and counts toward "
+        "your daily quota and usage like an answer.",
         permission_classes=SIGNED_IN,
     )
-    async def generate_title(self, info: Info, id: strawberry.ID) -> Conversation:
-        services = info.context.services
-        found = await titles.generate_title(await info.context.user(), id, services.settings, services.pool)
+    async def generate_title(self, info: Info, id: strawberry.ID, again: bool = False) -> Conversation:
+        caller = await info.context.caller()
+        found = await titles.generate_title(caller, id, info.context.services.chat_deps, again)
         return Conversation.from_model(found)
 
     @strawberry.mutation(
@@ -122,8 +124,11 @@ class ChatFeaturesMutation:
         key, secret = await api_keys.create(user, name)
         return ApiKeyCreated(key=ApiKey.from_model(key), secret=secret)
 
-    @strawberry.mutation(description="Revoke one of your API keys at once.", permission_classes=SIGNED_IN)
+    @strawberry.mutation(
+        description="Revoke one of your API keys at once; the answers it is streaming end with an error.",
+        permission_classes=SIGNED_IN,
+    )
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
         user = await info.context.user()
         api_keys.refuse_api_key(info.context.authorization)
-        return await api_keys.revoke(user, id)
+        return await api_keys.revoke(user, id, info.context.services.streams)

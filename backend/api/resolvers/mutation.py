@@ -8,7 +8,7 @@ from backend.api.context import Info
 from backend.api.permissions import ADMINS, SIGNED_IN
 from backend.api.types import AuthPayload, Conversation, ConversationInput, RegisterPayload, Role, User
 from backend.models.common import oid
-from backend.services import auth, conversations, users
+from backend.services import api_keys, auth, conversations, users
 from backend.services.validation import object_id
 
 
@@ -29,7 +29,15 @@ class Mutation:
     async def register(
         self, info: Info, email: str, password: str, display_name: str | None = None
     ) -> RegisterPayload:
-        made = await auth.register(email, password, display_name, info.context.services.settings)
+        services = info.context.services
+        made = await auth.register(
+            email,
+            password,
+            display_name,
+            info.context.client_address,
+            services.settings,
+            services.login_limits,
+        )
         return RegisterPayload(
             access_token=made.tokens.access_token if made.tokens else None,
             refresh_token=made.tokens.refresh_token if made.tokens else None,
@@ -46,17 +54,33 @@ class Mutation:
 
     @strawberry.mutation(description="Exchange a refresh token for new tokens (each works once).")
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
-        return _payload(await auth.refresh(refresh_token, info.context.services.settings))
-
-    @strawberry.mutation(description="Revoke a refresh token and its family; false when unknown.")
-    async def logout(self, info: Info, refresh_token: str) -> bool:
-        return await auth.logout(refresh_token)
+        services = info.context.services
+        return _payload(await auth.refresh(refresh_token, services.settings, services.streams))
 
     @strawberry.mutation(
-        description="Change your password; every session is signed out.", permission_classes=SIGNED_IN
+        description="Revoke a refresh token and its family, and end the user's access tokens "
+        "(other sessions refresh theirs); false when unknown."
+    )
+    async def logout(self, info: Info, refresh_token: str) -> bool:
+        return await auth.logout(refresh_token, info.context.services.streams)
+
+    @strawberry.mutation(
+        description="Change your password (rate limited like login); every session is signed out, "
+        "every API key revoked and your running answers stopped. Not with an API key.",
+        permission_classes=SIGNED_IN,
     )
     async def change_password(self, info: Info, old_password: str, new_password: str) -> bool:
-        await auth.change_password(await info.context.user(), old_password, new_password)
+        user = await info.context.user()
+        api_keys.refuse_api_key(info.context.authorization)
+        services = info.context.services
+        await auth.change_password(
+            user,
+            old_password,
+            new_password,
+            info.context.client_address,
+            services.login_limits,
+            services.streams,
+        )
         return True
 
     @strawberry.mutation(description="Start an empty conversation.", permission_classes=SIGNED_IN)
