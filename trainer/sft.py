@@ -62,6 +62,8 @@ def run_sft(
     sft.steps = recipe.get("steps") or max(1, math.ceil(sft.epochs * len(packed.ids) / rows))
     sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
     sft.eval_every = recipe.get("eval_every") or max(1, sft.steps // 4)
+    # An SFT run cannot be resumed (a new --out each time), so only its last checkpoint is ever read.
+    sft.checkpoint_every = recipe.get("checkpoint_every") or sft.steps
     held_out = split_conversations(read_conversations(data), "val")
     val_rows = _val_rows(data, tokenizer, sft.seq_len) if held_out else 0
     first_users = (next((m["content"] for m in c if m["role"] == "user"), None) for c in held_out)

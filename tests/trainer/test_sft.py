@@ -48,6 +48,8 @@ def test_labels_are_the_assistant_tokens_token_by_token(tmp_path: Path, tokenize
     ids, learn = rows.ids[0].tolist(), rows.learn[0].tolist()
     for t, label in enumerate(labels.tolist()):
         assert label == (ids[t + 1] if learn[t + 1] else -100), f"position {t}"
+    # The model computes logits for the labelled tokens only (trainer.titan.loss).
+    assert inputs["predict"].tolist() == [label != -100 for label in labels.tolist()]
     # The learned spans, read back: each assistant reply and its <|end|>, nothing else.
     spans: list[str] = []
     current: list[int] = []
@@ -113,6 +115,7 @@ def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None
     run = json.loads((out / "run.json").read_text())
     assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
     assert run["train"]["lr"] == 3e-4 and run["train"]["steps"] == 2
+    assert run["train"]["checkpoint_every"] == 2  # an SFT run is never resumed: only its last step
     # 38 training conversations best-fit into rows of 129 tokens: none dropped, rows mostly full.
     assert run["packing"]["dropped_too_long"] == 0 and run["packing"]["fill"] > 0.7
     assert f"Loading the checkpoint from {pretrain_run}/checkpoint/step-6" in (out / "train.log").read_text()
