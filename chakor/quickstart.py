@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from common.settings import Settings
 from evaluation.gates import K_QUANTS, k_quant_obstacle
 from evaluation.report import EVAL_JSON, EvalReport, read_report
 from trainer.configs import ModelConfig
+from trainer.metrics import METRICS_FILE, read_metrics
 
 # f32 is the KL-divergence base of `chakor eval`; q4_k_m is made only when the model is wide enough for K-quants.
 QUANT_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
@@ -122,7 +124,7 @@ def stages(root: Path) -> list[Stage]:
                 # Grounded SFT from the pretrained model, 8 packed rows (~15 conversations) a step; copying
                 # from the context appears late and the LR decides how soon. Held-out F1 with DOCUMENTS
                 # (chakor eval): 1,800 steps at 1e-3 0.64 (0.56 on another data seed); 1,500 at 2e-3 0.75
-                # (0.74); 1,200 at 2e-3 0.69. So 1,500 steps at 2e-3: 3.1M tokens, ~5.5 min at ~10k tokens/s.
+                # (0.74); 1,200 at 2e-3 0.69. So 1,500 steps at 2e-3: 3.1M tokens (logits for the ~14% labelled).
                 "--steps",
                 "1500",
                 "--lr",
@@ -136,6 +138,26 @@ def stages(root: Path) -> list[Stage]:
         Stage("export", ("export", str(sft), "--out", str(export)), (sft,), export),
     ]
     return steps
+
+
+def sft_forecast(root: Path, sft: Stage) -> str | None:
+    """How long the SFT stage should take, from the pretraining's measured tokens/s (None without them).
+
+    An upper bound: both stages train the same model on rows of the same size, and an SFT step computes
+    logits only for its labelled tokens. The first steps (start-up) are left out of the median.
+    """
+    rates = [
+        r["tokens_per_s"] for r in read_metrics(root / "pretrain" / METRICS_FILE) if r.get("tokens_per_s")
+    ]
+    if len(rates) < 4 or "--steps" not in sft.args:
+        return None
+    train = read_json(root / "pretrain" / "run.json")["train"]
+    tokens = int(sft.args[sft.args.index("--steps") + 1]) * train["local_batch_size"] * train["seq_len"]
+    rate = statistics.median(rates[3:])
+    return (
+        f"SFT next: {tokens:,} tokens, at most {tokens / rate / 60:.1f} min at the pretraining's "
+        f"{rate:,.0f} tokens/s; then export, conversion and eval (about a tenth of that)"
+    )
 
 
 def quant_types(root: Path) -> tuple[tuple[str, ...], str | None]:
@@ -218,11 +240,17 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def is_up_to_date(stage: Stage, stamps: Path, key: str) -> bool:
+    """The stage's output exists and was made from inputs with fingerprint `key`."""
+    stamp = stamps / f"{stage.name}.sha256"
+    return stage.output.exists() and stamp.exists() and stamp.read_text() == key
+
+
 def run_stage(stage: Stage, stamps: Path) -> float | None:
     """Run the stage unless its output exists with an unchanged fingerprint; seconds taken or None if skipped."""
     stamp = stamps / f"{stage.name}.sha256"
     key = fingerprint(stage)
-    if stage.output.exists() and stamp.exists() and stamp.read_text() == key:
+    if is_up_to_date(stage, stamps, key):
         console.print(f"[dim]↷ {stage.name}: up to date[/]")
         return None
     console.rule(f"[bold]{stage.name}")
@@ -339,8 +367,12 @@ def quickstart(
     settings = settings_or_exit()
     root = quickstart_dir(settings)
     seconds: dict[str, float | None] = {}
+    stamps = root / ".stamps"
     for stage in stages(root):
-        seconds[stage.name] = run_stage(stage, root / ".stamps")
+        pending_sft = stage.name == "sft" and not is_up_to_date(stage, stamps, fingerprint(stage))
+        if pending_sft and (forecast := sft_forecast(root, stage)):
+            console.print(f"[cyan]{forecast}[/]")
+        seconds[stage.name] = run_stage(stage, stamps)
     quants, k_quant_obstacle = quant_types(root)
     if k_quant_obstacle:
         console.print(f"[dim]↷ K-quants: {k_quant_obstacle}[/]")
@@ -348,7 +380,7 @@ def quickstart(
     for stage in model_stages(root, quants, index if (index / "collections.json").is_file() else None):
         if skip_verify and stage.name in ("verify", "eval"):
             continue
-        seconds[stage.name] = run_stage(stage, root / ".stamps")
+        seconds[stage.name] = run_stage(stage, stamps)
     manifest = write_manifest(root, seconds, quants)
     print_summary(root, seconds, settings, manifest["served"])
 

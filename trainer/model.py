@@ -233,9 +233,16 @@ class Transformer(nn.Module):
         self.rope_cos = cos.to(self.rope_cos.device)
         self.rope_sin = sin.to(self.rope_sin.device)
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, positions: torch.Tensor | None = None, predict: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`positions` [B, T] (packed SFT rows): each token's position in its own document, 0 at
-        every document start. RoPE then uses them and attention stays inside each document."""
+        every document start. RoPE then uses them and attention stays inside each document.
+
+        `predict` [B, T] bool: return logits [N, vocab] of only the N True tokens, in row-major order
+        (the tokens that have a label). The head is over a third of a tiny model's FLOPs and under a
+        sixth of grounded SFT tokens have a label, so SFT skips most of it (trainer.titan.loss).
+        """
         T = tokens.size(1)
         if self.cfg.max_seq_len < T:
             raise ValueError(f"sequence length {T} exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -257,6 +264,8 @@ class Transformer(nn.Module):
                 )
         for block in self.layers.values():
             x = block(x, cos, sin, mask)
+        if predict is not None:
+            x = x[predict]
         x = self.norm(x)
         logits = F.linear(x, self.tok_embeddings.weight) if self.output is None else self.output(x)
         return logits.float()

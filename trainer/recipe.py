@@ -353,6 +353,8 @@ def plan_sft(
         sft.steps = max(1, math.ceil(sft.epochs * rows / per_step)) if rows else 0
     sft.warmup_steps = min(sft.warmup_steps, max(1, sft.steps // 10))
     sft.eval_every = overrides.get("eval_every") or max(1, sft.steps // 4)
+    # An SFT run cannot be resumed (a new --out each time), so only its last checkpoint is ever read.
+    sft.checkpoint_every = overrides.get("checkpoint_every") or max(1, sft.steps)
     rules = {
         "lr": lr_rule,
         "local_batch_size": (
@@ -365,6 +367,7 @@ def plan_sft(
         if rows
         else "epochs x packed rows / rows per step (needs --data)",
         "seq_len": "the base run's",
+        "checkpoint_every": "the last step only (an SFT run is never resumed)",
     }
     changed = sorted(k for k in overrides if k not in ("tensor_parallel", "data_parallel_replicate"))
     return _plan(name, cfg, layout, sft, "sft", changed, rules, kind="sft")

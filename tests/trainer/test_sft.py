@@ -48,6 +48,8 @@ def test_labels_are_the_assistant_tokens_token_by_token(tmp_path: Path, tokenize
     ids, learn = rows.ids[0].tolist(), rows.learn[0].tolist()
     for t, label in enumerate(labels.tolist()):
         assert label == (ids[t + 1] if learn[t + 1] else -100), f"position {t}"
+    # The model computes logits for the labelled tokens only (trainer.titan.loss).
+    assert inputs["predict"].tolist() == [label != -100 for label in labels.tolist()]
     # The learned spans, read back: each assistant reply and its <|end|>, nothing else.
     spans: list[str] = []
     current: list[int] = []
@@ -114,6 +116,7 @@ def test_sft_fine_tunes_the_base_run(pretrain_run: Path, tmp_path: Path) -> None
     assert run["kind"] == "sft" and run["base_checkpoint"] == str(pretrain_run / "checkpoint" / "step-6")
     assert run["train"]["lr"] == 1e-3 and run["train"]["steps"] == 2  # a tenth of the base run's 1e-2
     assert run["lr_rule"] == "0.1 x the pretraining peak 1.00e-02" and run["world_size"] == 1
+    assert run["train"]["checkpoint_every"] == 2  # an SFT run is never resumed: only its last step
     # 38 training conversations best-fit into rows of 129 tokens: none dropped, rows mostly full.
     assert run["packing"]["dropped_too_long"] == 0 and run["packing"]["fill"] > 0.7
     log = (out / "train.log").read_text()

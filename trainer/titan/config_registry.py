@@ -22,6 +22,7 @@ from torchtitan.distributed.activation_checkpoint import FullAC, SelectiveAC
 from trainer.configs import SFTConfig, TrainConfig
 from trainer.run_folder import TOKENIZER_SUBDIR, read_run
 from trainer.titan.data import ChatDataLoader, ShardDataLoader
+from trainer.titan.loss import LabelledCrossEntropyLoss
 from trainer.titan.trainer import ChakorTrainer, SampleValidator
 
 RUN_DIR_ENV = "CHAKOR_RUN_DIR"
@@ -138,6 +139,8 @@ def sft() -> ChakorTrainer.Config:
     run = read_run(run_dir)
     recipe = SFTConfig(**run["train"])
     config = _base(run_dir, recipe, run["model"]["vocab_size"])
+    # The loader marks the labelled tokens (`predict`); the model computes logits for those alone.
+    config.loss = LabelledCrossEntropyLoss.Config(global_vocab_size=run["model"]["vocab_size"])
     config.dataloader = ChatDataLoader.Config(
         dataset_path=run["data"], tokenizer_dir=str(run_dir / TOKENIZER_SUBDIR), seed=recipe.seed
     )

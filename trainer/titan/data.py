@@ -249,8 +249,9 @@ class TokenWindows(DealtRows):
 class PackedDataset(DealtRows):
     """Packed SFT rows (trainer.titan.packing), dealt to the ranks as DealtRows does.
 
-    Yields `({"input", "positions"}, labels)`: labels are the next tokens where they are assistant
-    tokens, else IGNORE_INDEX; positions restart at each conversation (RoPE + document mask).
+    Yields `({"input", "positions", "predict"}, labels)`: labels are the next tokens where they are
+    assistant tokens, else IGNORE_INDEX; positions restart at each conversation (RoPE + document mask);
+    predict marks the labelled tokens, the only ones the model computes logits for (trainer.titan.loss).
     """
 
     def __init__(
@@ -271,7 +272,7 @@ class PackedDataset(DealtRows):
         labels = ids[1:].clone()
         labels[~torch.from_numpy(self.rows.learn[row, 1:])] = IGNORE_INDEX
         positions = torch.from_numpy(self.rows.positions[row, :-1])
-        return {"input": ids[:-1], "positions": positions}, labels
+        return {"input": ids[:-1], "positions": positions, "predict": labels != IGNORE_INDEX}, labels
 
 
 class SplitDataLoader(ParallelAwareDataloader):
