@@ -31,9 +31,7 @@ async def _gaps(
         stream = await socket.send(QUESTION["content"], maxTokens=QUESTION["maxTokens"], temperature=1.0)
         await socket.receive(stream, first_token_only=True)
         logins = (
-            asyncio.gather(*(login(http, backend.graphql_url, email) for email in emails))
-            if burst
-            else None
+            asyncio.gather(*(login(http, backend.graphql_url, email) for email in emails)) if burst else None
         )
         await socket.receive(stream)
         if logins is not None:
