@@ -25,8 +25,8 @@ class IsAuthenticated(BasePermission):
 
 class HasCredentials(BasePermission):
     """Valid credentials, the account check still running: for a resolver that starts work for the
-    caller's id at once and awaits `Caller.user()` before it writes or sends anything (the chat
-    starts llama-server on the prompt meanwhile)."""
+    caller's id at once and awaits `Caller.user()` before it calls the model, writes or sends
+    anything (the chat reads and tokenizes the prompt meanwhile)."""
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         await info.context.caller()

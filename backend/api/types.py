@@ -69,12 +69,13 @@ class AuthPayload:
 
 
 @strawberry.type(
-    description="A new account: signed in (tokens set), or waiting for an admin's approval (tokens null)."
+    description="The answer to a sign-up, the same whether or not the address already had an account: "
+    "tokens and user are null; sign in with `login` (FORBIDDEN while the account waits for approval)."
 )
 class RegisterPayload:
-    access_token: str | None
-    refresh_token: str | None
-    user: User
+    access_token: str | None = None
+    refresh_token: str | None = None
+    user: User | None = None
 
 
 @strawberry.type(

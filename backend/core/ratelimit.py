@@ -52,16 +52,20 @@ class WindowLimiter:
         """Count one attempt against `key` and return its id; RateLimitedError (counting nothing)
         when the window already holds `max_events` attempts before it.
 
-        Each attempt is stored first, then counts the attempts up to its own id (ids grow with time):
-        of concurrent attempts the first `max_events` pass and every later one sees them. A refused
+        Each attempt is stored first, then counts the attempts up to itself, ordered by time and then
+        id: of concurrent attempts the first `max_events` pass and every later one sees them. A refused
         attempt takes its document back, so hammering a limited key does not extend its window.
         """
-        now = self._clock()
+        clock = self._clock()
+        now = clock.replace(microsecond=clock.microsecond // 1000 * 1000)  # BSON dates hold milliseconds
         full_key, attempt = self.prefix + key, ObjectId()
         document = {"_id": attempt, "key": full_key, "at": now, "expires_at": now + self.window}
         await self.collection.insert_one(document)
         recent = {"key": full_key, "at": {"$gt": now - self.window}}
-        if await self.collection.count_documents({**recent, "_id": {"$lte": attempt}}) <= self.max_events:
+        # attempts before this one in the order (time, then id for the same millisecond): every
+        # backend sees the same order, so the first `max_events` pass wherever they ran
+        before = {"$or": [{"at": {"$lt": now}}, {"at": now, "_id": {"$lte": attempt}}]}
+        if await self.collection.count_documents({**recent, **before}) <= self.max_events:
             return attempt
         await self.forget(attempt)
         oldest = await self.collection.find_one(recent, sort=[("at", 1)])

@@ -39,6 +39,7 @@ SESSIONS_REVOKED = "your sessions were revoked (a refresh token was used twice);
 SIGNED_OUT = "signed out; sign in again"
 AWAITING_APPROVAL = "this account is waiting for an admin's approval"
 SIGNUP_CLOSED = "sign-up is closed; ask an admin for an account"
+EMAIL_TAKEN = "an account with this e-mail already exists"  # for admins (the CLI); never to sign-ups
 log = logging.getLogger("chakor.backend")
 
 
@@ -49,14 +50,6 @@ class AuthResult:
     access_token: str
     refresh_token: str
     user: User
-
-
-@dataclass
-class Registration:
-    """A new account: signed in, or (`tokens` None) waiting for approval."""
-
-    user: User
-    tokens: AuthResult | None
 
 
 async def hash_password(password: str) -> str:
@@ -93,7 +86,7 @@ async def create_user(
     try:
         await user.insert()
     except DuplicateKeyError:
-        raise ValidationError("an account with this e-mail already exists") from None
+        raise ValidationError(EMAIL_TAKEN) from None
     return user
 
 
@@ -118,15 +111,24 @@ async def register(
     client: str,
     settings: Settings,
     limits: LoginLimits,
-) -> Registration:
-    """Create an account under CHAKOR_SIGNUP: `open` signs it in, `approval` leaves it waiting for an
-    admin, `closed` refuses. Each attempt counts against the e-mail and the client first."""
+) -> None:
+    """Create an account under CHAKOR_SIGNUP (`open`: it may sign in at once, `approval`: once an
+    admin approves it, `closed`: refused). Each attempt counts against the e-mail and the client
+    first.
+
+    The answer is the same whether or not the address has an account (nobody learns who signed up):
+    the password is hashed either way, and the caller signs in with `login`, which fails for an
+    address registered by someone else as for any wrong password.
+    """
     policy = settings.signup_policy
     if policy == "closed":
         raise ForbiddenError(SIGNUP_CLOSED)
     await limits.signup(_email_key(email), client)
-    user = await create_user(email, password, display_name, approved=policy == "open")
-    return Registration(user, await _issue(user, settings) if user.approved else None)
+    try:
+        await create_user(email, password, display_name, approved=policy == "open")
+    except ValidationError as exc:
+        if exc.message != EMAIL_TAKEN:
+            raise
 
 
 async def ensure_admin(settings: Settings) -> None:
@@ -146,7 +148,7 @@ async def ensure_admin(settings: Settings) -> None:
         await create_user(settings.admin_email, settings.admin_password, admin=True)
         log.info("created the admin %s (CHAKOR_ADMIN_EMAIL)", settings.admin_email)
     except ValidationError as exc:  # a concurrent start-up made it, or the password is refused
-        if "already exists" not in exc.message:
+        if exc.message != EMAIL_TAKEN:
             log.error("CHAKOR_ADMIN_PASSWORD refused (%s): no admin was created", exc.message)
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -397,6 +397,7 @@ class _Admitted:
     upstream: TokenStream | None  # started at admission when the turn has no search
     turn: _Turn
     stored: asyncio.Future[None]  # the turn's writes
+    spent: list[int] = field(default_factory=list)  # tokens in and out, once llama-server answered
 
 
 async def _admit_and_start(caller: Caller, request: ChatRequest, deps: ChatDeps) -> _Admitted:
@@ -463,6 +464,16 @@ async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGen
             await asyncio.shield(asyncio.gather(admitted.stored, return_exceptions=True))
     finally:
         await deps.streams.release(admitted.admission.lease)
+        await asyncio.shield(_settle(admitted))
+
+
+async def _settle(admitted: _Admitted) -> None:
+    """Record what the turn spent as usage (giving its quota reservation back), or give it back unused."""
+    reservation, spent = admitted.admission.quota, admitted.spent
+    if spent:
+        await usage.record(reservation, spent[0], spent[1])
+    else:
+        await usage.release(reservation)
 
 
 async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDeps) -> SourcesFound:
@@ -535,7 +546,7 @@ async def _generate(
     tokens = 0
     writer = _PartialWriter(answer, stored)
     finished = False
-    spent: list[int] = []  # tokens in and out, once llama-server has answered anything
+    spent = admitted.spent
     try:
         await asyncio.shield(stored)  # tokens read meanwhile wait in `upstream`
         yield started
@@ -600,8 +611,3 @@ async def _generate(
         if stopper is not None:
             stopper.cancel()
         deps.streams.remove(oid(answer))
-        reservation = admitted.admission.quota
-        if spent:
-            await asyncio.shield(usage.record(reservation, spent[0], spent[1]))
-        else:
-            await asyncio.shield(usage.release(reservation))

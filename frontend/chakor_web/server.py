@@ -39,10 +39,11 @@ LOGIN = (
 )
 REGISTER = (
     "mutation($email: String!, $password: String!, $displayName: String) "
-    "{ register(email: $email, password: $password, displayName: $displayName) "
-    f"{{ accessToken refreshToken user {{ {USER_FIELDS} }} }} }}"
+    "{ register(email: $email, password: $password, displayName: $displayName) { user { id } } }"
 )
 AWAITING_APPROVAL = "Account created. An admin must approve it before you can log in."
+BACKEND_AWAITING_APPROVAL = "this account is waiting for an admin's approval"
+CHECK_OR_SIGN_IN = "If this address already has an account, sign in with its password."
 INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 
 
@@ -142,8 +143,13 @@ async def login(request: Request) -> Response:
 
 
 async def register(request: Request) -> Response:
-    """POST the registration form: create the account; signed in as by login when the sign-up policy
-    approves it at once, otherwise to /login with a note that an admin must approve it."""
+    """POST the registration form: create the account, then sign in with it as by login.
+
+    The backend answers a sign-up alike whether or not the address had an account, so the login
+    decides: it succeeds for the new account; an account waiting for approval goes to /login with
+    that note; an address someone registered before (another password) goes to /login with
+    CHECK_OR_SIGN_IN, which says no more than that.
+    """
     posted = await _credentials(request, "register")
     if isinstance(posted, Response):
         return posted
@@ -151,14 +157,17 @@ async def register(request: Request) -> Response:
     if password != form.get("confirm", ""):
         return _back_to("register", "The passwords do not match.")
     variables = {"email": email, "password": password, "displayName": form.get("display_name") or None}
+    forwarded = forwarded_for(request)
     try:
-        data = await execute(REGISTER, variables, forwarded=forwarded_for(request))
+        await execute(REGISTER, variables, forwarded=forwarded)
+        data = await execute(LOGIN, {"email": email, "password": password}, forwarded=forwarded)
     except ApiError as exc:
+        if exc.code == "FORBIDDEN" and exc.message == BACKEND_AWAITING_APPROVAL:
+            return _back_to("login", AWAITING_APPROVAL, kind="notice")
+        if exc.unauthenticated:
+            return _back_to("login", CHECK_OR_SIGN_IN, kind="notice")
         return _back_to("register", exc.message)
-    payload = data["register"]
-    if payload["accessToken"] is None:
-        return _back_to("login", AWAITING_APPROVAL, kind="notice")
-    return _signed_in(request, payload)
+    return _signed_in(request, data["login"])
 
 
 def routes() -> Starlette:

@@ -74,11 +74,14 @@ class Stack:
 
     async def user(self) -> Session:
         """A new account, registered from a client address of its own."""
+        source, variables = client(), {"e": f"u-{uuid.uuid4().hex[:10]}@example.test", "p": PASSWORD}
+        assert not (await self.post(REGISTER, variables, source)).get("errors")
         body = await self.post(
-            REGISTER, {"e": f"u-{uuid.uuid4().hex[:10]}@example.test", "p": PASSWORD}, client()
+            f"mutation($e: String!, $p: String!) {{ login(email: $e, password: $p) {{ {AUTH_FIELDS} }} }}",
+            variables,
+            source,
         )
-        assert not body.get("errors"), body
-        return _session(body["data"]["register"])
+        return _session(body["data"]["login"])
 
     def work(self) -> tuple[float, float, int]:
         """llama-server's prompt tokens evaluated and tokens generated so far (`/metrics`), and the

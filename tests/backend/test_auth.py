@@ -18,6 +18,7 @@ from tests.conftest import JWT_SECRET
 from tests.support.graphql import AUTH_FIELDS, PASSWORD, Api, Session
 
 ME = "{ me { id email displayName role disabled createdAt } }"
+LOGIN_QUERY = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
 REFRESH = f"mutation($t: String!) {{ refreshToken(refreshToken: $t) {{ {AUTH_FIELDS} }} }}"
 LOGOUT = "mutation($t: String!) { logout(refreshToken: $t) }"
 CHANGE = "mutation($o: String!, $n: String!) { changePassword(oldPassword: $o, newPassword: $n) }"
@@ -50,10 +51,20 @@ async def test_register_returns_tokens_and_stores_an_argon2_hash(api: Api, db: A
     assert header["alg"] == "HS256"
 
 
-async def test_register_rejects_duplicates_and_bad_input(api: Api, alice: Session) -> None:
-    query = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }"
-    dup = await api.error(query, {"e": alice.email.upper(), "p": PASSWORD})
-    assert dup["message"] == "an account with this e-mail already exists"
+async def test_register_answers_alike_for_taken_addresses_and_refuses_bad_input(
+    api: Api, alice: Session, db: AsyncDatabase
+) -> None:
+    query = (
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken user { id } } }"
+    )
+    taken = await api.call(query, {"e": alice.email.upper(), "p": "another password"})
+    fresh = await api.call(query, {"e": f"fresh-{ObjectId()}@example.test", "p": "another password"})
+    assert taken == fresh == {"data": {"register": {"accessToken": None, "user": None}}}
+    stored = await db.users.find_one({"email": alice.email})
+    assert stored["_id"] == ObjectId(alice.id)  # the account is untouched: its password still works
+    assert (await api.login(alice.email)).id == alice.id
+    bad_credentials = await api.error(LOGIN_QUERY, {"e": alice.email, "p": "another password"})
+    assert bad_credentials["message"] == "invalid e-mail or password"
     bad_email = await api.error(query, {"e": "not-an-email", "p": PASSWORD})
     assert bad_email["message"] == "invalid e-mail address"
     assert bad_email["extensions"]["code"] == "BAD_USER_INPUT"

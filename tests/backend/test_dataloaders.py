@@ -87,7 +87,9 @@ def _export(n: int) -> str:
 def token(client: TestClient) -> str:
     """An account with CONVERSATIONS imported conversations."""
     register = 'mutation { register(email: "loader@chakor.test", password: "correct-horse-battery-staple") { accessToken } }'
-    access = _gql(client, register, {})["register"]["accessToken"]
+    login = 'mutation { login(email: "loader@chakor.test", password: "correct-horse-battery-staple") { accessToken } }'
+    _gql(client, register, {})  # answers alike for every address: the token comes from login
+    access = _gql(client, login, {})["login"]["accessToken"]
     for n in range(CONVERSATIONS):
         imported = "mutation($d: String!) { importConversation(data: $d) { id } }"
         _gql(client, imported, {"d": _export(n)}, access)

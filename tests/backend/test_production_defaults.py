@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ REGISTER = (
 )
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { role } } }"
 APPROVE = "mutation($id: ID!) { approveUser(userId: $id) { id approved } }"
+USERS = "query($s: String) { users(first: 5, search: $s) { edges { node { id role approved } } } }"
 
 
 @pytest.mark.parametrize("secret", [None, "dev-insecure-change-me", "x" * 31])
@@ -84,13 +86,15 @@ def test_approval_signup_waits_for_an_admin(production_app: tuple[TestClient, st
     assert boot["user"]["role"] == "ADMIN"  # CHAKOR_ADMIN_EMAIL made it at start-up
 
     made = _gql(client, REGISTER, {"e": "waiting@example.test", "p": PASSWORD})["data"]["register"]
-    assert made["accessToken"] is None and made["refreshToken"] is None
-    assert made["user"]["approved"] is False and made["user"]["role"] == "USER"
+    assert made == {"accessToken": None, "refreshToken": None, "user": None}
+    waiting = _gql(client, USERS, {"s": "waiting@"}, boot["accessToken"])["data"]["users"]["edges"]
+    [node] = [edge["node"] for edge in waiting]
+    assert node["approved"] is False and node["role"] == "USER"
     refused = _gql(client, LOGIN, {"e": "waiting@example.test", "p": PASSWORD})["errors"][0]
     assert refused["message"] == "this account is waiting for an admin's approval"
     assert refused["extensions"]["code"] == "FORBIDDEN"
 
-    user_id = made["user"]["id"]
+    user_id = node["id"]
     approved = _gql(client, APPROVE, {"id": user_id}, boot["accessToken"])["data"]["approveUser"]
     assert approved == {"id": user_id, "approved": True}
     assert _gql(client, LOGIN, {"e": "waiting@example.test", "p": PASSWORD})["data"]["login"]["user"] == {
@@ -102,7 +106,8 @@ def test_admin_email_never_promotes_an_existing_account(mongo_uri: str) -> None:
     db_name = f"chakor_boot_{uuid.uuid4().hex[:8]}"
     base = {"jwt_secret": JWT_SECRET, "mongodb_uri": mongo_uri, "db_name": db_name}
     with TestClient(create_app(load_settings(**base))) as client:  # development: sign-up open
-        first = _gql(client, REGISTER, {"e": "squatter@example.test", "p": PASSWORD})["data"]["register"]
+        _gql(client, REGISTER, {"e": "squatter@example.test", "p": PASSWORD})
+        first = _gql(client, LOGIN, {"e": "squatter@example.test", "p": PASSWORD})["data"]["login"]
         assert first["user"]["role"] == "USER"  # the first account is not an admin
     settings = load_settings(**base, admin_email="squatter@example.test", admin_password=PASSWORD)
     with TestClient(create_app(settings)) as client:
@@ -137,10 +142,13 @@ async def test_login_limit_keys_on_the_forwarded_address_from_a_trusted_proxy(ap
             "/graphql",
             json={"query": login, "variables": variables},
             headers={"X-Forwarded-For": f"198.51.100.1, {address}"},  # the left hop is not believed
+            timeout=300,  # 101 argon2 verifications queue for the hashing threads
         )
         return response.json()["errors"][0]
 
-    for _ in range(100):  # the per-client limit: CHAKOR_LOGIN_MAX_ATTEMPTS x 20
-        assert (await attempt("203.0.113.9"))["message"] == "invalid e-mail or password"
-    assert (await attempt("203.0.113.9"))["extensions"]["code"] == "RATE_LIMITED"
+    # the per-client limit, CHAKOR_LOGIN_MAX_ATTEMPTS x 20 = 100, counted before argon2 runs: all at
+    # once, so the window (60 s) holds them however long 101 dummy-hash verifications take here
+    outcomes = await asyncio.gather(*(attempt("203.0.113.9") for _ in range(101)))
+    codes = sorted(outcome["extensions"]["code"] for outcome in outcomes)
+    assert codes == ["RATE_LIMITED"] + ["UNAUTHENTICATED"] * 100
     assert (await attempt("203.0.113.10"))["message"] == "invalid e-mail or password"

@@ -18,6 +18,7 @@ from tests.frontend.slow_llama import SlowLlama
 from tests.support.tiny_model import TinyModel
 
 REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }"
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
 CHAT = (
     'subscription { chat(input: {content: "Hello there", maxTokens: 12}) '
     "{ __typename ... on ChatToken { text } ... on ChatDone { finishReason } } }"
@@ -84,10 +85,11 @@ def _type_into(page: Page, editor: str, text: str) -> None:
 def _run_with_token(page: Page, settings: Settings, query: str) -> str:
     """A new account's token in the headers pane, `query` in the editor, then Run; the account's e-mail."""
     email = f"gq-{uuid.uuid4().hex[:8]}@chakor.test"
+    httpx.post(settings.graphql_url, json={"query": REGISTER, "variables": {"e": email, "p": PASSWORD}})
     payload = httpx.post(
-        settings.graphql_url, json={"query": REGISTER, "variables": {"e": email, "p": PASSWORD}}
+        settings.graphql_url, json={"query": LOGIN, "variables": {"e": email, "p": PASSWORD}}
     )
-    token = payload.json()["data"]["register"]["accessToken"]
+    token = payload.json()["data"]["login"]["accessToken"]
     page.get_by_role("button", name="Headers").click()
     _type_into(
         page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)", f'{{"Authorization": "Bearer {token}"}}'

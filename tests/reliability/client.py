@@ -69,9 +69,9 @@ async def execute(
 
 
 async def register(http: httpx.AsyncClient, url: str, email: str) -> str:
-    """A new account's access token."""
-    data = await execute(http, url, REGISTER, {"email": email, "password": PASSWORD})
-    return str(data["register"]["accessToken"])
+    """A new account's access token (`register` answers alike for every address; then `login`)."""
+    await execute(http, url, REGISTER, {"email": email, "password": PASSWORD})
+    return await login(http, url, email)
 
 
 async def login(http: httpx.AsyncClient, url: str, email: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import backend_settings, start_backend
 from tests.reliability.client import (
+    LOGIN,
     PASSWORD,
     REGISTER,
     chat_socket,
@@ -40,7 +41,8 @@ async def test_backend_restart_keeps_everything_and_clients_reconnect(
             sessions = {}
             for name in ("alice", "bob"):
                 variables = {"email": f"{name}@restart.example.com", "password": PASSWORD}
-                sessions[name] = (await execute(http, url, REGISTER, variables))["register"]
+                await execute(http, url, REGISTER, variables)  # alike for every address: then login
+                sessions[name] = (await execute(http, url, LOGIN, variables))["login"]
             alice = sessions["alice"]["accessToken"]
             async with chat_socket(ws_url, alice) as socket:
                 first = await socket.chat("Before the restart", maxTokens=16, temperature=0.0)

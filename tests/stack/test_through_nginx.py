@@ -34,7 +34,7 @@ def test_the_app_through_nginx_logs_in_over_nginxs_event_websocket(full_stack: F
     registered = httpx.post(
         f"{full_stack.url('BACKEND')}/graphql", json={"query": REGISTER, "variables": variables}
     )
-    assert registered.json() == {"data": {"register": {"user": {"email": email}}}}
+    assert registered.json() == {"data": {"register": {"user": None}}}  # alike for every address
     nginx = urlsplit(full_stack.nginx_url).netloc
     sockets: list[WebSocket] = []
     with sync_playwright() as playwright:

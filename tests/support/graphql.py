@@ -89,12 +89,14 @@ class Api:
     async def register(
         self, email: str | None = None, password: str = PASSWORD, display_name: str | None = None
     ) -> Session:
+        """A new account, signed in: `register` answers alike for every address, then `login`."""
         email = email or f"user-{uuid.uuid4().hex[:12]}@example.test"
         data = await self.data(
             f"mutation($e: String!, $p: String!, $d: String) {{ register(email: $e, password: $p, displayName: $d) {{ {AUTH_FIELDS} }} }}",
             {"e": email, "p": password, "d": display_name},
         )
-        return _session(data["register"])
+        assert data["register"] == {"accessToken": None, "refreshToken": None, "user": None}
+        return await self.login(email, password)
 
     async def login(self, email: str, password: str = PASSWORD) -> Session:
         data = await self.data(

@@ -23,14 +23,16 @@ def _payload(result: auth.AuthResult) -> AuthPayload:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
-        description="Create an account under the sign-up policy (CHAKOR_SIGNUP): `open` signs it in, "
-        "`approval` leaves it waiting for an admin (tokens null), `closed` refuses."
+        description="Create an account under the sign-up policy (CHAKOR_SIGNUP): `open` may sign in at "
+        "once, `approval` once an admin approves it, `closed` refuses. The answer is the same whether or "
+        "not the address had an account (tokens and user null): sign in with `login`. Rate limited per "
+        "e-mail and per client."
     )
     async def register(
         self, info: Info, email: str, password: str, display_name: str | None = None
     ) -> RegisterPayload:
         services = info.context.services
-        made = await auth.register(
+        await auth.register(
             email,
             password,
             display_name,
@@ -38,11 +40,7 @@ class Mutation:
             services.settings,
             services.login_limits,
         )
-        return RegisterPayload(
-            access_token=made.tokens.access_token if made.tokens else None,
-            refresh_token=made.tokens.refresh_token if made.tokens else None,
-            user=User.from_model(made.user),
-        )
+        return RegisterPayload()
 
     @strawberry.mutation(description="Sign in (rate limited per e-mail and per client).")
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
