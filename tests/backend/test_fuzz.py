@@ -241,7 +241,7 @@ def test_nothing_stored_is_garbage(backend: Backend, fuzzer: Session) -> None:
             assert 1 <= len(conversation["title"]) <= 200 and "\x00" not in conversation["title"]
             assert conversation["title"] == conversation["title"].strip()
         for message in db.messages.find():
-            assert message["status"] in ("complete", "stopped", "error", "streaming")
+            assert message["status"] in ("complete", "stopped", "error", "streaming", "interrupted")
             assert ("\x00" not in message["content"] and len(message["content"]) <= 32_000) or message[
                 "role"
             ] == "assistant"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from backend.services.titles import TITLE_TOKENS
 from tests.frontend.conftest import SlowLlama, Stack, log_in, screenshot, unique_email
 from tests.frontend.test_chat_ui import conversation_id, send
 
@@ -240,8 +242,19 @@ def test_admin_pages_through_users_and_charts_usage(page: Page, stack: Stack, ad
     me = stack.gql("{ me { id } }", token=stack.token(user))["me"]["id"]
     cid = conversation_id(page)
     answer = stack.gql(TREE, {"id": cid}, stack.token(user))["conversation"]["messages"][1]
-    [used] = [d for d in stack.gql(USAGE, token=stack.token(admin))["usageByUser"] if d["userId"] == me]
-    assert (used["answers"], used["tokensOut"]) == (1, answer["tokensPredicted"])
+
+    def used() -> dict[str, int]:
+        rows = stack.gql(USAGE, token=stack.token(admin))["usageByUser"]
+        return next(d for d in rows if d["userId"] == me)
+
+    # The app asks for the conversation's title after its first answer, and a title counts as an answer
+    # of at most TITLE_TOKENS tokens: wait until both are recorded.
+    deadline = time.monotonic() + 30
+    while used()["answers"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    usage = used()
+    assert usage["answers"] == 2
+    assert 1 <= usage["tokensOut"] - answer["tokensPredicted"] <= TITLE_TOKENS
     page.get_by_role("button", name="Log out").click()
     page.set_viewport_size({"width": 1280, "height": 1400})
     log_in(page, admin)
