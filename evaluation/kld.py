@@ -112,7 +112,9 @@ def parse_kld_output(output: str, source: str) -> KldStats:
     )
 
 
-def _perplexity_argv(model: Path, n_ctx: int, threads: int, server_bin: Path | None) -> list[str]:
+def perplexity_argv(model: Path, n_ctx: int, threads: int, server_bin: Path | None) -> list[str]:
+    """llama-perplexity on `model` with f32 KV caches and flash attention off (the reference numerics),
+    no weight repacking, and every layer on the GPU when llama.cpp has one."""
     try:
         tool = llama_tool("llama-perplexity", server_bin)
     except ConversionError as exc:
@@ -154,7 +156,7 @@ def write_base(
     `server_bin`: the configured llama-server, beside which llama-perplexity is (see llama_tool).
     """
     argv = [
-        *_perplexity_argv(model, n_ctx, threads, server_bin),
+        *perplexity_argv(model, n_ctx, threads, server_bin),
         "-f",
         str(text_file),
         "--chunks",
@@ -178,7 +180,7 @@ def write_base(
 
 def kl_divergence(model: Path, base: Base, threads: int = 2, server_bin: Path | None = None) -> KldStats:
     """Score `model` against the base file: llama.cpp's KLD statistics."""
-    argv = [*_perplexity_argv(model, base.n_ctx, threads, server_bin), "--kl-divergence-base", str(base.path)]
+    argv = [*perplexity_argv(model, base.n_ctx, threads, server_bin), "--kl-divergence-base", str(base.path)]
     argv.append("--kl-divergence")
     error: EvalError | None = None
     for _ in range(ATTEMPTS):

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from converter.errors import ConversionError
-from converter.llama_tools import NO_REPACK, llama_tool
 from evaluation.errors import EvalError
-from evaluation.kld import ATTEMPTS
+from evaluation.kld import ATTEMPTS, perplexity_argv
 from evaluation.scoring import Scored, common_prefix
 
 T = TypeVar("T")
@@ -172,14 +170,8 @@ def _run(argv: list[str], source: str, parse: Callable[[str], T | None]) -> T:
 
 
 def _argv(model: Path, n_ctx: int, threads: int, server_bin: Path | None, choices: int) -> list[str]:
-    try:
-        tool = llama_tool("llama-perplexity", server_bin)
-    except ConversionError as exc:
-        raise EvalError(str(exc)) from None
-    return [
-        str(tool), "-m", str(model), "-c", str(n_ctx), "-b", str(n_ctx), "-t", str(threads),
-        "-np", str(max(PARALLEL, choices)), "-kvu", "-ctk", "f32", "-ctv", "f32", "-fa", "off", NO_REPACK,
-    ]  # fmt: skip
+    """llama-perplexity as the KL runs start it, with a sequence per choice and a unified KV cache."""
+    return [*perplexity_argv(model, n_ctx, threads, server_bin), "-np", str(max(PARALLEL, choices)), "-kvu"]
 
 
 def gguf_picks(
