@@ -18,6 +18,7 @@ from tests.support.graphql import Api, Session
 @pytest.fixture
 async def slow_tavily(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=backend.tavily_url) as client:
+        await client.post("/_reset")  # the server is shared: only this test's searches are read below
         await client.post("/_control", json={"mode": "slow", "delay": SEARCH_TIMEOUT_SECONDS + 5})
         yield client
         await client.post("/_reset")

@@ -55,14 +55,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _body(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any] | None:
+        """The request's JSON object; None when the client sent less than it announced (it was cancelled
+        mid-request, so Tavily would not have answered it either) or something that is not a JSON object."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b"{}"
+        if len(raw) < length:
+            return None
         try:
             data = json.loads(raw or b"{}")
         except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
+            return None
+        return data if isinstance(data, dict) else None
 
     def do_GET(self) -> None:
         if self.path == "/_requests":
@@ -74,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         state = self.server.state
         body = self._body()
+        if body is None:
+            self._send(400, {"detail": {"error": "incomplete or invalid JSON body"}})
+            return
         if self.path == "/_control":
             with state.lock:
                 state.mode = str(body.get("mode", "ok"))
