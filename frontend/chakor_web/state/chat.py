@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import reflex as rx
 from reflex.event import EventSpec
 
-from chakor_web.api import ApiError, subscribe
+from chakor_web.api import ApiError, execute, subscribe
 from chakor_web.state.auth import SESSION_EXPIRED, AuthState
 
 PAGE_SIZE = 20
@@ -486,9 +486,13 @@ class ChatState(AuthState):
         if not signed_in:
             yield rx.redirect("/login")
         if name_it:  # after the sidebar shows the new chat: the model's title replaces its first words
+            # The title is a model call: made without the state's lock, so a click meanwhile (Regenerate,
+            # a new message) is handled at once instead of waiting for the model.
             async with self:
-                with suppress(ApiError):
-                    named = (await self._gql(GENERATE_TITLE, {"id": name_it}))["generateTitle"]
+                token, forwarded = await self._live_token(), self._forwarded()
+            with suppress(ApiError):
+                named = (await execute(GENERATE_TITLE, {"id": name_it}, token, forwarded))["generateTitle"]
+                async with self:
                     if self.conversation_id == name_it:
                         self.title = named["title"]
                     await self._load_list()
