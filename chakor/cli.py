@@ -199,19 +199,22 @@ def up(
             log_backups=settings.log_backups,
         )
         console.print("Starting Chakor ...")
-        supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
+        supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend, registry))
     except (ComponentError, LlamaCppNotFound) as exc:  # a missing GGUF or tool: what to install or set
         fail(f"cannot start: {exc}", USAGE)
     except SupervisorError as exc:  # a component was started and failed (or its port is taken)
         fail(f"cannot start: {exc}", FAILED)
 
 
-def print_urls(settings: Settings, frontend: bool) -> None:
+def print_urls(settings: Settings, frontend: bool, registry: Registry) -> None:
     table = Table(title="Chakor is up", show_header=False)
     if frontend:
         table.add_row("Chat app", settings.frontend_url)
     table.add_row("GraphQL API", settings.graphql_url)
-    table.add_row("llama-server", settings.llama_url)
+    for model in registry.models:
+        table.add_row(f"llama-server {model.name}", model.urls(settings.llama_host)[0])
+    if not registry.models:
+        table.add_row("llama-server", settings.llama_url)
     console.print(table)
     console.print("Stop with Ctrl-C or `chakor down`.")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chakor.cli import build_components
 from chakor.models import add_model
 from common import REPO_ROOT
 from common.model_registry import RegistryError, load_registry, registry_path, save_registry
@@ -123,3 +124,20 @@ def test_the_cli_adds_lists_removes_and_exits_2_on_a_refusal(tiny_model: TinyMod
     assert listed.returncode == 0 and "tiny*" in listed.stdout and "base" in listed.stdout
     removed = chakor(var, "models", "remove", "tiny")
     assert removed.returncode == 0 and load_registry(registry_path(var)).models == ()
+
+
+def test_up_starts_one_llama_server_per_registered_model(settings: Settings, tiny_model: TinyModel) -> None:
+    add_model(settings, "tiny", tiny_model.gguf_path, tiny_model.tokenizer_dir)
+    add_model(settings, "tiny-base", tiny_model.gguf_path, tiny_model.tokenizer_dir, kind="base")
+    registry = load_registry(registry_path(settings.var_dir))
+    components = build_components(settings, tiny_model.gguf_path, frontend=False, registry=registry)
+    llamas = [(c.name, c.port) for c in components if c.name.startswith("llama-server")]
+    assert llamas == [("llama-server-tiny", 8090), ("llama-server-tiny-base", 8091)]
+    argv = components[[c.name for c in components].index("llama-server-tiny-base")].make().argv
+    assert argv[argv.index("--port") + 1] == "8091" and argv[argv.index("--model") + 1] == str(
+        tiny_model.gguf_path
+    )
+    alone = build_components(settings, tiny_model.gguf_path, frontend=False)  # no registry: as before
+    assert [(c.name, c.port) for c in alone if c.name.startswith("llama")] == [
+        ("llama-server", settings.llama_port)
+    ]
