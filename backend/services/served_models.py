@@ -47,8 +47,12 @@ class ServedModel:
     description: str = ""
 
     async def is_up(self) -> bool:
-        """Whether one of its servers is healthy (probes are awaited only when none is known to be)."""
-        return bool(await self.pool.candidates())
+        """Whether one of its servers is healthy: known from the pool's last probes or request, else probed
+        now (the pool's own order and round robin are left alone)."""
+        servers = self.pool.servers
+        if not any(server.healthy for server in servers):
+            await self.pool.probe_all()
+        return any(server.healthy for server in servers)
 
 
 def legacy_name(settings: Settings) -> str:
