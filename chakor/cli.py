@@ -19,7 +19,7 @@ import documents.cli
 import evaluation.cli
 import trainer.cli
 import trainer.data.cli
-from chakor import bench, quickstart
+from chakor import bench, models, quickstart
 from chakor.services import (
     ComponentError,
     backend_process,
@@ -31,6 +31,7 @@ from chakor.supervisor import Component, Supervisor, SupervisorError, pid_alive,
 from common.cli import FAILED, USAGE, console, fail, settings_or_exit
 from common.hosts import is_loopback
 from common.llama_cpp import LlamaCppNotFound
+from common.model_registry import Registry, RegistryError, load_registry, registry_path
 from common.process import port_in_use
 from common.settings import DEV_JWT_SECRET, Settings
 from evaluation.report import EVAL_JSON, report_for
@@ -72,8 +73,25 @@ def warn_unvetted(model: Path) -> None:
     console.print(f"[yellow]warning: {model} has no passing eval report ({why}); run `chakor eval` on it[/]")
 
 
-def build_components(settings: Settings, model: Path | None, frontend: bool) -> list[Component]:
-    """The components to run, in start order."""
+def llama_component(settings: Settings, model: Path, port: int, name: str = "llama-server") -> Component:
+    """One llama-server serving `model` on `port`."""
+    log_dir = settings.var_dir / "logs"
+    llama_process(settings, model, log_dir, port)  # fail now on a missing GGUF or binary
+    return Component(name, lambda: llama_process(settings, model, log_dir, port), settings.llama_host, port)
+
+
+def registered_components(settings: Settings, registry: Registry) -> list[Component]:
+    """One llama-server per registered model, on the model's own port, named `llama-server-NAME`."""
+    return [
+        llama_component(settings, model.gguf_path, model.port, f"llama-server-{model.name}")
+        for model in registry.models
+    ]
+
+
+def build_components(
+    settings: Settings, model: Path | None, frontend: bool, registry: Registry | None = None
+) -> list[Component]:
+    """The components to run, in start order: with a non-empty `registry`, its models instead of `model`."""
     log_dir = settings.var_dir / "logs"
     components = []
     if settings.uses_sidecar:
@@ -82,16 +100,10 @@ def build_components(settings: Settings, model: Path | None, frontend: bool) -> 
                 "database", lambda: db_process(settings, log_dir), settings.db_host, settings.db_port, 60
             )
         )
-    if model is not None:
-        llama_process(settings, model, log_dir)  # fail now on a missing GGUF or binary
-        components.append(
-            Component(
-                "llama-server",
-                lambda: llama_process(settings, model, log_dir),
-                settings.llama_host,
-                settings.llama_port,
-            )
-        )
+    if registry is not None and registry.models:
+        components += registered_components(settings, registry)
+    elif model is not None:
+        components.append(llama_component(settings, model, settings.llama_port))
     components.append(
         Component(
             "backend",
@@ -140,7 +152,9 @@ def refuse_public_dev_secret(settings: Settings, frontend: bool, insecure: bool)
 @app.command()
 def up(
     model: Path | None = typer.Option(
-        None, help="GGUF to serve (default: CHAKOR_MODEL_PATH or the quickstart's)."
+        None,
+        help="GGUF to serve alone (default: the registered models (`chakor models`), else CHAKOR_MODEL_PATH "
+        "or the quickstart's).",
     ),
     frontend: bool = typer.Option(True, help="Also build and serve the web app."),
     insecure: bool = typer.Option(
@@ -159,8 +173,19 @@ def up(
     )
     if read_state(state_file(settings)):
         fail("Chakor is already running here: see `chakor status`, stop it with `chakor down`", FAILED)
+    try:
+        registry = load_registry(registry_path(settings.var_dir))
+    except RegistryError as exc:
+        fail(exc, USAGE)
+    if model is not None:  # an explicit --model is served alone, as without a registry
+        registry = Registry()
     model = model.resolve() if model else default_model(settings)
-    if model is None:
+    if registry.models:
+        console.print(f"serving the {len(registry.models)} registered models (`chakor models list`)")
+        for registered in registry.models:
+            warn_unvetted(registered.gguf_path)
+        settings = settings.model_copy(update={"model_registry": registry_path(settings.var_dir)})
+    elif model is None:
         console.print("[yellow]no model yet: llama-server will not start (run `chakor quickstart` first)[/]")
     else:
         warn_unvetted(model)
@@ -168,25 +193,28 @@ def up(
         settings = settings.model_copy(update={"model_path": model, "tokenizer_path": tokenizer})
     try:
         supervisor = Supervisor(
-            build_components(settings, model, frontend),
+            build_components(settings, model, frontend, registry),
             state_file(settings),
             log_max_bytes=settings.log_max_bytes,
             log_backups=settings.log_backups,
         )
         console.print("Starting Chakor ...")
-        supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend))
+        supervisor.run_forever(on_ready=lambda: print_urls(settings, frontend, registry))
     except (ComponentError, LlamaCppNotFound) as exc:  # a missing GGUF or tool: what to install or set
         fail(f"cannot start: {exc}", USAGE)
     except SupervisorError as exc:  # a component was started and failed (or its port is taken)
         fail(f"cannot start: {exc}", FAILED)
 
 
-def print_urls(settings: Settings, frontend: bool) -> None:
+def print_urls(settings: Settings, frontend: bool, registry: Registry) -> None:
     table = Table(title="Chakor is up", show_header=False)
     if frontend:
         table.add_row("Chat app", settings.frontend_url)
     table.add_row("GraphQL API", settings.graphql_url)
-    table.add_row("llama-server", settings.llama_url)
+    for model in registry.models:
+        table.add_row(f"llama-server {model.name}", model.urls(settings.llama_host)[0])
+    if not registry.models:
+        table.add_row("llama-server", settings.llama_url)
     console.print(table)
     console.print("Stop with Ctrl-C or `chakor down`.")
 
@@ -276,6 +304,7 @@ for commands in (
     backend.cli,
     documents.cli,
     quickstart,
+    models,
     bench,
 ):
     commands.register(app)

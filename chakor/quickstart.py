@@ -16,8 +16,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from chakor.models import add_model
 from common import REPO_ROOT
 from common.cli import console, settings_or_exit
+from common.hashing import sha256_file
+from common.model_registry import Kind, RegistryError, load_registry, registry_path, save_registry
 from common.settings import Settings
 from evaluation.gates import K_QUANTS, k_quant_obstacle
 from evaluation.report import EVAL_JSON, EvalReport, read_report
@@ -383,6 +386,86 @@ def quickstart(
         seconds[stage.name] = run_stage(stage, stamps)
     manifest = write_manifest(root, seconds, quants)
     print_summary(root, seconds, settings, manifest["served"])
+    serve_base_beside(settings, root, REPO_ROOT / manifest["gguf"][manifest["served"]], skip_verify)
+
+
+QUICKSTART_MODEL = "quickstart"
+BASE_MODEL = "quickstart-base"
+
+
+def base_stages(root: Path, documents: Path | None) -> list[Stage]:
+    """The pretrained model beside the fine-tuned one, under `root/base`: its export, an f32 GGUF (1.3M
+    parameters: 5 MB, nothing to gain from quantizing) and its eval card with the same held-out questions,
+    so the two cards show what SFT changed."""
+    base, shards, heldout = root / "base", root / "shards", root / "sft-data" / "heldout.json"
+    export, gguf = base / "export", base / "model-f32.gguf"
+    qa: tuple[str, ...] = ("--qa", str(heldout)) if heldout.exists() else ()
+    if qa and documents is not None:
+        qa += ("--documents", str(documents))
+    evaluate = ("eval", str(export), str(gguf), "--data", str(shards), *qa, "--no-bench", "--out", str(base))
+    return [
+        Stage(
+            "base-export",
+            ("export", str(root / "pretrain"), "--out", str(export)),
+            (root / "pretrain",),
+            export,
+        ),
+        Stage(
+            "base-convert",
+            ("convert", str(export), "--outtype", "f32", "--outfile", str(gguf)),
+            (export,),
+            gguf,
+        ),
+        Stage(
+            "base-eval", evaluate, (gguf, shards, *([heldout] if qa else [])), base / EVAL_JSON, fatal=False
+        ),
+    ]
+
+
+def serve_base_beside(settings: Settings, root: Path, served: Path, skip_verify: bool) -> None:
+    """Register the served fine-tuned GGUF (`quickstart`, the default) and the pretrained base
+    (`quickstart-base`, kind base) so `chakor up` serves both side by side; a base that cannot be made is
+    reported and left out, never fatal (the chat model is what the quickstart is for)."""
+    index = settings.docs_index_dir
+    try:
+        for stage in base_stages(root, index if (index / "collections.json").is_file() else None):
+            if not (skip_verify and stage.name == "base-eval"):
+                run_stage(stage, root / ".stamps")
+    except typer.Exit:
+        console.print("[yellow]the pretrained base model was not made: only the fine-tuned one is served[/]")
+    tokenizer = root / "tokenizer"
+    register_model(
+        settings, QUICKSTART_MODEL, served, tokenizer, "chat", "fine-tuned (SFT): answers from its sources"
+    )
+    base = root / "base" / "model-f32.gguf"
+    if base.is_file():
+        register_model(
+            settings, BASE_MODEL, base, tokenizer, "base", "pretrained only: what SFT started from"
+        )
+
+
+def register_model(
+    settings: Settings, name: str, gguf: Path, tokenizer: Path, kind: Kind, description: str
+) -> None:
+    """Register `gguf` as `name` (the default when it is the chat model), again when that name holds
+    another file or an older version of this one; a GGUF the registry refuses is reported, not fatal."""
+    path = registry_path(settings.var_dir)
+    try:
+        registry = load_registry(path)
+        current = registry.get(name)
+        if (
+            current is not None
+            and current.gguf == str(gguf.resolve())
+            and current.sha256 == sha256_file(gguf)
+        ):
+            return
+        if current is not None:
+            save_registry(path, registry.without(name))
+        model = add_model(settings, name, gguf, tokenizer, kind, description, make_default=kind == "chat")
+    except RegistryError as exc:
+        console.print(f"[yellow]{name} not registered: {exc}[/]")
+        return
+    console.print(f"registered {model.name} ({model.kind}) for `chakor up` on port {model.port}")
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     llama_ctx_size: int = Field(2048, ge=64)
     llama_threads: int = Field(2, ge=1)
     llama_parallel: int = Field(4, ge=1)
+    # The registry of models served side by side (`chakor models`; `chakor up` sets it when one lists any):
+    # the backend then serves its models, each on its own port, instead of the one model above.
+    model_registry: Path | None = None
     # The key llama-server demands and the backend sends (`chakor up` makes a new one each start).
     llama_api_key: str | None = None
 
@@ -119,7 +122,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "runs_dir", "var_dir", "model_path", "tokenizer_path", "llama_server_bin", "graphiql_assets_dir"
+        "runs_dir",
+        "var_dir",
+        "model_path",
+        "tokenizer_path",
+        "llama_server_bin",
+        "graphiql_assets_dir",
+        "model_registry",
     )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

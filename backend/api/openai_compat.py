@@ -174,16 +174,12 @@ def _completion_request(parsed: ChatCompletionRequest) -> completions.Completion
     )
 
 
-def model_id(services: AppServices) -> str:
-    """The served model's id: its GGUF file's name without `.gguf` (`chakor` when none is configured)."""
-    path = services.settings.model_path
-    return path.stem if path is not None else OWNER
-
-
-def _model(services: AppServices) -> dict[str, Any]:
-    path = services.settings.model_path
+def _model(services: AppServices, name: str) -> dict[str, Any]:
+    """The served model `name` as OpenAI describes a model (its id: the registered name, `chakor models`;
+    without a registry the GGUF file's name without `.gguf`, or `chakor` when none is configured)."""
+    path = services.models.get(name).gguf_path
     created = int(path.stat().st_mtime) if path is not None and path.is_file() else 0
-    return {"id": model_id(services), "object": "model", "created": created, "owned_by": OWNER}
+    return {"id": name, "object": "model", "created": created, "owned_by": OWNER}
 
 
 def _chunk(
@@ -286,7 +282,8 @@ def build_router() -> APIRouter:
             await (await _caller(request)).user()
         except UserError as exc:
             return api_error(exc).response()
-        return JSONResponse({"object": "list", "data": [_model(_services(request))]})
+        services = _services(request)
+        return JSONResponse({"object": "list", "data": [_model(services, n) for n in services.models.names]})
 
     @router.get("/models/{name:path}")
     async def get_model(name: str, request: Request) -> Response:
@@ -295,9 +292,9 @@ def build_router() -> APIRouter:
         except UserError as exc:
             return api_error(exc).response()
         services = _services(request)
-        if name != model_id(services):
+        if name not in services.models.models:
             return _unknown_model(name).response()
-        return JSONResponse(_model(services))
+        return JSONResponse(_model(services, name))
 
     @router.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -305,15 +302,16 @@ def build_router() -> APIRouter:
         try:
             who = await _caller(request)
             parsed = await _parsed(request)
-            if parsed.model != model_id(services):
+            served = services.models.models.get(parsed.model)
+            if served is None:
                 await who.user()
                 raise _unknown_model(parsed.model)
-            answer = await completions.start(who, _completion_request(parsed), services.chat_deps)
+            answer = await completions.start(who, _completion_request(parsed), services.deps_for(served))
         except ApiError as exc:
             return exc.response()
         except (UserError, LlamaUnavailable) as exc:
             return api_error(exc).response()
-        model = model_id(services)
+        model = parsed.model
         if parsed.stream:
             include_usage = parsed.stream_options is not None and parsed.stream_options.include_usage
             return RelayResponse(answer, model, include_usage)

@@ -17,7 +17,7 @@ from backend.api.evaluation import ModelEvaluation
 from backend.api.response_budget import charge
 from backend.models.common import oid
 from backend.services import conversations as conversation_service
-from backend.services import llama, model_info, status
+from backend.services import llama, model_info, served_models, status
 from backend.services.tree import MessageTree
 from backend.services.validation import MAX_PAGE_SIZE, object_id, page_size
 from common.chat import SearchMode
@@ -119,6 +119,9 @@ class Message:
     tokens_per_second: float | None
     finish_reason: str | None
     error: str | None
+    model_name: str | None = strawberry.field(
+        name="model", description="The served model that wrote this answer (null for a user's message)."
+    )
     tree: strawberry.Private[MessageTree]
     model: strawberry.Private[models.Message]
 
@@ -161,6 +164,7 @@ class Message:
             tokens_per_second=message.tokens_per_second,
             finish_reason=message.finish_reason,
             error=message.error,
+            model_name=message.model,
         )
 
 
@@ -219,6 +223,14 @@ class Conversation:
     def max_tokens(self, info: Info) -> int:
         return self.model.max_tokens or info.context.services.settings.chat_max_tokens
 
+    @strawberry.field(
+        name="model",
+        description="The served model that answers it (`models`): chosen at its first turn, changed by a "
+        "turn naming another or by updateConversation; the default model's for one that never chose.",
+    )
+    def model_name(self, info: Info) -> str:
+        return self.model.model or info.context.services.models.default_name
+
     @strawberry.field(description="Whether the system prompt, temperature or maxTokens are the server's.")
     def uses_defaults(self) -> bool:
         m = self.model
@@ -243,6 +255,9 @@ class ConversationInput:
     system_prompt: str | None = strawberry.UNSET
     temperature: float | None = strawberry.UNSET
     max_tokens: int | None = strawberry.UNSET
+    model: str | None = strawberry.field(
+        default=strawberry.UNSET, description="A served model's name (`models`) to answer from now on."
+    )
 
     def changes(self) -> conversation_service.ConversationChanges:
         def given(value: object) -> bool:
@@ -256,6 +271,8 @@ class ConversationInput:
             set_system_prompt=given(self.system_prompt),
             set_temperature=given(self.temperature),
             set_max_tokens=given(self.max_tokens),
+            model=self.model if given(self.model) else None,
+            set_model=given(self.model),
         )
 
 
@@ -297,6 +314,7 @@ class UsageDay:
     tokens_out: int
     answers: int
     web_searches: int = strawberry.field(description="Web searches sent to Tavily (cached results are free).")
+    answers_by_model: JSON = strawberry.field(description="Answers per served model's name (`models`).")
 
     @classmethod
     def from_model(cls, row: models.UsageDay) -> UsageDay:
@@ -306,6 +324,7 @@ class UsageDay:
             tokens_out=row.tokens_out,
             answers=row.answers,
             web_searches=row.web_searches,
+            answers_by_model=JSON(row.answers_by_model),
         )
 
 
@@ -349,8 +368,15 @@ class UserConnection:
     page_info: PageInfo
 
 
-@strawberry.type(description="The model being served.")
+@strawberry.type(
+    description="A served model: its card (GGUF metadata, eval report), kind, context and health."
+)
 class ModelInfo:
+    id: str = strawberry.field(description="The name chat turns pick it by (`ChatInput.model`).")
+    kind: str = strawberry.field(description="`chat` (answers turns) or `base` (a pretrained model).")
+    description: str
+    is_default: bool = strawberry.field(description="Whether turns that name no model get this one.")
+    up: bool = strawberry.field(description="Whether one of its llama-servers answers its health probe.")
     name: str | None
     path: str | None
     architecture: str | None
@@ -368,8 +394,15 @@ class ModelInfo:
     )
 
     @classmethod
-    def from_details(cls, d: model_info.ModelDetails) -> ModelInfo:
+    def from_details(
+        cls, d: model_info.ModelDetails, served: served_models.ServedModel, is_default: bool, up: bool
+    ) -> ModelInfo:
         return cls(
+            id=served.name,
+            kind=served.kind,
+            description=served.description,
+            is_default=is_default,
+            up=up,
             name=d.name,
             path=d.path,
             architecture=d.architecture,
@@ -396,10 +429,12 @@ class LlamaServerStatus:
     tokens_per_second: float | None
     tokens_generated: float
     active_requests: int
+    model: str | None = strawberry.field(description="The served model it serves (`models`).")
 
     @classmethod
-    def from_state(cls, s: llama.ServerState) -> LlamaServerStatus:
+    def from_state(cls, s: llama.ServerState, model: str | None = None) -> LlamaServerStatus:
         return cls(
+            model=model,
             url=s.url,
             healthy=s.healthy,
             status=s.status,
@@ -420,9 +455,13 @@ class ServerStatus(status.Status[LlamaServerStatus]):
     timestamp: datetime
 
     @classmethod
-    def from_status(cls, s: status.Status[llama.ServerState], now: datetime) -> ServerStatus:
+    def from_status(
+        cls, s: status.Status[llama.ServerState], now: datetime, models: served_models.ModelRoster
+    ) -> ServerStatus:
         snapshot = {field.name: getattr(s, field.name) for field in dataclasses.fields(s)}
-        servers = [LlamaServerStatus.from_state(server) for server in s.llama_servers]
+        servers = [
+            LlamaServerStatus.from_state(server, models.model_of(server)) for server in s.llama_servers
+        ]
         return cls(**{**snapshot, "llama_servers": servers, "timestamp": now})
 
 
@@ -442,6 +481,11 @@ class ChatInput:
     edit_of: strawberry.ID | None = strawberry.field(
         default=None,
         description="A user message to edit: `content` becomes a new version of it and is answered.",
+    )
+    model: str | None = strawberry.field(
+        default=None,
+        description="The served model to answer with (`models`); it becomes the conversation's. Default: "
+        "the conversation's model, else the default one.",
     )
 
 

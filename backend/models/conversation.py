@@ -30,6 +30,9 @@ class Conversation(Document):
     system_prompt: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    # The served model that answers it (`chakor models`): set at the first turn, changed by a turn or
+    # updateConversation naming another; None (stored before models had names): the default one.
+    model: str | None = None
 
     class Settings:
         name = "conversations"
@@ -83,6 +86,7 @@ class Message(Document):
     tokens_per_second: float | None = None
     finish_reason: str | None = None
     error: str | None = None
+    model: str | None = None  # the served model that wrote an answer
 
     class Settings:
         name = "messages"

@@ -21,6 +21,8 @@ class UsageDay(Document):
     answers: int = 0
     web_searches: int = 0
     reserved: int = 0
+    # Answers per served model's name (`chakor models`; names hold no `.` or `$`, so each is a field).
+    answers_by_model: dict[str, int] = {}
 
     class Settings:
         name = "usage_days"

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from beanie import PydanticObjectId
@@ -25,6 +25,7 @@ from backend.services.document_search import DocumentSearch
 from backend.services.llama import Completion, Interrupted, LlamaPool, LlamaUnavailable, TokenStream
 from backend.services.prompt import tokenizer_at, turn_prompt
 from backend.services.search import SearchUnavailable, WebSearch
+from backend.services.served_models import ModelRoster, ServedModel
 from backend.services.streams import ActiveStream, StreamRegistry, StreamSlot
 from backend.services.tree import MessageTree
 from backend.services.validation import object_id
@@ -47,6 +48,7 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     edit_of: str | None = None
+    model: str | None = None  # a served model's name; None: the conversation's, else the default
 
 
 @dataclass
@@ -94,6 +96,15 @@ class ChatDeps:
     search: WebSearch
     streams: StreamRegistry
     documents: DocumentSearch | None = None
+    models: ModelRoster | None = None  # every served model (None: only `pool`, unnamed)
+    model: ServedModel | None = None  # the one `pool` and `settings.tokenizer_path` belong to
+
+    def for_model(self, model: ServedModel) -> ChatDeps:
+        """These deps answering with `model`: its servers, and its tokenizer for every prompt."""
+        settings = self.settings
+        if settings.tokenizer_path != model.tokenizer_path:
+            settings = settings.model_copy(update={"tokenizer_path": model.tokenizer_path})
+        return replace(self, settings=settings, pool=model.pool, model=model)
 
 
 @dataclass
@@ -204,6 +215,7 @@ class _Turn:
     answer: Message
     new_conversation: bool
     new_user_message: bool
+    model_changed: bool = False  # the turn names another model than the conversation's
 
     @property
     def new_messages(self) -> list[Message]:
@@ -212,14 +224,17 @@ class _Turn:
 
 
 def _turn(
-    caller: Caller, plan: _Plan, user_message_id: PydanticObjectId, answer_id: PydanticObjectId
-) -> _Turn:
-    """The conversation (new or the plan's), the user turn (new or regenerated) and the streaming answer."""
+    caller: Caller, plan: _Plan, user_message_id: PydanticObjectId, answer_id: PydanticObjectId,
+    model: str | None = None,
+) -> _Turn:  # fmt: skip
+    """The conversation (new or the plan's), the user turn (new or regenerated) and the streaming answer
+    (written by `model`, which becomes the conversation's)."""
     conversation = plan.conversation
     new_conversation = conversation is None
+    model_changed = conversation is not None and model is not None and conversation.model != model
     if conversation is None:
         title = conversations.title_from_message(plan.user_text)
-        conversation = Conversation(id=PydanticObjectId(), user_id=caller.id, title=title)
+        conversation = Conversation(id=PydanticObjectId(), user_id=caller.id, title=title, model=model)
     user_message = plan.user_message
     new_user_message = user_message is None
     if user_message is None:
@@ -239,9 +254,10 @@ def _turn(
         role=MessageRole.ASSISTANT,
         content="",
         status=MessageStatus.STREAMING,
+        model=model,
     )
     conversation.active_leaf_id = answer_id
-    return _Turn(conversation, user_message, answer, new_conversation, new_user_message)
+    return _Turn(conversation, user_message, answer, new_conversation, new_user_message, model_changed)
 
 
 def _fields(document: Message | Conversation) -> dict[str, Any]:
@@ -261,7 +277,9 @@ async def _store(turn: _Turn) -> None:
     if turn.new_conversation:
         await Conversation.get_pymongo_collection().insert_one(_fields(conversation))
     else:
-        await conversations.touch(conversation, oid(turn.answer))
+        await conversations.touch(
+            conversation, oid(turn.answer), turn.answer.model if turn.model_changed else None
+        )
     await Message.get_pymongo_collection().insert_many([_fields(m) for m in turn.new_messages])
 
 
@@ -422,7 +440,7 @@ async def _admit_and_start(caller: Caller, request: ChatRequest, deps: ChatDeps)
             raise refused from None
         raise
     upstream = deps.pool.complete(_body(plan, prompt)) if request.search is SearchMode.OFF else None
-    turn = _turn(caller, plan, user_message_id, answer_id)
+    turn = _turn(caller, plan, user_message_id, answer_id, deps.model.name if deps.model else None)
     return _Admitted(held, plan, tokenizer, upstream, turn, asyncio.ensure_future(_store(turn)))
 
 
@@ -447,6 +465,7 @@ async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGen
     refusals are a `Failed` event.
     """
     try:
+        deps = await _answering_model(caller, request, deps)
         admitted = await _admit_and_start(caller, request, deps)
     except (AuthError, ForbiddenError):
         raise
@@ -467,11 +486,39 @@ async def chat(caller: Caller, request: ChatRequest, deps: ChatDeps) -> AsyncGen
         await asyncio.shield(_settle(admitted))
 
 
+async def _answering_model(caller: Caller, request: ChatRequest, deps: ChatDeps) -> ChatDeps:
+    """`deps` for the model that answers the turn: the one it names, else its conversation's, else the
+    default; UnknownModel or ModelDown (naming it) when that one is not served or is down."""
+    if deps.models is None:
+        return deps
+    if not deps.models.registered:
+        return deps.for_model(deps.models.get(request.model))
+    name = request.model or await _conversation_model(caller, request)
+    return deps.for_model(await deps.models.available(name))
+
+
+async def _conversation_model(caller: Caller, request: ChatRequest) -> str | None:
+    """The model stored on the caller's conversation the request continues (None: new, not the caller's,
+    or stored before conversations had models; the turn's own checks then report what is wrong)."""
+    conversation_id = object_id(request.conversation_id) if request.conversation_id else None
+    if conversation_id is None and request.edit_of is not None:
+        edited = await Message.get_pymongo_collection().find_one(
+            {"_id": object_id(request.edit_of), "user_id": caller.id}, {"conversation_id": 1}
+        )
+        conversation_id = edited["conversation_id"] if edited else None
+    if conversation_id is None:
+        return None
+    found = await Conversation.get_pymongo_collection().find_one(
+        {"_id": conversation_id, "user_id": caller.id}, {"model": 1}
+    )
+    return found.get("model") if found else None
+
+
 async def _settle(admitted: _Admitted) -> None:
     """Record what the turn spent as usage (giving its quota reservation back), or give it back unused."""
     reservation, spent = admitted.admission.quota, admitted.spent
     if spent:
-        await usage.record(reservation, spent[0], spent[1])
+        await usage.record(reservation, spent[0], spent[1], admitted.turn.answer.model)
     else:
         await usage.release(reservation)
 
@@ -595,7 +642,8 @@ async def _generate(
             final = _stopped(stream, tokens)
         except LlamaUnavailable as exc:
             await _finish(answer, writer, MessageStatus.ERROR, "".join(parts), str(exc))
-            final = Failed("LLAMA_UNAVAILABLE", str(exc))
+            named = deps.models is not None and deps.models.registered
+            final = Failed("LLAMA_UNAVAILABLE", f"model {answer.model!r}: {exc}" if named else str(exc))
         finished = True
         yield final
     except (asyncio.CancelledError, GeneratorExit):

@@ -15,6 +15,7 @@ from backend.services.conversations import link_legacy_conversations
 from backend.services.document_search import DocumentSearch
 from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
+from backend.services.served_models import ModelRoster, ServedModel
 from backend.services.status import StatusReporter
 from backend.services.streams import StreamRegistry
 from common.hosts import Network, trusted_networks
@@ -32,7 +33,7 @@ class AppServices:
 
     settings: Settings
     client: AsyncMongoClient
-    pool: LlamaPool
+    models: ModelRoster
     search: WebSearch
     documents: DocumentSearch
     streams: StreamRegistry
@@ -41,9 +42,19 @@ class AppServices:
     trusted_proxies: tuple[Network, ...]
 
     @property
+    def pool(self) -> LlamaPool:
+        """The default model's llama-servers."""
+        return self.models.default.pool
+
+    @property
     def chat_deps(self) -> ChatDeps:
-        """What the chat service needs."""
-        return ChatDeps(self.settings, self.pool, self.search, self.streams, self.documents)
+        """What the chat service needs, serving the default model (a turn picks its own, `for_model`)."""
+        return self.deps_for(self.models.default)
+
+    def deps_for(self, model: ServedModel) -> ChatDeps:
+        """What the chat service needs to answer with `model`: its servers and its tokenizer."""
+        deps = ChatDeps(self.settings, model.pool, self.search, self.streams, self.documents, self.models)
+        return deps.for_model(model)
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
@@ -51,25 +62,25 @@ class AppServices:
         client = await db.connect(settings)
         await link_legacy_conversations()
         await ensure_admin(settings)
-        pool = LlamaPool(settings.llama_urls, settings.llama_api_key)
+        models = ModelRoster.from_settings(settings)
         streams = StreamRegistry(settings.max_concurrent_streams_per_user, backend_id(settings))
         await streams.recover()  # answers this address's previous process left streaming
         streams.start_sweeper()  # and, from now on, answers any backend leaves unfinished
         return cls(
             settings=settings,
             client=client,
-            pool=pool,
+            models=models,
             search=WebSearch(settings),
             documents=DocumentSearch(settings),
             streams=streams,
             login_limits=LoginLimits.from_settings(settings),
-            status=StatusReporter(pool, client, streams),
+            status=StatusReporter(models, client, streams),
             trusted_proxies=trusted_networks(settings.trusted_proxies),
         )
 
     async def close(self) -> None:
         """Release connections."""
         await self.streams.close()
-        await self.pool.close()
+        await self.models.close()
         await self.search.close()
         await self.client.close()

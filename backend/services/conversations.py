@@ -44,6 +44,8 @@ class ConversationChanges:
     set_system_prompt: bool = False
     set_temperature: bool = False
     set_max_tokens: bool = False
+    model: str | None = None  # a served model's name, checked by the caller; None with set_model: the default
+    set_model: bool = False
 
 
 async def find_conversation(owner: Owner, conversation_id: str) -> Conversation | None:
@@ -88,6 +90,8 @@ def _apply(conversation: Conversation, changes: ConversationChanges) -> None:
         conversation.temperature = changes.temperature
     if changes.set_max_tokens:
         conversation.max_tokens = changes.max_tokens
+    if changes.set_model:
+        conversation.model = changes.model
 
 
 async def _set_fields(conversation: Conversation, *names: str) -> None:
@@ -113,7 +117,9 @@ async def update_conversation(user: User, conversation_id: str, changes: Convers
     """Change a conversation's title and settings."""
     conversation = await get_conversation(user, conversation_id)
     _apply(conversation, changes)
-    await _set_fields(conversation, "title", "title_generated", "system_prompt", "temperature", "max_tokens")
+    await _set_fields(
+        conversation, "title", "title_generated", "system_prompt", "temperature", "max_tokens", "model"
+    )
     return conversation
 
 
@@ -134,10 +140,15 @@ async def delete_conversation(user: User, conversation_id: str) -> bool:
     return True
 
 
-async def touch(conversation: Conversation, leaf_id: PydanticObjectId | None = None) -> None:
-    """Move a conversation to the top of its owner's list (and make `leaf_id` its active leaf)."""
+async def touch(
+    conversation: Conversation, leaf_id: PydanticObjectId | None = None, model: str | None = None
+) -> None:
+    """Move a conversation to the top of its owner's list (and make `leaf_id` its active leaf, `model`
+    the model that answers it)."""
     conversation.updated_at = utcnow()
     changes: dict[str, Any] = {"updated_at": conversation.updated_at}
+    if model is not None:
+        conversation.model = changes["model"] = model
     if leaf_id is not None:
         conversation.active_leaf_id = changes["active_leaf_id"] = leaf_id
     await Conversation.get_pymongo_collection().update_one({"_id": conversation.id}, {"$set": changes})

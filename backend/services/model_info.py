@@ -10,7 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from backend.core.config import Settings
 from backend.services.llama import LlamaPool
 from evaluation.report import EVAL_JSON, ModelCard, report_for, summary
 
@@ -152,15 +151,15 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-async def model_details(settings: Settings, pool: LlamaPool) -> ModelDetails:
-    """Details from the GGUF file (when `CHAKOR_MODEL_PATH` is readable) and the servers' `/props`."""
+async def model_details(model_path: Path | None, pool: LlamaPool) -> ModelDetails:
+    """Details from the GGUF file at `model_path` (when readable) and the servers' `/props`."""
     details = ModelDetails()
     props = await pool.props()
     if props:
         details.served_context = (props.get("default_generation_settings") or {}).get("n_ctx")
         details.path = props.get("model_path")
         details.chat_template = props.get("chat_template")
-    path = settings.model_path or (Path(details.path) if details.path else None)
+    path = model_path or (Path(details.path) if details.path else None)
     if path is None or not path.is_file():
         return details
     gguf = _read_gguf(str(path), path.stat().st_mtime)

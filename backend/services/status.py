@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ import psutil
 from pymongo import AsyncMongoClient
 
 from backend.core.db import ping
-from backend.services.llama import LlamaPool, ServerState
+from backend.services.llama import ServerState
+from backend.services.served_models import ModelRoster
 from backend.services.streams import StreamRegistry
 
 ServerT = TypeVar("ServerT")
@@ -35,15 +37,16 @@ class Status(Generic[ServerT]):
 class StatusReporter:
     """Collects status snapshots (CPU percent is measured between calls)."""
 
-    def __init__(self, pool: LlamaPool, client: AsyncMongoClient, streams: StreamRegistry) -> None:
-        self.pool, self.client, self.streams = pool, client, streams
+    def __init__(self, models: ModelRoster, client: AsyncMongoClient, streams: StreamRegistry) -> None:
+        self.models, self.client, self.streams = models, client, streams
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)
         self._started = time.monotonic()
 
     async def snapshot(self) -> Status[ServerState]:
         """The current status."""
-        servers = await self.pool.probe_all()
+        probed = await asyncio.gather(*(model.pool.probe_all() for model in self.models.models.values()))
+        servers = [server for model_servers in probed for server in model_servers]
         latency, error = None, None
         try:
             latency = await ping(self.client)

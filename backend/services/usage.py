@@ -79,8 +79,9 @@ async def release(reservation: Reservation) -> None:
         )
 
 
-async def record(reservation: Reservation, tokens_in: int, tokens_out: int) -> None:
-    """Count one answer and its tokens, giving its reservation back, in one `$inc`.
+async def record(reservation: Reservation, tokens_in: int, tokens_out: int, model: str | None = None) -> None:
+    """Count one answer and its tokens (and the answer for `model`, the served model's name, when given),
+    giving its reservation back, in one `$inc`.
 
     The answer counts on the day it was admitted. Without a reservation the row is made on first use;
     with one it exists already, and is not made again for a user deleted meanwhile.
@@ -93,6 +94,7 @@ async def record(reservation: Reservation, tokens_in: int, tokens_out: int) -> N
                 "tokens_out": tokens_out,
                 "answers": 1,
                 "reserved": -reservation.tokens,
+                **({f"answers_by_model.{model}": 1} if model else {}),
             }
         },
         upsert=not reservation.tokens,

@@ -49,6 +49,8 @@ async def test_messages_are_not_embedded_in_conversations(api: Api, db: AsyncDat
         "system_prompt",
         "temperature",
         "max_tokens",
+        "model",
     }
+    assert conversation["model"] == "model-f32"  # the one served model, named after its GGUF file
     assert await db.messages.count_documents({"conversation_id": conversation["_id"]}) == 2
     assert conversation["active_leaf_id"] == ObjectId(events[0]["assistantMessageId"])

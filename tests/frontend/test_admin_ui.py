@@ -51,6 +51,13 @@ def test_admin_promotes_a_user(page: Page, stack: Stack, admin: str, slow_llama:
     expect(page.locator("#server-stats")).to_contain_text(re.compile(r"Backend CPU: \d+%"))
     expect(page.locator("#llama-servers")).to_contain_text(llama["url"])
     expect(page.locator("#llama-servers")).to_contain_text(f"0 busy / {llama['slotsTotal']}")
+    expect(page.locator("#llama-servers")).to_contain_text("model-f32")  # the model it serves
+    served = page.locator(
+        "#served-models tbody tr"
+    )  # without a registry: the one model, named after its file
+    expect(served).to_have_count(1)
+    expect(served).to_contain_text("model-f32")
+    expect(served).to_contain_text("up")
     expect(page.locator("#users-table")).to_contain_text(email)
     expect(page.locator("#samples")).to_have_text(re.compile(r"^([4-9]|\d\d+) samples$"))  # charts have lines
     screenshot(page, "admin")

@@ -75,14 +75,17 @@ class ChatFeaturesQuery:
 @strawberry.type
 class ChatFeaturesMutation:
     @strawberry.mutation(
-        description="Change a conversation's title or settings (systemPrompt, temperature, maxTokens).",
+        description="Change a conversation's title or settings (systemPrompt, temperature, maxTokens, model).",
         permission_classes=SIGNED_IN,
     )
     async def update_conversation(
         self, info: Info, id: strawberry.ID, input: ConversationInput
     ) -> Conversation:
         user = await info.context.user()
-        return Conversation.from_model(await conversations.update_conversation(user, id, input.changes()))
+        changes = input.changes()
+        if changes.model is not None:
+            info.context.services.models.get(changes.model)  # UNKNOWN_MODEL names it
+        return Conversation.from_model(await conversations.update_conversation(user, id, changes))
 
     @strawberry.mutation(
         description="Make the branch through one of your messages active (down to its newest answer).",

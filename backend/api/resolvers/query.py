@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import strawberry
@@ -26,6 +27,7 @@ from backend.models.common import oid
 from backend.services import conversations, model_info, users
 from backend.services.document_search import search_availability
 from backend.services.pagination import encode_cursor
+from backend.services.served_models import ServedModel
 from common.chat import DOCUMENT_RESULTS
 
 
@@ -86,15 +88,20 @@ class Query:
         ]
 
     @strawberry.field(
-        description="The served model: GGUF metadata, quantization, context, lineage, verify report.",
+        description="The default served model: GGUF metadata, quantization, context, lineage, verify report.",
         permission_classes=SIGNED_IN,
     )
     async def model(self, info: Info) -> ModelInfo:
-        services = info.context.services
-        details = await model_info.model_details(services.settings, services.pool)
-        if (await info.context.user()).role != Role.ADMIN:
-            details = model_info.without_paths(details)
-        return ModelInfo.from_details(details)
+        return await _model_info(info, info.context.services.models.default)
+
+    @strawberry.field(
+        description="Every served model (`chakor models`), the default first: card, kind, context, health.",
+        permission_classes=SIGNED_IN,
+    )
+    async def models(self, info: Info) -> list[ModelInfo]:
+        roster = info.context.services.models
+        ordered = [roster.default, *(m for m in roster.models.values() if m is not roster.default)]
+        return list(await asyncio.gather(*(_model_info(info, model) for model in ordered)))
 
     @strawberry.field(description="Users, newest first (admins only).", permission_classes=ADMINS)
     async def users(
@@ -110,4 +117,13 @@ class Query:
     )
     async def server_status(self, info: Info) -> ServerStatus:
         snapshot = await info.context.services.status.snapshot()
-        return ServerStatus.from_status(snapshot, datetime.now(UTC))
+        return ServerStatus.from_status(snapshot, datetime.now(UTC), info.context.services.models)
+
+
+async def _model_info(info: Info, model: ServedModel) -> ModelInfo:
+    """`model`'s card as the caller may see it (paths cut to file names unless an admin asks)."""
+    services = info.context.services
+    details, up = await asyncio.gather(model_info.model_details(model.gguf_path, model.pool), model.is_up())
+    if (await info.context.user()).role != Role.ADMIN:
+        details = model_info.without_paths(details)
+    return ModelInfo.from_details(details, model, model.name == services.models.default_name, up)

@@ -73,6 +73,7 @@ class Subscription:
             temperature=input.temperature,
             max_tokens=input.max_tokens,
             edit_of=input.edit_of,
+            model=input.model,
         )
         async for event in chat_service.chat(caller, request, info.context.services.chat_deps):
             yield _event(event)
@@ -89,5 +90,5 @@ class Subscription:
         while True:
             check_admin(await info.context.user(fresh=True))  # every tick: a demoted admin stops here
             snapshot = await info.context.services.status.snapshot()
-            yield ServerStatus.from_status(snapshot, datetime.now(UTC))
+            yield ServerStatus.from_status(snapshot, datetime.now(UTC), info.context.services.models)
             await asyncio.sleep(interval_ms / 1000)

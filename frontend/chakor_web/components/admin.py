@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from chakor_web.components.layout import frame
-from chakor_web.state.admin import AdminState, BenchmarkRow, Fact, LlamaRow, Plot, QuantRow, UserRow
+from chakor_web.state.admin import AdminState, BenchmarkRow, Fact, LlamaRow, ModelRow, Plot, QuantRow, UserRow
 
 
 def _fact(fact: Fact) -> rx.Component:
@@ -117,8 +117,42 @@ def model_card() -> rx.Component:
     )
 
 
+MODEL_HEADERS = ("Model", "Kind", "Health", "Parameters", "Quantization", "Context", "Evaluation")
+
+
+def _model_row(row: ModelRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(rx.text.strong(row.id), rx.text(row.description, size="1", color_scheme="gray")),
+        rx.table.cell(row.kind),
+        rx.table.cell(rx.badge(rx.cond(row.up, "up", "down"), color_scheme=rx.cond(row.up, "green", "red"))),
+        rx.table.cell(row.parameters),
+        rx.table.cell(row.quantization),
+        rx.table.cell(row.context),
+        rx.table.cell(row.evaluation),
+    )
+
+
+def served_models() -> rx.Component:
+    """Every served model's card in brief (`chakor models`); the full card below is the default model's."""
+    return rx.card(
+        rx.vstack(
+            rx.heading("Served models", size="4", as_="h2"),
+            rx.table.root(
+                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in MODEL_HEADERS])),
+                rx.table.body(rx.foreach(AdminState.served_models, _model_row)),
+                width="100%",
+                size="1",
+            ),
+            width="100%",
+        ),
+        id="served-models",
+        width="100%",
+    )
+
+
 def _llama_row(row: LlamaRow) -> rx.Component:
     return rx.table.row(
+        rx.table.cell(row.model),
         rx.table.cell(row.url),
         rx.table.cell(rx.badge(row.status, color_scheme=rx.cond(row.healthy, "green", "red"))),
         rx.table.cell(row.slots),
@@ -165,6 +199,7 @@ def server_status() -> rx.Component:
             rx.table.root(
                 rx.table.header(
                     rx.table.row(
+                        rx.table.column_header_cell("Model"),
                         rx.table.column_header_cell("llama-server"),
                         rx.table.column_header_cell("Health"),
                         rx.table.column_header_cell("Slots"),
@@ -348,6 +383,7 @@ def admin_page() -> rx.Component:
                         AdminState.admin_error, icon="triangle_alert", color_scheme="red", role="alert"
                     ),
                 ),
+                served_models(),
                 rx.grid(
                     model_card(),
                     server_status(),

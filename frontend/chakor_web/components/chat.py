@@ -6,6 +6,7 @@ import reflex as rx
 
 from chakor_web.components.conversation_tools import autoscroll, copy_button, header_tools, version_switcher
 from chakor_web.components.layout import frame
+from chakor_web.components.model_picker import answer_model, model_picker
 from chakor_web.state.chat import ChatMessage, ChatState, ConversationItem, Source
 
 
@@ -241,6 +242,7 @@ def _assistant_message(message: ChatMessage, is_last: rx.Var[bool]) -> rx.Compon
         rx.hstack(
             version_switcher(message),
             copy_button(message),
+            answer_model(message.model),
             rx.cond(message.speed != "", rx.badge(message.speed, variant="soft")),
             rx.cond(message.note != "", rx.text(message.note, size="1", color_scheme="gray")),
             rx.cond(
@@ -362,6 +364,7 @@ def conversation_pane() -> rx.Component:
                         as_="h1",
                         flex="1",
                     ),
+                    model_picker(),
                     header_tools(),
                     align="center",
                     width="100%",

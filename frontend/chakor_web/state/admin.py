@@ -28,6 +28,10 @@ MODEL = """query { model {
     core benchmarks { task items accuracy accuracyNorm chance centered ggufs { quant accuracy agreement flagged } }
   }
 } }"""
+# Every served model's card in brief (the default one's full card is MODEL's).
+MODELS = """query { models {
+  id kind up description parameters quantization contextLength evaluation { passed bitsPerByte qaF1 }
+} }"""
 USERS_PER_PAGE = 25
 USERS = f"""query($search: String, $after: String) {{
   users(first: {USERS_PER_PAGE}, after: $after, search: $search) {{
@@ -44,7 +48,7 @@ SET_DISABLED = (
 DELETE_USER = "mutation($id: ID!) { deleteUser(userId: $id) }"
 STATUS = """subscription { serverStatus(intervalMs: 2000) {
   cpuPercent memoryRssMb systemMemoryPercent databaseOk activeStreams timestamp
-  llamaServers { url healthy status slotsTotal slotsIdle tokensPerSecond }
+  llamaServers { model url healthy status slotsTotal slotsIdle tokensPerSecond }
 } }"""
 
 
@@ -106,9 +110,44 @@ class BenchmarkRow:
 
 
 @dataclass
+class ModelRow:
+    """One served model's card in brief: name, kind, health, size, quantization, context, eval headline."""
+
+    id: str = ""
+    kind: str = ""
+    up: bool = False
+    parameters: str = ""
+    quantization: str = ""
+    context: str = ""
+    evaluation: str = ""
+    description: str = ""
+
+
+def _eval_headline(card: dict[str, Any] | None) -> str:
+    if not card:
+        return "no eval report"
+    verdict = "passed" if card["passed"] else "failed"
+    return f"{verdict}, {_text(card['bitsPerByte'])} bits/byte, QA F1 {_text(card['qaF1'])}"
+
+
+def _model_row(model: dict[str, Any]) -> ModelRow:
+    return ModelRow(
+        model["id"],
+        model["kind"],
+        model["up"],
+        _count(model["parameters"]),
+        _text(model["quantization"]),
+        _text(model["contextLength"]),
+        _eval_headline(model["evaluation"]),
+        model["description"],
+    )
+
+
+@dataclass
 class LlamaRow:
     """One llama-server in the live status."""
 
+    model: str = ""
     url: str = ""
     status: str = ""
     healthy: bool = False
@@ -252,6 +291,7 @@ class AdminState(AuthState):
     delete_user_email: str = ""
     admin_error: str = ""
     llama: list[LlamaRow] = []
+    served_models: list[ModelRow] = []
     chart: rx.Field[list[dict[str, float | str]]] = rx.field([])
     cpu: str = ""
     memory: str = ""
@@ -274,6 +314,7 @@ class AdminState(AuthState):
             self.lineage = _pairs(model["lineage"])
             self.verification = _pairs(model["verifyReport"])
             self._show_evaluation(model["evaluation"])
+            self.served_models = [_model_row(m) for m in (await self._gql(MODELS))["models"]]
             await self._load_users()
             self.usage = usage_per_day((await self._gql(USAGE))["usageByUser"])
         except ApiError as exc:
@@ -363,6 +404,7 @@ class AdminState(AuthState):
         self.database_ok = status["databaseOk"]
         self.llama = [
             LlamaRow(
+                s["model"] or "",
                 s["url"],
                 s["status"],
                 s["healthy"],

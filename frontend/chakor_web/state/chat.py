@@ -25,9 +25,11 @@ LIST = """query($first: Int, $after: String, $search: String) {
 }"""
 MESSAGE_FIELDS = (
     "id role content status sources { title url } sourcesError tokensPerSecond finishReason error"
-    " siblingCount siblingIndex previousSiblingId nextSiblingId"
+    " siblingCount siblingIndex previousSiblingId nextSiblingId model"
 )
-OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title messages {{ {MESSAGE_FIELDS} }} }} }}"
+OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title model messages {{ {MESSAGE_FIELDS} }} }} }}"
+MODELS = "{ models { id kind parameters up isDefault description } }"
+SET_MODEL = "mutation($id: ID!, $m: String) { updateConversation(id: $id, input: {model: $m}) { model } }"
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
 STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
@@ -80,6 +82,32 @@ class ChatMessage:
     version_count: int = 1
     previous_version: str = ""  # the ids of the versions beside it ("" at either end)
     next_version: str = ""
+    model: str = ""  # the served model that wrote an answer
+
+
+@dataclass
+class ModelChoice:
+    """One entry of the model picker: the name turns send, and how the picker shows it."""
+
+    id: str = ""
+    label: str = ""
+    description: str = ""
+
+
+def _size(parameters: float | None) -> str:
+    """A parameter count as the picker shows it: 1.2M, 350K, 7.0B."""
+    if not parameters:
+        return "size unknown"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if parameters >= scale:
+            return f"{parameters / scale:.1f}{unit}"
+    return str(int(parameters))
+
+
+def _choice(model: dict[str, Any]) -> ModelChoice:
+    down = "" if model["up"] else ", down"
+    label = f"{model['id']} ({model['kind']}, {_size(model['parameters'])}{down})"
+    return ModelChoice(model["id"], label, model["description"])
 
 
 @dataclass
@@ -125,6 +153,7 @@ def _message(raw: dict[str, Any]) -> ChatMessage:
         version_count=raw["siblingCount"],
         previous_version=raw["previousSiblingId"] or "",
         next_version=raw["nextSiblingId"] or "",
+        model=raw.get("model") or "",
     )
 
 
@@ -153,6 +182,9 @@ class ChatState(AuthState):
     delete_id: str = ""
     edit_id: str = ""
     edit_text: str = ""
+    model: str = ""  # the model the open conversation (or the next new one) is answered by
+    model_choices: rx.Field[list[ModelChoice]] = rx.field([])
+    _default_model: str = ""
     _url_only: bool = False  # the next page load only moves a new chat to its /c/ID URL
     _new_chat: bool = False  # the turn asks the conversation's first question (it gets a generated title)
 
@@ -206,6 +238,7 @@ class ChatState(AuthState):
         try:
             await self._load_list()
             await self._load_search_modes()
+            await self._load_models()
             if wanted:
                 data = await self._gql(OPEN, {"id": wanted})
                 if data["conversation"] is None:
@@ -214,6 +247,7 @@ class ChatState(AuthState):
                 else:
                     self.conversation_id = wanted
                     self.title = data["conversation"]["title"]
+                    self.model = data["conversation"]["model"]
                     self.messages = [_message(m) for m in data["conversation"]["messages"]]
             else:
                 self._reset_conversation()
@@ -317,6 +351,25 @@ class ChatState(AuthState):
     def set_search_label(self, label: str) -> None:
         self.search_mode = SEARCH_LABELS.get(label.split(" (")[0], "OFF")
 
+    async def _load_models(self) -> None:
+        choices = (await self._gql(MODELS))["models"]
+        self.model_choices = [_choice(model) for model in choices]
+        self._default_model = next((m["id"] for m in choices if m["isDefault"]), "")
+        self.model = self._default_model
+
+    @rx.event
+    async def pick_model(self, picked: str) -> EventSpec | None:
+        """Answer with the served model `picked`; an open conversation keeps it from now on."""
+        if self.streaming or picked not in (c.id for c in self.model_choices):
+            return None
+        self.model = picked
+        if self.conversation_id:
+            try:
+                await self._gql(SET_MODEL, {"id": self.conversation_id, "m": picked})
+            except ApiError as exc:
+                self.error = exc.message
+        return self._expired_redirect()
+
     async def _load_search_modes(self) -> None:
         modes = (await self._gql(SEARCH_MODES))["searchModes"]
         self.unavailable_modes = [m["mode"] for m in modes if not m["available"]]
@@ -400,6 +453,8 @@ class ChatState(AuthState):
             chat_input["conversationId"] = self.conversation_id
         if edit_of:
             chat_input["editOf"] = edit_of
+        if self.model:
+            chat_input["model"] = self.model
         self._new_chat = not regenerate and not edit_of and len(self.messages) == 1
         return chat_input
 
