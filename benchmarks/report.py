@@ -72,8 +72,8 @@ def inference_section(bench: dict[str, Any]) -> list[str]:
         "(capture proxy) to the client holding it.",
         "",
         "| path | TTFT p50 / p99 (ms) | request to last token p50 / p99 (ms) | chunking delay p50 / p99 (ms) | "
-        "chunks / tokens per answer | backend CPU ms/token |",
-        "|---|---|---|---|---|---|",
+        "chunks / tokens per answer | backend CPU ms/token | backend CPU ms/answer |",
+        "|---|---|---|---|---|---|---|",
     ]
     for path, stats in info["paths"].items():
         ttft, answer, delay = stats["ttft_ms"], stats["answer_ms"], stats["chunk_delay_ms"]
@@ -81,21 +81,26 @@ def inference_section(bench: dict[str, Any]) -> list[str]:
             f"| {path} | {_fmt(ttft['p50'])} / {_fmt(ttft['p99'])} | {_fmt(answer['p50'])} / {_fmt(answer['p99'])} | "
             f"{_fmt(delay['p50'])} / {_fmt(delay['p99'])} | "
             f"{_fmt(stats['chunks_per_answer'])} / {_fmt(stats['tokens_per_answer'])} | "
-            f"{_fmt(stats['backend_cpu_ms_per_token'])} |"
+            f"{_fmt(stats['backend_cpu_ms_per_token'])} | {_fmt(stats.get('backend_cpu_ms_per_answer', math.nan))} |"
         )
     lines += ["", "Median of per-round paired differences (same prompt, same round):", ""]
-    for path in ("graphql", "nginx"):
+    for path in info["verdicts"]:
         verdicts = info["verdicts"][path]
         lines.append(
             f"- {path} vs direct: added TTFT {_verdict(verdicts['added_ttft_ms'])}; added request-to-last-token "
             f"{_verdict(verdicts['added_answer_ms'])}; chunking delay p99 {_verdict(verdicts['chunk_delay_p99_ms'])}"
         )
     nginx = info["added"]["nginx_vs_graphql"]
-    lines += [
+    lines.append(
         f"- nginx in front of GraphQL vs GraphQL alone: added TTFT {nginx['added_ttft_ms']:.1f} ms, added request-to-last-token "
-        f"{nginx['added_answer_ms']:.1f} ms",
-        "",
-    ]
+        f"{nginx['added_answer_ms']:.1f} ms"
+    )
+    if v1 := info["added"].get("v1_vs_graphql"):
+        lines.append(
+            f"- /v1 vs GraphQL: added TTFT {v1['added_ttft_ms']:.1f} ms, added request-to-last-token "
+            f"{v1['added_answer_ms']:.1f} ms"
+        )
+    lines.append("")
     return lines
 
 
@@ -107,16 +112,23 @@ def concurrency_section(benches: list[dict[str, Any]]) -> list[str]:
         "to the client holding it.",
         "",
         "| streams | TTFT p50 / p95 / p99 (ms) | chunking delay p50 / p95 / p99 (ms) | backend CPU ms/token | "
-        "tokens generated | tokens lost (client = stored = generated) |",
-        "|---|---|---|---|---|---|",
+        "tokens generated | tokens lost (client = stored = generated) | tokens/s direct / GraphQL / v1 | "
+        "backend CPU ms/token v1 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for bench in sorted(benches, key=lambda b: b["extra_info"]["streams"]):
         info = bench["extra_info"]
         ttft, gap = info["ttft_ms"], info["chunk_delay_ms"]
+        paths = info.get("paths", {})
+        speeds = " / ".join(
+            _fmt(paths[p]["tokens_per_second"]) if p in paths else "-" for p in ("direct", "graphql", "v1")
+        )
+        v1_cpu = _fmt(paths["v1"]["backend_cpu_ms_per_token"]) if "v1" in paths else "-"
         lines.append(
             f"| {info['streams']} | {_fmt(ttft['p50'])} / {_fmt(ttft['p95'])} / {_fmt(ttft['p99'])} | "
             f"{_fmt(gap['p50'])} / {_fmt(gap['p95'])} / {_fmt(gap['p99'])} | "
-            f"{_fmt(info['backend_cpu_ms_per_token'])} | {info['tokens']} | {info['tokens_lost']} |"
+            f"{_fmt(info['backend_cpu_ms_per_token'])} | {info['tokens']} | {info['tokens_lost']} | "
+            f"{speeds} | {v1_cpu} |"
         )
     return [*lines, ""]
 

@@ -32,6 +32,7 @@ class InferenceStack:
     capture: CaptureClient
     backend_pid: int
     graphql_url: str
+    api_url: str  # the backend's OpenAI-compatible API (`.../v1`)
     ws_url: str
     nginx_ws_url: str
 
@@ -90,6 +91,7 @@ def latency_stack(
                         capture=capture,
                         backend_pid=backend.pid,
                         graphql_url=settings.graphql_url,
+                        api_url=f"{settings.backend_url}/v1",
                         ws_url=settings.graphql_url.replace("http://", "ws://", 1),
                         nginx_ws_url=nginx.replace("http://", "ws://") + "/graphql",
                     )

@@ -4,13 +4,20 @@ lost), and the full-size load run of tests/reliability (64 streams + 200 query l
 The chats run on benchmarks/stack.py's stack, whose capture proxy records what llama-server generated for
 each request: a token counts as lost unless client text == stored text == llama-server's text. Each user
 asks a question of their own, so its llama-server request is found by its prompt ids.
+
+Each round also sends the same questions, all at once, straight to llama-server (`direct`, the same
+prompt ids) and through `/v1/chat/completions` (`v1`), in a rotated order: the tokens/s that one
+backend relays at that many streams against what llama-server streams to as many clients itself, and
+the backend's CPU per token on each API. Direct and v1 clients are httpx + httpx-sse, the GraphQL one
+plain websockets, all in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -22,9 +29,16 @@ from backend.services.prompt import tokenizer_at
 from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
 from benchmarks.stack import InferenceStack
-from common.chat import build_prompt
+from common.chat import STOP, build_prompt
 from tests.conftest import Backend
-from tests.reliability.client import Stream, chat_socket, conversation, register
+from tests.reliability.client import (
+    Stream,
+    chat_socket,
+    conversation,
+    register,
+    stream_chat_completion,
+    stream_completion,
+)
 from tests.reliability.load import run_load
 from tests.support.capture_llama import Completion
 
@@ -32,6 +46,7 @@ T = TypeVar("T")
 ROUNDS = 3
 ANSWER_TOKENS = 128
 PROMPTS = ("What does json.dumps do?", "Explain the with statement.", "How do I read a file line by line?")
+PATHS = ("graphql", "direct", "v1")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -73,29 +88,48 @@ def test_concurrency(
     ]
     connections = AsyncExitStack()
     sockets = [runner.run(connections.enter_async_context(chat_socket(stack.ws_url, t))) for t in tokens]
+    auth = {"Authorization": f"Bearer {tokens[0]}"}
+    [model] = [m["id"] for m in httpx.get(f"{stack.api_url}/models", headers=auth).json()["data"]]
+    bodies = [
+        {"prompt": ids, "n_predict": ANSWER_TOKENS, "stop": STOP, "temperature": 0.0} for ids in prompt_ids
+    ]
+    runs: dict[str, Callable[[int], Awaitable[Stream]]] = {
+        "graphql": lambda i: sockets[i].chat(questions[i], maxTokens=ANSWER_TOKENS, temperature=0.0),
+        "direct": lambda i: stream_completion(http, stack.llama_url, bodies[i]),
+        "v1": lambda i: stream_chat_completion(
+            http, stack.api_url, tokens[i], model, questions[i], ANSWER_TOKENS
+        ),
+    }
     results: list[tuple[str, Stream, Completion]] = []
-    cpu_seconds = 0.0
+    totals = {path: {"cpu": 0.0, "seconds": 0.0, "tokens": 0} for path in PATHS}
+    rounds = itertools.count()
 
-    async def one_round() -> None:
-        nonlocal cpu_seconds
-        before = process.cpu_times()
-        done = await asyncio.gather(
-            *(
-                s.chat(q, maxTokens=ANSWER_TOKENS, temperature=0.0)
-                for q, s in zip(questions, sockets, strict=True)
-            )
-        )
-        after = process.cpu_times()
-        cpu_seconds += (after.user - before.user) + (after.system - before.system)
+    async def one_path(path: str) -> None:
+        before, started = process.cpu_times(), time.perf_counter()
+        done = await asyncio.gather(*(runs[path](i) for i in range(streams)))
+        seconds, after = time.perf_counter() - started, process.cpu_times()
         records = stack.capture.new_records()
+        total = totals[path]
+        total["cpu"] += (after.user - before.user) + (after.system - before.system)
+        total["seconds"] += seconds
         for user, stream in enumerate(done):
             [completion] = [c for c in records if c.prompt == prompt_ids[user]]
-            results.append((tokens[user], stream, completion))
+            total["tokens"] += completion.predicted_n or 0
+            if path == "graphql":
+                results.append((tokens[user], stream, completion))
+            else:
+                assert stream.error is None and stream.text == completion.text, (path, stream.error)
+
+    async def one_round() -> None:
+        turn = next(rounds) % len(PATHS)
+        for path in PATHS[turn:] + PATHS[:turn]:
+            await one_path(path)
 
     try:
         runner.run(one_round())  # warm-up, not recorded
         results.clear()
-        cpu_seconds = 0.0
+        for total in totals.values():
+            total.update(cpu=0.0, seconds=0.0, tokens=0)
         benchmark.pedantic(lambda: runner.run(one_round()), rounds=ROUNDS, iterations=1)
         lost = runner.run(_gather(*(_lost_tokens(http, url, t, s, c) for t, s, c in results)))
     finally:
@@ -112,8 +146,15 @@ def test_concurrency(
             "model": stack.model,
             "ttft_ms": quantiles([s.ttft * 1000 for s in answers]),
             "chunk_delay_ms": quantiles(delays),
-            "backend_cpu_ms_per_token": 1000 * cpu_seconds / generated,
+            "backend_cpu_ms_per_token": 1000 * totals["graphql"]["cpu"] / generated,
             "tokens": generated,
+            "paths": {
+                path: {
+                    "tokens_per_second": total["tokens"] / total["seconds"],
+                    "backend_cpu_ms_per_token": 1000 * total["cpu"] / total["tokens"],
+                }
+                for path, total in totals.items()
+            },
             "tokens_lost": sum(lost),
         }
     )

@@ -1,9 +1,10 @@
 """What the API adds to an answer a user waits for: llama-server direct vs the GraphQL `chat` subscription
-vs the subscription through nginx, for the same generated tokens.
+vs the subscription through nginx vs the OpenAI-compatible `/v1/chat/completions` stream, for the same
+generated tokens.
 
-Every path gets the same prompt token ids, greedy decoding and n_predict; each round runs the three paths
-in a rotated order (direct, graphql, nginx / graphql, nginx, direct / ...) so no path always runs first.
-The texts and llama-server's own token counts must match across the paths of a round. All three reach
+Every path gets the same prompt token ids, greedy decoding and n_predict; each round runs the four paths
+in a rotated order (direct, graphql, nginx, v1 / graphql, nginx, v1, direct / ...) so no path always runs
+first. The texts and llama-server's own token counts must match across the paths of a round. All reach
 llama-server through tests/support/capture_llama.py, which records when each token left llama-server:
 the reference for the chunking delay (token leaves llama-server -> the client holds it).
 
@@ -33,7 +34,13 @@ from benchmarks.delays import chunk_delays
 from benchmarks.report import quantiles
 from benchmarks.stack import InferenceStack
 from common.chat import STOP, build_prompt
-from tests.reliability.client import Stream, chat_socket, register, stream_completion
+from tests.reliability.client import (
+    Stream,
+    chat_socket,
+    register,
+    stream_chat_completion,
+    stream_completion,
+)
 from tests.support.capture_llama import Completion
 
 PROMPTS = (
@@ -41,7 +48,8 @@ PROMPTS = (
     "Explain the with statement in one paragraph.",
     "How do I read a file line by line?",
 )
-PATHS = ("direct", "graphql", "nginx")
+PATHS = ("direct", "graphql", "nginx", "v1")
+JUDGED = ("graphql", "nginx", "v1")  # the paths judged against direct
 PACE = {"served": 0.0, "paced-30tps": 1 / 30}  # seconds each token is held before it leaves llama-server
 N_PREDICT = {"served": 256, "paced-30tps": 64}  # 64 tokens at 30/s: about 2 s per answer
 WARMUP_ROUNDS = {"served": 3, "paced-30tps": 1}
@@ -84,16 +92,23 @@ def summarize(rounds: list[dict[str, Sample]], scenario: str, model: str, n_pred
             "chunks_per_answer": statistics.median(len(s.stream.chunks) for s in samples),
             "tokens_per_answer": statistics.median(s.completion.predicted_n or 0 for s in samples),
             "backend_cpu_ms_per_token": 1000 * sum(s.backend_cpu_seconds for s in samples) / tokens,
+            "backend_cpu_ms_per_answer": 1000 * statistics.fmean(s.backend_cpu_seconds for s in samples),
         }
     added = {
         f"{path}_vs_{base}": {
             "added_ttft_ms": _paired_ms(rounds, path, base, "ttft_ms"),
             "added_answer_ms": _paired_ms(rounds, path, base, "answer_ms"),
         }
-        for path, base in (("graphql", "direct"), ("nginx", "direct"), ("nginx", "graphql"))
+        for path, base in (
+            ("graphql", "direct"),
+            ("nginx", "direct"),
+            ("v1", "direct"),
+            ("nginx", "graphql"),
+            ("v1", "graphql"),
+        )
     }
     verdicts = {}
-    for path in ("graphql", "nginx"):
+    for path in JUDGED:
         figures = {
             **added[f"{path}_vs_direct"],
             "chunk_delay_p99_ms": paths[path]["chunk_delay_ms"]["p99"],
@@ -140,6 +155,12 @@ def test_inference_path_overhead(
     n_predict = min(N_PREDICT[scenario], ctx_size // 2)  # the backend allows at most half the slot's context
     bodies = {p: _direct_body(stack, p, n_predict, ctx_size) for p in PROMPTS}
     token = runner.run(register(http, stack.graphql_url, f"bench-inference-{scenario}@example.com"))
+    [model] = [
+        m["id"]
+        for m in httpx.get(f"{stack.api_url}/models", headers={"Authorization": f"Bearer {token}"}).json()[
+            "data"
+        ]
+    ]
     connections = AsyncExitStack()
     sockets = {
         path: runner.run(connections.enter_async_context(chat_socket(url, token)))
@@ -149,6 +170,7 @@ def test_inference_path_overhead(
         "direct": lambda prompt: stream_completion(http, stack.llama_url, bodies[prompt]),
         "graphql": lambda p: sockets["graphql"].chat(p, maxTokens=n_predict, temperature=0.0),
         "nginx": lambda p: sockets["nginx"].chat(p, maxTokens=n_predict, temperature=0.0),
+        "v1": lambda p: stream_chat_completion(http, stack.api_url, token, model, p, n_predict),
     }
     recorded: list[dict[str, Sample]] = []
     index = iter(range(10**6))
@@ -156,7 +178,7 @@ def test_inference_path_overhead(
     async def one_round(record: bool) -> None:
         i = next(index)
         prompt = PROMPTS[i % len(PROMPTS)]
-        order = PATHS[i % 3 :] + PATHS[: i % 3]
+        order = PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)]
         samples: dict[str, Sample] = {}
         for path in order:
             before = process.cpu_times()

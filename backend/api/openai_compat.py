@@ -10,12 +10,12 @@ with OpenAI's HTTP status.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Annotated, Any
 
+import orjson
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend.core.errors import AuthError, ForbiddenError, NotFoundError, RateLimitedError, UserError
 from backend.services import completions
-from backend.services.auth import Caller, caller
+from backend.services.auth import AccountDisabled, Caller, caller
 from backend.services.container import AppServices
 from backend.services.llama import LlamaUnavailable
 from backend.services.prompt import ContextOverflow
@@ -57,6 +57,8 @@ def api_error(exc: UserError | LlamaUnavailable) -> ApiError:
         return ApiError(
             503, "the model server is unavailable; try again shortly", "server_error", "unavailable"
         )
+    if isinstance(exc, AccountDisabled):
+        return ApiError(403, exc.message, "permission_denied", "account_disabled")
     if isinstance(exc, AuthError):
         return ApiError(401, exc.message, "invalid_request_error", "invalid_api_key")
     if isinstance(exc, ForbiddenError):
@@ -199,7 +201,20 @@ def _usage(done: completions.Finished) -> dict[str, int]:
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"data: " + (data.encode() if isinstance(data, str) else orjson.dumps(data)) + b"\n\n"
+
+
+class _DeltaFrame:
+    """The SSE bytes of one content delta, made by joining the text's JSON string between the fixed
+    bytes around it: the relay's per-frame work is one orjson call, not a dict and a dump."""
+
+    def __init__(self, answer_id: str, created: int, model: str, include_usage: bool) -> None:
+        extra: dict[str, Any] = {"usage": None} if include_usage else {}
+        sample = _sse({**_chunk(answer_id, created, model, {"content": "\x00"}, None), **extra})
+        self.head, self.tail = sample.split(b'"\\u0000"')
+
+    def __call__(self, text: str) -> bytes:
+        return self.head + orjson.dumps(text) + self.tail
 
 
 async def _stream(answer: completions.Answer, model: str, include_usage: bool) -> AsyncGenerator[bytes, None]:
@@ -207,12 +222,13 @@ async def _stream(answer: completions.Answer, model: str, include_usage: bool) -
     the usage when asked, then `[DONE]`; an error after the first chunk is one `error` event."""
     answer_id, created = f"chatcmpl-{answer.id}", int(time.time())
     extra: dict[str, Any] = {"usage": None} if include_usage else {}
+    delta = _DeltaFrame(answer_id, created, model, include_usage)
     yield _sse({**_chunk(answer_id, created, model, {"role": "assistant", "content": ""}, None), **extra})
     try:
         async with aclosing(answer.events()) as events:
             async for event in events:
                 if isinstance(event, str):
-                    yield _sse({**_chunk(answer_id, created, model, {"content": event}, None), **extra})
+                    yield delta(event)
                     continue
                 yield _sse({**_chunk(answer_id, created, model, {}, event.finish_reason), **extra})
                 if include_usage:

@@ -323,10 +323,19 @@ async def change_password(
     await revoke_all(user, streams, PASSWORD_CHANGED, keys=True)
 
 
+class AccountDisabled(AuthError):
+    """The credentials name a disabled account: GraphQL reports it as any AuthError (UNAUTHENTICATED,
+    "account disabled"); the OpenAI-compatible API tells it apart as a 403, as OpenAI does."""
+
+    def __init__(self) -> None:
+        super().__init__("account disabled")
+
+
 def check_usable(user: User) -> None:
-    """AuthError for a disabled account, ForbiddenError for one still waiting for approval."""
+    """AccountDisabled (an AuthError) for a disabled account, ForbiddenError for one still waiting
+    for approval."""
     if user.disabled:
-        raise AuthError("account disabled")
+        raise AccountDisabled
     if not user.approved:
         raise ForbiddenError(AWAITING_APPROVAL)
 

@@ -13,19 +13,26 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 PROBE_TTL = 1.0  # seconds a healthy server's probe is reused by `candidates`
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=120.0)
-# An event is one line; the last one carries llama-server's counters and settings. Lines up to twice
-# this long are read (aiohttp's limit), far above any answer's final event.
+# An event is one line; the last one carries llama-server's counters and settings. An unfinished line
+# longer than twice this is refused, far above any answer's final event.
 READ_BUFFER_BYTES = 1 << 20
+# A frame of tokens goes to the client at most this often: tokens that come sooner after the last
+# frame wait and go together (the first token, and one after a quiet spell, go at once). At a model's
+# full speed on a CPU (1-3 k tokens/s) that is 10-30 tokens a frame instead of one; a token waits at
+# most this long, half the 20 ms the chunking delay's p99 may reach.
+FRAME_SECONDS = 0.010
+DATA = b"data: "
 HTTP_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
@@ -205,7 +212,7 @@ class LlamaPool:
     async def _stream(
         self, server: ServerState, request: dict[str, Any]
     ) -> AsyncGenerator[TokenChunk | Completion, None]:
-        """llama-server's server-sent events, one `data: {json}` line each."""
+        """llama-server's server-sent events, one `data: {json}` line each (read by `relay_events`)."""
         body = {**request, "stream": True, "cache_prompt": True}
         async with self._http().post(
             f"{server.url}/completion", json=body, timeout=STREAM_TIMEOUT
@@ -213,19 +220,45 @@ class LlamaPool:
             if response.status != 200:
                 text = (await response.read()).decode(errors="replace")
                 raise LlamaUnavailable(f"HTTP {response.status}: {text[:200]}")
-            async for line in response.content:
-                field, _, value = line.partition(b": ")
-                if field != b"data":
-                    continue  # the blank line between events
-                data = json.loads(value)
-                if "error" in data:
-                    raise LlamaUnavailable(str(data["error"])[:200])
-                if data.get("content"):
-                    yield TokenChunk(data["content"])
-                if data.get("stop"):
-                    yield _completion(server, data)
-                    return
-        raise LlamaUnavailable("stream ended without a final event")
+            async for item in relay_events(response.content, server):
+                yield item
+
+
+async def relay_events(
+    content: aiohttp.StreamReader, server: ServerState
+) -> AsyncGenerator[TokenChunk | Completion, None]:
+    """llama-server's `/completion` events as they arrive: the tokens of one network read as one
+    chunk, then the final `Completion`.
+
+    The hot path of every streamed answer: one read and one split per arrival however many events
+    it holds, orjson for each event, one chunk out. LlamaUnavailable for an error event, a line
+    over twice READ_BUFFER_BYTES, or a stream that ends without its final event.
+    """
+    pending = b""
+    async for data in content.iter_any():
+        pending += data
+        if b"\n" not in data:
+            if len(pending) > 2 * READ_BUFFER_BYTES:
+                raise LlamaUnavailable(f"an event is longer than {2 * READ_BUFFER_BYTES} bytes")
+            continue
+        *lines, pending = pending.split(b"\n")
+        texts: list[str] = []
+        for line in lines:
+            if not line.startswith(DATA):
+                continue  # the blank line between events
+            event = orjson.loads(line[len(DATA) :])
+            if "error" in event:
+                raise LlamaUnavailable(str(event["error"])[:200])
+            if text := event.get("content"):
+                texts.append(text)
+            if event.get("stop"):
+                if texts:
+                    yield TokenChunk("".join(texts), len(texts))
+                yield _completion(server, event)
+                return
+        if texts:
+            yield TokenChunk("".join(texts), len(texts))
+    raise LlamaUnavailable("stream ended without a final event")
 
 
 def _completion(server: ServerState, data: dict[str, Any]) -> Completion:
@@ -256,16 +289,22 @@ _Queued = TokenChunk | Completion | Exception | None
 
 
 async def _pump(
-    upstream: AsyncGenerator[TokenChunk | Completion, None], queue: asyncio.Queue[_Queued]
+    upstream: AsyncGenerator[TokenChunk | Completion, None],
+    queue: asyncio.Queue[_Queued],
+    ended: Callable[[], None],
 ) -> None:
-    """Put `upstream`'s items on `queue`, then None at its end or the exception that ended it."""
+    """Put `upstream`'s items on `queue`, then None at its end or the exception that ended it;
+    `ended()` once the item that ends the answer (its `Completion`, None or the exception) is queued."""
     try:
         async with aclosing(upstream):
             async for item in upstream:
                 queue.put_nowait(item)
+                if not isinstance(item, TokenChunk):
+                    ended()
         queue.put_nowait(None)
     except Exception as exc:
         queue.put_nowait(exc)
+    ended()
 
 
 def _drain(first: _Queued, queue: asyncio.Queue[_Queued]) -> list[_Queued]:
@@ -282,17 +321,23 @@ def _drain(first: _Queued, queue: asyncio.Queue[_Queued]) -> list[_Queued]:
 
 
 class TokenStream:
-    """A completion that a task reads from creation on; iterating yields what it read meanwhile as one chunk.
+    """A completion that a task reads from creation on: the one relay of GraphQL's `chat` and `/v1`.
 
-    Nothing waits to batch: a lone token is yielded at once. `aclose` cancels the reader, which
-    closes the HTTP stream, so llama-server stops generating.
+    Iterating yields frames: what was read since the last one as one chunk, at most one frame per
+    FRAME_SECONDS. The first token, and a token after a pause of FRAME_SECONDS, go at once, so the
+    time to first token and a slow model's tokens do not wait; tokens that come faster share a frame,
+    so the client's framing and the API's per-event work are paid per frame, not per token. The end
+    of the answer ends a frame's wait at once: the last tokens never wait for the clock. `aclose` cancels the
+    reader, which closes the HTTP stream, so llama-server stops generating.
     """
 
     def __init__(self, upstream: AsyncGenerator[TokenChunk | Completion, None]) -> None:
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._ready: deque[_Queued] = deque()
         self._ended = False
-        self._reader = asyncio.create_task(_pump(upstream, self._queue))
+        self._framed_at = -FRAME_SECONDS  # loop time of the last frame of tokens
+        self._holding: asyncio.Future[None] | None = None  # a frame waiting for more tokens
+        self._reader = asyncio.create_task(_pump(upstream, self._queue, self._release))
 
     def __aiter__(self) -> TokenStream:
         return self
@@ -301,14 +346,38 @@ class TokenStream:
         if not self._ready:
             if self._ended:
                 raise StopAsyncIteration
-            self._ready.extend(_drain(await self._queue.get(), self._queue))
+            first = await self._queue.get()
+            loop = asyncio.get_running_loop()
+            hold = self._framed_at + FRAME_SECONDS - loop.time()
+            if hold > 0 and isinstance(first, TokenChunk):
+                await self._hold(hold)  # what comes meanwhile joins this frame
+            self._ready.extend(_drain(first, self._queue))
         item = self._ready.popleft()
-        if isinstance(item, TokenChunk | Completion):
+        if isinstance(item, TokenChunk):
+            self._framed_at = asyncio.get_running_loop().time()
+            return item
+        if isinstance(item, Completion):
             return item
         self._ended = True
         if item is None:
             raise StopAsyncIteration
         raise item
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait `seconds`, or until the answer's end is queued (`_release`)."""
+        loop = asyncio.get_running_loop()
+        self._holding = loop.create_future()
+        timer = loop.call_later(seconds, self._release)
+        try:
+            await self._holding
+        finally:
+            timer.cancel()
+            self._holding = None
+
+    def _release(self) -> None:
+        """End a frame's wait now."""
+        if self._holding is not None and not self._holding.done():
+            self._holding.set_result(None)
 
     async def aclose(self) -> None:
         """Stop reading and close the upstream request (closing again does nothing)."""
@@ -320,3 +389,4 @@ class TokenStream:
         (after what was read already), whether or not a token has come yet."""
         await self.aclose()
         self._queue.put_nowait(Interrupted())
+        self._release()

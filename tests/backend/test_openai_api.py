@@ -16,10 +16,11 @@ import httpx
 import openai
 import pytest
 from bson import ObjectId
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 from pymongo import AsyncMongoClient
 
 from backend.services.api_keys import KEY_REVOKED
+from backend.services.usage import today
 from common.process import ManagedProcess
 from tests.backend.conftest import PrivateStack
 from tests.backend.test_admission import Stack
@@ -308,3 +309,126 @@ async def test_revoking_the_key_ends_its_running_stream_with_the_reason(private_
     assert (await api.data("{ usage(days: 1) { answers } }", None, user.access_token))["usage"][0][
         "answers"
     ] == 1
+
+
+async def test_the_sync_sdk_answers_streamed_and_not(stack: Stack) -> None:
+    user = await stack.user()
+    secret, _ = await key_for(stack, user)
+
+    def calls() -> tuple[str, ChatCompletion, list[ChatCompletionChunk]]:
+        client = openai.OpenAI(base_url=f"{stack.settings.backend_url}/v1", api_key=secret, max_retries=0)
+        with client:
+            model = client.models.list().data[0].id
+            whole = client.chat.completions.create(model=model, messages=HELLO, max_tokens=10, temperature=0)
+            stream = client.chat.completions.create(
+                model=model,
+                messages=HELLO,
+                max_tokens=10,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            with stream:
+                return model, whole, list(stream)
+
+    model, whole, chunks = await asyncio.to_thread(calls)  # the sync client blocks: off the loop
+    assert model == (stack.settings.model_path.stem if stack.settings.model_path else "")
+    assert whole.object == "chat.completion" and whole.choices[0].message.content
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content, "streamed and whole answers differ at temperature 0"
+    assert chunks[-1].usage == whole.usage and whole.usage is not None
+    row = await stack.usage(user)
+    assert (row["answers"], row["reserved"], row["tokens_out"]) == (2, 0, 2 * whole.usage.completion_tokens)
+
+
+async def test_a_disabled_account_is_a_403_on_v1_and_unauthenticated_on_graphql(stack: Stack) -> None:
+    user = await stack.user()
+    secret, _ = await key_for(stack, user)
+    model = await served_model(sdk(stack, secret))
+    before = stack.work()
+    await stack.db.users.update_one({"_id": ObjectId(user.id)}, {"$set": {"disabled": True}})
+    for credential in (secret, user.access_token):
+        client = sdk(stack, credential)
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            await client.chat.completions.create(model=model, messages=HELLO, max_tokens=2, stream=True)
+        assert refused.value.status_code == 403
+        assert refused.value.body == {
+            "message": "account disabled",
+            "type": "permission_denied",
+            "param": None,
+            "code": "account_disabled",
+        }
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.models.list()
+    graphql = await stack.post("{ me { id } }", {}, "10.9.9.9", user.access_token)
+    assert [(e["message"], e["extensions"]["code"]) for e in graphql["errors"]] == [
+        ("account disabled", "UNAUTHENTICATED")
+    ], "GraphQL reports a disabled account as before"
+    assert stack.work() == before, "a disabled account's call reached llama-server"
+    assert (await stack.usage(user)).get("reserved", 0) == 0
+
+
+def _outcome(error: openai.APIStatusError | None) -> str:
+    return "done" if error is None else f"{error.status_code} {error.code}"
+
+
+async def _v1_call(client: openai.AsyncOpenAI, model: str, max_tokens: int) -> str:
+    """One streamed /v1 answer read to its end: `done`, or the refusal's status and code."""
+    try:
+        stream = await client.chat.completions.create(
+            model=model, messages=HELLO, max_tokens=max_tokens, temperature=0, stream=True
+        )
+        async for _ in stream:
+            pass
+    except openai.APIStatusError as exc:
+        return _outcome(exc)
+    return _outcome(None)
+
+
+async def _graphql_call(api: Api, user: Session, max_tokens: int) -> str:
+    """One GraphQL chat: `done`, or the refusal's code."""
+    end = (await api.chat(user, content="hello there", maxTokens=max_tokens, temperature=0))[-1]
+    return "done" if end["__typename"] == "ChatDone" else end["code"]
+
+
+async def test_v1_and_graphql_calls_started_together_share_the_daily_quota(stack: Stack) -> None:
+    user = await stack.user()
+    secret, _ = await key_for(stack, user)
+    client = sdk(stack, secret)
+    model = await served_model(client)
+    await stack.set_used(user, QUOTA - 1)  # room for one more call of either API, never two
+    ends = await asyncio.gather(_v1_call(client, model, 4), _graphql_call(stack.api, user, 4))
+    assert sorted(ends) in (["QUOTA_EXCEEDED", "done"], ["429 insufficient_quota", "done"])
+    row = await stack.usage(user)
+    assert (row["answers"], row["reserved"]) == (1, 0)
+
+
+async def test_v1_and_graphql_streams_started_together_share_the_stream_limit(
+    private_stack: PrivateStack,
+) -> None:
+    """On the slow model (one slot, an answer takes seconds), so every call is admitted or refused
+    while the admitted ones still stream: exactly the per-user limit runs, over either API."""
+    api, settings = private_stack.api, private_stack.settings
+    limit = settings.max_concurrent_streams_per_user
+    user = await api.register()
+    created = (await api.data(CREATE_KEY, None, user.access_token))["createApiKey"]
+    client = openai.AsyncOpenAI(
+        base_url=f"{settings.backend_url}/v1", api_key=created["secret"], max_retries=0
+    )
+    model = await served_model(client)
+    calls = limit + 1  # per API: more than the limit on each side
+    ends = await asyncio.gather(
+        *(_v1_call(client, model, 24) for _ in range(calls)),
+        *(_graphql_call(api, user, 24) for _ in range(calls)),
+    )
+    v1, graphql = ends[:calls], ends[calls:]
+    assert ends.count("done") == limit, ends
+    assert set(v1) <= {"done", "429 rate_limit_exceeded"} and set(graphql) <= {"done", "RATE_LIMITED"}, ends
+    database: AsyncMongoClient = AsyncMongoClient(settings.database_uri, tz_aware=True)
+    try:
+        db = database[settings.db_name]
+        assert await db.stream_leases.count_documents({"user_id": ObjectId(user.id)}) == 0
+        row = await db.usage_days.find_one({"user_id": ObjectId(user.id), "day": today()})
+        assert row is not None and (row["answers"], row["reserved"]) == (limit, 0)
+    finally:
+        await database.close()

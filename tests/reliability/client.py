@@ -201,3 +201,40 @@ async def stream_completion(http: httpx.AsyncClient, llama_url: str, body: dict[
                 stream.finish_reason = data.get("stop_type")
                 break
     return stream
+
+
+async def stream_chat_completion(
+    http: httpx.AsyncClient, api_url: str, token: str, model: str, content: str, max_tokens: int
+) -> Stream:
+    """Stream one user message through the backend's OpenAI-compatible `POST /v1/chat/completions`,
+    greedy, with the usage chunk; `api_url` is the backend's base URL (`.../v1`)."""
+    stream = Stream(sent_at=time.perf_counter())
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{api_url}/chat/completions"
+    async with aconnect_sse(http, "POST", url, json=body, headers=headers) as source:
+        if source.response.status_code != 200:
+            stream.error = f"HTTP {source.response.status_code}: {(await source.response.aread())[:200]!r}"
+            return stream
+        async for event in source.aiter_sse():
+            if event.data == "[DONE]":
+                break
+            data = json.loads(event.data)
+            if "error" in data:
+                stream.error = json.dumps(data["error"])
+                break
+            for choice in data["choices"]:
+                if choice["delta"].get("content"):
+                    stream.chunk_times.append(time.perf_counter())
+                    stream.chunks.append(choice["delta"]["content"])
+                stream.finish_reason = choice["finish_reason"] or stream.finish_reason
+            if data.get("usage"):
+                stream.tokens_predicted = data["usage"]["completion_tokens"]
+    return stream
