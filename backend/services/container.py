@@ -17,6 +17,7 @@ from backend.services.llama import LlamaPool
 from backend.services.search import WebSearch
 from backend.services.status import StatusReporter
 from backend.services.streams import StreamRegistry
+from backend.services.uploads import DocumentLibrary
 from common.hosts import Network, trusted_networks
 
 
@@ -35,6 +36,7 @@ class AppServices:
     pool: LlamaPool
     search: WebSearch
     documents: DocumentSearch
+    library: DocumentLibrary
     streams: StreamRegistry
     login_limits: LoginLimits
     status: StatusReporter
@@ -61,6 +63,7 @@ class AppServices:
             pool=pool,
             search=WebSearch(settings),
             documents=DocumentSearch(settings),
+            library=DocumentLibrary(settings),
             streams=streams,
             login_limits=LoginLimits.from_settings(settings),
             status=StatusReporter(pool, client, streams),

@@ -73,6 +73,7 @@ class Subscription:
             temperature=input.temperature,
             max_tokens=input.max_tokens,
             edit_of=input.edit_of,
+            collections=input.collections,
         )
         async for event in chat_service.chat(caller, request, info.context.services.chat_deps):
             yield _event(event)
