@@ -34,6 +34,7 @@ def navbar() -> rx.Component:
                 AuthState.logged_in,
                 rx.hstack(
                     rx.link("Chat", href="/"),
+                    rx.link("Documents", href="/documents"),
                     rx.cond(AuthState.is_admin, rx.link("Admin", href="/admin")),
                     rx.link("Settings", href="/settings"),
                     rx.link("API keys", href="/keys"),
