@@ -42,6 +42,9 @@ def navbar() -> rx.Component:
                     rx.button("Log out", on_click=AuthState.logout, variant="soft", size="1"),
                     align="center",
                     spacing="3",
+                    wrap="wrap",  # at phone width the links take two lines instead of widening the page
+                    justify="end",
+                    min_width="0",
                 ),
             ),
             rx.color_mode.button(aria_label="Toggle light/dark theme", size="1"),
