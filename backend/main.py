@@ -1,5 +1,5 @@
-"""The FastAPI application: GraphQL at /graphql (HTTP and WebSockets), the OpenAI-compatible API at
-/v1 and /healthz."""
+"""The FastAPI application: GraphQL at /graphql (HTTP and WebSockets) and, for file uploads only, at
+/graphql/upload (multipart), the OpenAI-compatible API at /v1 and /healthz."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from backend.api.openai_compat import build_router as openai_router
 from backend.api.playground import Playground
 from backend.api.router import ChakorGraphQLRouter
 from backend.api.schema import build_schema
+from backend.api.upload_router import PREFLIGHT_HEADER, UploadGraphQLRouter
 from backend.core.config import Settings, get_settings
 from backend.core.headers import api_headers
 from backend.core.limits import BodySizeLimit
@@ -28,6 +29,7 @@ from common.response_headers import ResponseHeaders
 
 log = logging.getLogger("chakor.backend")
 DB_CONNECT_SECONDS = 30.0
+UPLOAD_PATH = "/graphql/upload"  # the only route that reads multipart bodies (backend.api.upload_router)
 
 
 async def _start_services(settings: Settings) -> AppServices:
@@ -66,14 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Context(connection.app.state.services)
 
     app = FastAPI(title="Chakor", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    schema = build_schema(introspection=settings.introspection_enabled)
     router = ChakorGraphQLRouter(
-        build_schema(introspection=settings.introspection_enabled),
+        schema,
         context_getter=get_context,
         playground=Playground(settings.graphiql_assets_dir) if settings.graphiql_enabled else None,
         allow_queries_via_get=False,
         allowed_origins=settings.cors_origins,
     )
     app.include_router(router, prefix="/graphql")
+    uploads = UploadGraphQLRouter(schema, context_getter=get_context, allowed_origins=settings.cors_origins)
+    app.include_router(uploads, prefix=UPLOAD_PATH)
     app.include_router(openai_router(), prefix="/v1")
 
     @app.get("/healthz")
@@ -85,8 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", PREFLIGHT_HEADER],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        paths={UPLOAD_PATH: settings.max_upload_request_bytes},
+    )
     app.add_middleware(ResponseHeaders, rewrite=api_headers)
     return app

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     max_messages_per_conversation: int = Field(2000, ge=2, le=MAX_CONVERSATION_MESSAGES)
     imports_per_hour: int = Field(20, ge=1)
     web_searches_per_day: int = Field(100, ge=1)  # Tavily calls (cache hits are free)
+    # Uploaded documents (DOCUMENTS search over a user's own files): the size of one file, refused while
+    # its request streams in; files and bytes per user; passages per file (10 000: a full-size text
+    # file at the ~1000 characters a passage holds).
+    max_document_bytes: int = Field(10 << 20, ge=1024)
+    max_documents_per_user: int = Field(200, ge=1)
+    max_document_bytes_per_user: int = Field(100 << 20, ge=1024)
+    max_passages_per_document: int = Field(10_000, ge=1)
 
     # Web search (Tavily). Without a key web search reports "not configured".
     tavily_api_key: str | None = None
@@ -170,6 +177,12 @@ class Settings(BaseSettings):
     @property
     def uses_sidecar(self) -> bool:
         return self.mongodb_uri is None
+
+    @property
+    def max_upload_request_bytes(self) -> int:
+        """The largest body the upload route reads: one maximal file plus 64 KiB for the multipart
+        framing and the operation (its query and variables)."""
+        return self.max_document_bytes + (64 << 10)
 
     @property
     def docs_index_dir(self) -> Path:

@@ -11,6 +11,17 @@ Layout of the folder: tantivy's own files, plus `collections.json`:
 `chakor docs add` named; a file key is a file's absolute path, or `local:python-docs`. The registry is
 written after each commit; passages are always replaced by deleting their file key first, so a crash
 between the two is repaired by the next `add` or `reindex`.
+
+Ownership: every passage has an `owner`, `SITE` for what `chakor docs add` indexes (shared by every
+user) or a user's id for what they uploaded through the backend (file key `upload:<document id>`; the
+backend keeps those documents' metadata in its database, not in the registry). A search names the
+owners it may see and the filter is part of the tantivy query, so another owner's passages are never
+scored, counted or returned. An index made before owners existed does not open (its schema differs):
+`chakor docs reindex` rebuilds it from the registry's sources.
+
+Writers: tantivy allows one `IndexWriter` per index folder. In one process writers take turns on a
+lock per folder; across processes (the CLI beside one or more backends) a busy folder is retried for
+up to WRITER_WAIT_SECONDS before DocumentIndexError says who holds it.
 """
 
 from __future__ import annotations
@@ -18,7 +29,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +57,20 @@ WRITER_HEAP_BYTES = 50_000_000  # tantivy's minimum is 15 MB per thread; one thr
 TITLE_BOOST = 3.0  # a query naming an API ("json.dumps") should rank that API's own passage first
 MAX_QUERY_WORDS = 32
 WORD = re.compile(r"\w+")
+SITE = "site"  # the owner of `chakor docs add` collections; user ids are 24 hex digits, never this
+UPLOAD_KEY = "upload:"  # file keys of uploaded documents: `upload:<document id>`
+# How long a writer waits for another process's writer (a `chakor docs add` of a large folder can hold
+# the lock for minutes; an upload should rather fail with a clear message than hang a request longer).
+WRITER_WAIT_SECONDS = 30.0
+WRITER_RETRY_SECONDS = 0.2
+_writer_locks: dict[Path, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    """The in-process lock of one index folder (every `DocumentIndex` on it shares it)."""
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(path.resolve(), threading.Lock())
 
 
 class DocumentIndexError(RuntimeError):
@@ -81,6 +110,7 @@ def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("key", stored=True, tokenizer_name="raw")
     builder.add_text_field("collection", stored=True, tokenizer_name="raw")
+    builder.add_text_field("owner", stored=True, tokenizer_name="raw")
     builder.add_text_field("title", stored=True)
     builder.add_text_field("url", stored=True, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("body", stored=False, tokenizer_name="en_stem")
@@ -105,7 +135,11 @@ class DocumentIndex:
 
     @property
     def exists(self) -> bool:
-        return (self.path / REGISTRY).is_file()
+        """Whether anything was indexed here (by `chakor docs add` or an upload)."""
+        return (self.path / REGISTRY).is_file() or self._has_tantivy_index()
+
+    def _has_tantivy_index(self) -> bool:
+        return self.path.is_dir() and tantivy.Index.exists(str(self.path))
 
     def _open(self, create: bool) -> tantivy.Index:
         if self._index is None:
@@ -114,7 +148,15 @@ class DocumentIndex:
                     f"no document index at {self.path} (add documents with `chakor docs add PATH`)"
                 )
             self.path.mkdir(parents=True, exist_ok=True)
-            self._index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+            try:
+                self._index = tantivy.Index(_schema(), path=str(self.path), reuse=True)
+            except ValueError as exc:
+                if "schema does not match" not in str(exc):
+                    raise
+                raise DocumentIndexError(
+                    f"the document index at {self.path} was made by an older Chakor without document "
+                    "owners; rebuild it with `chakor docs reindex`"
+                ) from None
         return self._index
 
     def _registry(self) -> dict[str, Any]:
@@ -126,13 +168,31 @@ class DocumentIndex:
         tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, self.path / REGISTRY)
 
-    def _writer(self) -> tantivy.IndexWriter:
-        try:
-            return self._open(create=True).writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
-        except ValueError as exc:
-            raise DocumentIndexError(
-                f"the document index at {self.path} is being written by another process ({exc})"
-            ) from None
+    @contextmanager
+    def _writing(self) -> Iterator[tantivy.IndexWriter]:
+        """The index's one writer, for one batch of changes that the caller commits; its lock is held
+        until the block ends (and the writer is dropped by `wait_merging_threads`)."""
+        with _writer_lock(self.path):
+            index = self._open(create=True)
+            deadline = time.monotonic() + WRITER_WAIT_SECONDS
+            while True:
+                try:
+                    writer = index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
+                    break
+                except ValueError as exc:
+                    if "LockBusy" not in str(exc) or time.monotonic() > deadline:
+                        raise DocumentIndexError(
+                            f"the document index at {self.path} is being written by another process "
+                            f"(waited {WRITER_WAIT_SECONDS:.0f} s; try again when it is done)"
+                        ) from None
+                    time.sleep(WRITER_RETRY_SECONDS)
+            try:
+                yield writer
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()
 
     # Reading --------------------------------------------------------------------------------
 
@@ -143,17 +203,34 @@ class DocumentIndex:
             for name, info in sorted(self._registry().items())
         ]
 
-    def search(self, query: str, limit: int = 5) -> list[SearchResult]:
-        """The best `limit` passages for a free-text query (BM25 over title and body), newest commit."""
+    def search(
+        self,
+        query: str,
+        limit: int = 5,
+        owners: Sequence[str] = (SITE,),
+        collections: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        """The best `limit` passages of `owners` (default: the site's) for a free-text query (BM25 over
+        title and body), newest commit; `collections` narrows it to those names. Both filters are
+        clauses of the one tantivy query: passages of other owners are never scored."""
         words = query_text(query)
-        if not words:
+        if not words or not owners or collections == []:
             return []
         index = self._open(create=False)
         index.reload()
+        schema = index.schema
         parsed = index.parse_query(words, ["title", "body"], field_boosts={"title": TITLE_BOOST})
+        clauses = [
+            (tantivy.Occur.Must, parsed),
+            (tantivy.Occur.Must, tantivy.Query.term_set_query(schema, "owner", list(owners))),
+        ]
+        if collections is not None:
+            clauses.append(
+                (tantivy.Occur.Must, tantivy.Query.term_set_query(schema, "collection", list(collections)))
+            )
         searcher = index.searcher()
         hits = []
-        for score, address in searcher.search(parsed, limit).hits:
+        for score, address in searcher.search(tantivy.Query.boolean_query(clauses), limit).hits:
             doc = searcher.doc(address)
             hits.append(
                 SearchResult(
@@ -187,18 +264,86 @@ class DocumentIndex:
         registry = self._registry()
         if name is not None and name not in registry:
             raise DocumentIndexError(f"no collection named {name!r} (see `chakor docs list`)")
+        if self._outdated():
+            self._clear_outdated(registry)
+            name = None  # every collection's passages went with the old files
         names = [name] if name is not None else sorted(registry)
         return [self._sync(n, registry[n]["source"], registry) for n in names]
+
+    def _outdated(self) -> bool:
+        """Whether the folder holds an index whose schema is not this version's (made without owners)."""
+        if not self._has_tantivy_index():
+            return False
+        return tantivy.Index.open(str(self.path)).schema != _schema()
+
+    def _clear_outdated(self, registry: dict[str, Any]) -> None:
+        """Drop an outdated index's files (keeping the registry, emptied of fingerprints) so `_sync`
+        re-reads every collection's sources into the current schema."""
+        with _writer_lock(self.path):
+            for entry in self.path.iterdir():
+                if entry.name == REGISTRY:
+                    continue
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            for info in registry.values():
+                info["files"], info["counts"], info["passages"] = {}, {}, 0
+            self._save_registry(registry)
+            self._index = None
+
+    # Uploaded documents (owned by a user) ---------------------------------------------------
+
+    def add_owned(self, owner: str, collection: str, document_id: str, passages: Iterable[Passage]) -> int:
+        """Index one uploaded document's passages under `owner` (a user id) and `collection`; returns
+        how many were written. Committed before it returns: the next search finds them."""
+        with self._writing() as writer:
+            key = UPLOAD_KEY + document_id
+            writer.delete_documents_by_term("key", key)
+            count = self._write(writer, owner, collection, key, passages)
+            writer.commit()
+        return count
+
+    def delete_owned(self, document_ids: Sequence[str]) -> None:
+        """Remove uploaded documents' passages (committed before it returns)."""
+        if not document_ids:
+            return
+        with self._writing() as writer:
+            for document_id in document_ids:
+                writer.delete_documents_by_term("key", UPLOAD_KEY + document_id)
+            writer.commit()
+
+    def delete_owner(self, owner: str) -> None:
+        """Remove every passage of one user (their account was deleted)."""
+        if owner == SITE or not self.exists:
+            return
+        with self._writing() as writer:
+            writer.delete_documents_by_term("owner", owner)
+            writer.commit()
+
+    def count_owned(self, owner: str) -> int:
+        """How many passages `owner` has in the index (what consistency checks compare)."""
+        if not self.exists:
+            return 0
+        index = self._open(create=False)
+        index.reload()
+        query = tantivy.Query.term_query(index.schema, "owner", owner)
+        found = index.searcher().search(query, 1, count=True)
+        return int(found.count or 0)  # type: ignore[attr-defined]  # set with count=True; the stub lacks it
 
     def remove(self, name: str) -> int:
         """Drop a collection and its passages; returns how many passages it had."""
         registry = self._registry()
         if name not in registry:
             raise DocumentIndexError(f"no collection named {name!r} (see `chakor docs list`)")
-        writer = self._writer()
-        writer.delete_documents_by_term("collection", name)
-        writer.commit()
-        writer.wait_merging_threads()
+        with self._writing() as writer:
+            schema = self._open(create=True).schema
+            writer.delete_documents_by_query(
+                tantivy.Query.boolean_query(
+                    [
+                        (tantivy.Occur.Must, tantivy.Query.term_query(schema, "collection", name)),
+                        (tantivy.Occur.Must, tantivy.Query.term_query(schema, "owner", SITE)),
+                    ]
+                )
+            )
+            writer.commit()
         info = registry.pop(name)
         self._save_registry(registry)
         return int(info["passages"])
@@ -207,20 +352,19 @@ class DocumentIndex:
         before: dict[str, str] = dict(registry.get(name, {}).get("files", {}))
         counts = dict(registry.get(name, {}).get("counts", {}))
         current = self._fingerprints(spec)
-        writer = self._writer()
         added = updated = 0
-        for key, digest in current.items():
-            if before.get(key) == digest:
-                continue
-            added, updated = (added + 1, updated) if key not in before else (added, updated + 1)
-            writer.delete_documents_by_term("key", key)
-            counts[key] = self._write(writer, name, key, self._passages(spec, key))
         gone = [key for key in before if key not in current]
-        for key in gone:
-            writer.delete_documents_by_term("key", key)
-            counts.pop(key, None)
-        writer.commit()
-        writer.wait_merging_threads()
+        with self._writing() as writer:
+            for key, digest in current.items():
+                if before.get(key) == digest:
+                    continue
+                added, updated = (added + 1, updated) if key not in before else (added, updated + 1)
+                writer.delete_documents_by_term("key", key)
+                counts[key] = self._write(writer, SITE, name, key, self._passages(spec, key))
+            for key in gone:
+                writer.delete_documents_by_term("key", key)
+                counts.pop(key, None)
+            writer.commit()
         registry[name] = {
             "source": spec,
             "files": current,
@@ -245,12 +389,15 @@ class DocumentIndex:
         return builtin_passages() if spec == BUILTIN_DOCS else file_passages(Path(key))
 
     @staticmethod
-    def _write(writer: tantivy.IndexWriter, name: str, key: str, passages: Iterable[Passage]) -> int:
+    def _write(
+        writer: tantivy.IndexWriter, owner: str, name: str, key: str, passages: Iterable[Passage]
+    ) -> int:
         count = 0
         for passage in passages:
             writer.add_document(
                 tantivy.Document(
                     key=key,
+                    owner=owner,
                     collection=name,
                     title=passage.title,
                     url=passage.url,

@@ -13,6 +13,7 @@ from strawberry.tools import merge_types
 
 from backend.api.limits import check_size_maxima, limit_extensions
 from backend.api.resolvers.chat_features import ChatFeaturesMutation, ChatFeaturesQuery
+from backend.api.resolvers.documents import DocumentsMutation, DocumentsQuery
 from backend.api.resolvers.mutation import Mutation
 from backend.api.resolvers.query import Query
 from backend.api.resolvers.subscription import Subscription
@@ -76,8 +77,8 @@ def build_schema(introspection: bool = True) -> strawberry.Schema:
         [] if introspection else [lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
     )
     built = ChakorSchema(
-        query=merge_types("Query", (Query, ChatFeaturesQuery)),
-        mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation)),
+        query=merge_types("Query", (Query, ChatFeaturesQuery, DocumentsQuery)),
+        mutation=merge_types("Mutation", (Mutation, ChatFeaturesMutation, DocumentsMutation)),
         subscription=Subscription,
         extensions=[
             *limit_extensions(),

@@ -86,10 +86,19 @@ class SearchResult:
     url: str
     content: str
     score: float | None
+    collection: str | None = strawberry.field(
+        description="The document collection a passage came from; null for a web result."
+    )
 
     @classmethod
     def from_model(cls, source: models.Source) -> SearchResult:
-        return cls(title=source.title, url=source.url, content=source.content, score=source.score)
+        return cls(
+            title=source.title,
+            url=source.url,
+            content=source.content,
+            score=source.score,
+            collection=source.collection,
+        )
 
 
 @strawberry.type(description="One message of a conversation.")
@@ -486,6 +495,10 @@ class ChatInput:
         default=None,
         description="The served model to answer with (`models`); it becomes the conversation's. Default: "
         "the conversation's model, else the default one.",
+    )
+    collections: list[str] | None = strawberry.field(
+        default=None,
+        description="Narrow DOCUMENTS search to these collections (yours or the site's); null: all of them.",
     )
 
 

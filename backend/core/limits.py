@@ -1,5 +1,6 @@
 """An ASGI middleware refusing HTTP bodies and WebSocket messages over one size limit before they are
-parsed, so an operation (an import, a chat turn) meets the same limit over either transport."""
+parsed, so an operation (an import, a chat turn) meets the same limit over either transport. A path
+may have a limit of its own (the upload route's is a file's size)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    """Answer 413 to HTTP requests whose body exceeds `max_bytes`; close a WebSocket (1009) whose
-    client sends a message over it (the app sees the client leave)."""
+    """Answer 413 to HTTP requests whose body exceeds `max_bytes` (or `paths[path]` for those paths),
+    refused on a larger Content-Length at once and otherwise as soon as the bytes read pass it; close a
+    WebSocket (1009) whose client sends a message over it (the app sees the client leave)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = paths or {}
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"errors": [{"message": f"request body larger than {self.max_bytes} bytes"}]})
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = json.dumps({"errors": [{"message": f"request body larger than {limit} bytes"}]})
         await send(
             {
                 "type": "http.response.start",
@@ -62,9 +65,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"].rstrip("/"), self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         received = 0
         started = False
@@ -73,7 +77,7 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > limit:
                 raise BodyTooLarge
             return message
 
@@ -86,4 +90,4 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, limit)

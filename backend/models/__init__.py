@@ -3,6 +3,7 @@
 from backend.models.api_key import ApiKey
 from backend.models.conversation import Conversation, Message, MessageRole, MessageStatus, Source
 from backend.models.counters import WindowCounter
+from backend.models.document import DocumentQuota, UploadedDocument
 from backend.models.leases import LoginFailure, StreamLease
 from backend.models.search_cache import SearchCacheEntry
 from backend.models.usage import UsageDay
@@ -19,12 +20,15 @@ DOCUMENT_MODELS = [
     StreamLease,
     LoginFailure,
     WindowCounter,
+    UploadedDocument,
+    DocumentQuota,
 ]
 
 __all__ = [
     "DOCUMENT_MODELS",
     "ApiKey",
     "Conversation",
+    "DocumentQuota",
     "LoginFailure",
     "Message",
     "MessageRole",
@@ -34,6 +38,7 @@ __all__ = [
     "SearchCacheEntry",
     "Source",
     "StreamLease",
+    "UploadedDocument",
     "UsageDay",
     "User",
     "WindowCounter",

@@ -60,12 +60,14 @@ class MessageStatus(StrEnum):
 
 
 class Source(BaseModel):
-    """One web search result cited in an answer."""
+    """One web search result or document passage cited in an answer (`collection`: the document
+    collection it came from; None for the web)."""
 
     title: str
     url: str
     content: str
     score: float | None = None
+    collection: str | None = None
 
 
 class Message(Document):

@@ -49,6 +49,7 @@ class ChatRequest:
     max_tokens: int | None = None
     edit_of: str | None = None
     model: str | None = None  # a served model's name; None: the conversation's, else the default
+    collections: list[str] | None = None  # DOCUMENTS search narrowed to these collections
 
 
 @dataclass
@@ -523,16 +524,18 @@ async def _settle(admitted: _Admitted) -> None:
         await usage.release(reservation)
 
 
-async def _sources(plan: _Plan, answer: Message, mode: SearchMode, deps: ChatDeps) -> SourcesFound:
+async def _sources(plan: _Plan, answer: Message, request: ChatRequest, deps: ChatDeps) -> SourcesFound:
     """Web or document results for the user's text; a search that fails is recorded, never fatal."""
     query = plan.user_text[:MAX_SEARCH_QUERY_CHARS]
     try:
-        if mode is SearchMode.WEB:
+        if request.search is SearchMode.WEB:
             results = await deps.search.search(query, user_id=answer.user_id)
         elif deps.documents is None:
             raise SearchUnavailable("document search is not set up")
         else:
-            results = await deps.documents.search(query, DOCUMENT_RESULTS)
+            results = await deps.documents.search(
+                query, DOCUMENT_RESULTS, answer.user_id, request.collections
+            )
     except (SearchUnavailable, ValidationError, caps.LimitReached) as exc:
         answer.sources, answer.sources_error = [], exc.message
         return SourcesFound([], False, exc.message)
@@ -599,7 +602,7 @@ async def _generate(
         yield started
         sources: list[Source] = []
         if request.search is not SearchMode.OFF:
-            found = await _sources(plan, answer, request.search, deps)
+            found = await _sources(plan, answer, request, deps)
             sources = found.results
             yield found
         upstream = admitted.upstream

@@ -18,6 +18,7 @@ from backend.services.search import WebSearch
 from backend.services.served_models import ModelRoster, ServedModel
 from backend.services.status import StatusReporter
 from backend.services.streams import StreamRegistry
+from backend.services.uploads import DocumentLibrary
 from common.hosts import Network, trusted_networks
 
 
@@ -36,6 +37,7 @@ class AppServices:
     models: ModelRoster
     search: WebSearch
     documents: DocumentSearch
+    library: DocumentLibrary
     streams: StreamRegistry
     login_limits: LoginLimits
     status: StatusReporter
@@ -72,6 +74,7 @@ class AppServices:
             models=models,
             search=WebSearch(settings),
             documents=DocumentSearch(settings),
+            library=DocumentLibrary(settings),
             streams=streams,
             login_limits=LoginLimits.from_settings(settings),
             status=StatusReporter(models, client, streams),

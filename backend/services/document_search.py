@@ -1,7 +1,9 @@
-"""DOCUMENTS search for the backend: the offline index (`chakor docs add`) as chat sources.
+"""DOCUMENTS search for the backend: the site's collections (`chakor docs add`) and the caller's own
+uploads, as chat sources.
 
 The index is read in a worker thread (tantivy reads segment files); every search reloads it, so a
-collection added by `chakor docs add` while the backend runs is found by the next chat.
+collection added by `chakor docs add` or an upload is found by the next chat. A search sees exactly
+the site's passages and the caller's own: the owner filter is part of the index query.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import PurePath
+
+from beanie import PydanticObjectId
 
 from backend.core.config import Settings
 from backend.core.errors import ValidationError
@@ -17,10 +22,11 @@ from backend.models import Source
 from backend.services.search import MAX_QUERY_CHARS, MAX_RESULTS, SearchUnavailable, WebSearch
 from backend.services.validation import clean_text
 from common.chat import SearchMode, SearchResult
-from documents.index import DocumentIndex, DocumentIndexError
+from documents.index import SITE, DocumentIndex, DocumentIndexError
 
 log = logging.getLogger("chakor.backend")
 NO_INDEX = "no documents are indexed (add them with `chakor docs add PATH`)"
+MAX_COLLECTIONS = 20  # names one search may narrow to (a client's picker, not a list of everything)
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, https:, pydoc:, ...
 
 
@@ -36,11 +42,27 @@ def public_location(url: str) -> str:
 def source_of(hit: SearchResult) -> Source:
     """A stored chat source for an index hit: `url` is the document's URL or file name (never the
     server's path: sources reach every client and are stored in its conversation), `content` the snippet."""
-    return Source(title=hit.title, url=public_location(hit.url), content=hit.content, score=hit.score)
+    return Source(
+        title=hit.title,
+        url=public_location(hit.url),
+        content=hit.content,
+        score=hit.score,
+        collection=hit.collection or None,
+    )
+
+
+def clean_collections(collections: Sequence[str] | None) -> list[str] | None:
+    """The collection names a search is narrowed to (None: all the caller may see); ValidationError
+    for too many or malformed ones. An unknown name simply matches nothing."""
+    if collections is None:
+        return None
+    if len(collections) > MAX_COLLECTIONS:
+        raise ValidationError(f"at most {MAX_COLLECTIONS} collections per search")
+    return sorted({clean_text(name, "collection", 200) for name in collections})
 
 
 class DocumentSearch:
-    """Searches the document index at `settings.docs_index_dir`."""
+    """Searches the document index at `settings.docs_index_dir` for one user at a time."""
 
     def __init__(self, settings: Settings) -> None:
         self.index = DocumentIndex(settings.docs_index_dir)
@@ -50,13 +72,22 @@ class DocumentSearch:
         """Whether `chakor docs add` has created the index."""
         return self.index.exists
 
-    async def search(self, query: str, max_results: int = 3) -> list[Source]:
-        """The best passages for `query`; SearchUnavailable when there is no index or it cannot be read."""
+    async def search(
+        self,
+        query: str,
+        max_results: int,
+        user_id: PydanticObjectId,
+        collections: Sequence[str] | None = None,
+    ) -> list[Source]:
+        """The best passages for `query` among the site's and `user_id`'s own (narrowed to
+        `collections` when given); SearchUnavailable when there is no index or it cannot be read."""
         query = clean_text(query, "query", MAX_QUERY_CHARS)
         if not 1 <= max_results <= MAX_RESULTS:
             raise ValidationError(f"maxResults must be between 1 and {MAX_RESULTS}")
+        names = clean_collections(collections)
+        owners = (SITE, str(user_id))
         try:
-            hits = await asyncio.to_thread(self.index.search, query, max_results)
+            hits = await asyncio.to_thread(self.index.search, query, max_results, owners, names)
         except (DocumentIndexError, OSError, ValueError) as exc:
             # The detail names server paths: it goes to the log, the client gets the gist.
             log.warning("document search unavailable: %s", exc)

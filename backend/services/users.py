@@ -14,10 +14,12 @@ from backend.core.errors import NotFoundError, ValidationError
 from backend.models import (
     ApiKey,
     Conversation,
+    DocumentQuota,
     Message,
     RefreshToken,
     Role,
     StreamLease,
+    UploadedDocument,
     UsageDay,
     User,
     WindowCounter,
@@ -25,6 +27,7 @@ from backend.models import (
 from backend.services.auth import revoke_all
 from backend.services.pagination import after_filter, newest_first
 from backend.services.streams import WATCH_SECONDS, StreamRegistry
+from backend.services.uploads import DocumentLibrary
 from backend.services.validation import object_id, page_size, search_regex
 
 
@@ -102,17 +105,20 @@ async def _stop_answers(user: User, streams: StreamRegistry) -> None:
         await asyncio.sleep(WATCH_SECONDS)
 
 
-async def delete_user(actor: User, user_id: str, streams: StreamRegistry) -> bool:
+async def delete_user(actor: User, user_id: str, streams: StreamRegistry, library: DocumentLibrary) -> bool:
     """Delete a user and everything of theirs: conversations, messages, refresh tokens, API keys,
-    usage, counters and stream leases. The account is disabled and signed out first and their
-    answers are stopped, so nothing of theirs starts or is written again meanwhile."""
+    usage, counters, stream leases and documents (their passages leave the index first). The account
+    is disabled and signed out first and their answers are stopped, so nothing of theirs starts or is
+    written again meanwhile."""
     user = await get_user(user_id)
     if user.id == actor.id:
         raise ValidationError("you cannot delete your own account")
     await _set(user, disabled=True)
     await revoke_all(user)
     await _stop_answers(user, streams)
-    for document in (Message, Conversation, RefreshToken, ApiKey, UsageDay, WindowCounter, StreamLease):
+    await library.delete_user_documents(user.id)  # type: ignore[arg-type]
+    models = (Message, Conversation, RefreshToken, ApiKey, UsageDay, WindowCounter, StreamLease)
+    for document in (*models, UploadedDocument, DocumentQuota):
         await document.get_pymongo_collection().delete_many({"user_id": user.id})
     await user.delete()
     return True

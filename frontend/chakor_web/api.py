@@ -54,20 +54,40 @@ def _raise_errors(errors: list[dict[str, Any]]) -> None:
     raise ApiError(first.get("message", "request failed"), code)
 
 
+async def _post(
+    client: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any],
+    headers: dict[str, str],
+    upload: tuple[str, bytes] | None,
+) -> httpx.Response:
+    """POST the operation as JSON, or with `upload` (name, bytes) as `variables.file` in a GraphQL
+    multipart request to the backend's upload route (with the header its CSRF check asks for)."""
+    if upload is None:
+        return await client.post(
+            graphql_url(), json={"query": query, "variables": variables}, headers=headers
+        )
+    operations = {"query": query, "variables": {**variables, "file": None}}
+    return await client.post(
+        graphql_url() + "/upload",
+        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": (upload[0], upload[1], "application/octet-stream")},
+        headers={**headers, "Apollo-Require-Preflight": "true"},
+    )
+
+
 async def execute(
     query: str,
     variables: dict[str, Any] | None = None,
     token: str | None = None,
     forwarded: str | None = None,
+    upload: tuple[str, bytes] | None = None,
 ) -> Any:
-    """Run a query or mutation and return its `data`; raise ApiError on any GraphQL or network error."""
+    """Run a query or mutation and return its `data`; raise ApiError on any GraphQL or network error.
+    With `upload` (a file's name and bytes), the file is the operation's `$file`."""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-            response = await client.post(
-                graphql_url(),
-                json={"query": query, "variables": variables or {}},
-                headers=_headers(token, forwarded),
-            )
+            response = await _post(client, query, variables or {}, _headers(token, forwarded), upload)
     except httpx.HTTPError as exc:
         raise ApiError(f"the server cannot be reached ({type(exc).__name__})", "UNAVAILABLE") from None
     try:

@@ -10,12 +10,14 @@ from chakor_web.components.admin import admin_page
 from chakor_web.components.api_keys import api_keys_page
 from chakor_web.components.auth import login_page, register_page
 from chakor_web.components.chat import chat_page
+from chakor_web.components.documents import documents_page
 from chakor_web.components.settings import settings_page
 from chakor_web.server import app_headers, routes
 from chakor_web.state.admin import AdminState
 from chakor_web.state.api_keys import ApiKeysState
 from chakor_web.state.auth import AuthState
 from chakor_web.state.chat import ChatState
+from chakor_web.state.documents import DocumentsState
 from chakor_web.state.settings import SettingsState
 from common.response_headers import ResponseHeaders
 
@@ -55,4 +57,10 @@ app.add_page(
     route="/keys",
     title="API keys · Chakor",
     on_load=[AuthState.restore_session, ApiKeysState.open_page],
+)
+app.add_page(
+    documents_page,
+    route="/documents",
+    title="Documents · Chakor",
+    on_load=[AuthState.restore_session, DocumentsState.open_page],
 )

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import tantivy
 
-from documents.index import DocumentIndex, DocumentIndexError
-from documents.passages import DocumentSourceError, snippet_of
+from documents.index import SITE, DocumentIndex, DocumentIndexError
+from documents.passages import DocumentSourceError, Passage, snippet_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,3 +173,45 @@ def test_indexing_and_searching_need_no_network(
     index.add(str(folder))
     assert index.search("What does json.dumps do?", 1)[0].title == "json.dumps"
     assert index.search("quark fuel", 1)[0].title == "Starship"
+
+
+def test_an_index_made_before_owners_is_rebuilt_by_reindex(tmp_path: Path, folder: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    index.add(str(folder), name="notes")
+    # The same folder as an older Chakor left it: the schema without `owner`.
+    old = tantivy.SchemaBuilder()
+    for field in ("key", "collection", "url", "snippet"):
+        old.add_text_field(field, stored=True, tokenizer_name="raw")
+    old.add_text_field("title", stored=True)
+    old.add_text_field("body", stored=False, tokenizer_name="en_stem")
+    for entry in (tmp_path / "index").iterdir():
+        if entry.name != "collections.json":
+            entry.unlink()
+    writer = tantivy.Index(old.build(), path=str(tmp_path / "index")).writer(heap_size=15_000_000)
+    writer.add_document(tantivy.Document(key="k", collection="notes", title="Old", body="oolong"))
+    writer.commit()
+    writer.wait_merging_threads()
+
+    with pytest.raises(DocumentIndexError, match=r"made by an older Chakor .* `chakor docs reindex`$"):
+        DocumentIndex(tmp_path / "index").search("oolong")
+    [change] = DocumentIndex(tmp_path / "index").reindex()
+    assert (change.name, change.added_files, change.passages) == ("notes", 3, 3)
+    [tea] = DocumentIndex(tmp_path / "index").search("oolong tea", 1)
+    assert (tea.title, tea.collection) == ("tea.txt", "notes")
+
+
+def test_owned_passages_are_seen_only_by_their_owner(tmp_path: Path, folder: Path) -> None:
+    index = DocumentIndex(tmp_path / "index")
+    index.add(str(folder), name="notes")
+    alice, bob = "a" * 24, "b" * 24
+    passage = Passage(
+        "Alice tea", "alice.txt", "Alice brews oolong tea cold.", "Alice brews oolong tea cold."
+    )
+    assert index.add_owned(alice, "mine", "doc1", [passage]) == 1
+    assert [h.title for h in index.search("oolong tea", 5, owners=(SITE, alice))] == ["Alice tea", "tea.txt"]
+    assert [h.title for h in index.search("oolong tea", 5, owners=(SITE, bob))] == ["tea.txt"]
+    assert [h.title for h in index.search("oolong tea", 5)] == ["tea.txt"]  # the site's alone by default
+    assert [h.title for h in index.search("oolong", 5, (SITE, alice), ["mine"])] == ["Alice tea"]
+    assert index.count_owned(alice) == 1
+    index.delete_owned(["doc1"])
+    assert index.count_owned(alice) == 0 and index.search("alice", 5, owners=(alice,)) == []

@@ -20,6 +20,7 @@ MODULES = [
     "chakor_web.state.settings",
     "chakor_web.state.conversation_tools",
     "chakor_web.state.api_keys",
+    "chakor_web.state.documents",
     "chakor_web.server",
 ]
 OPERATIONS = ("query", "mutation", "subscription")

@@ -143,4 +143,5 @@ class Mutation:
     )
     async def delete_user(self, info: Info, user_id: strawberry.ID) -> bool:
         actor = await info.context.user()
-        return await users.delete_user(actor, user_id, info.context.services.streams)
+        services = info.context.services
+        return await users.delete_user(actor, user_id, services.streams, services.library)

@@ -69,14 +69,20 @@ class Query:
         return [SearchResult.from_model(r) for r in results]
 
     @strawberry.field(
-        description="Search your documents (the offline index of `chakor docs add`).",
+        description="Search your documents and the site's collections (`chakor docs add`), narrowed to "
+        "`collections` when given.",
         permission_classes=SIGNED_IN,
     )
     async def document_search(
-        self, info: Info, query: str, max_results: int | None = DOCUMENT_RESULTS
+        self,
+        info: Info,
+        query: str,
+        max_results: int | None = DOCUMENT_RESULTS,
+        collections: list[str] | None = None,
     ) -> list[SearchResult]:
         count = DOCUMENT_RESULTS if max_results is None else max_results
-        results = await info.context.services.documents.search(query, count)
+        user = await info.context.user()
+        results = await info.context.services.documents.search(query, count, oid(user), collections)
         return [SearchResult.from_model(r) for r in results]
 
     @strawberry.field(description="Which search modes a chat turn can use now.", permission_classes=SIGNED_IN)

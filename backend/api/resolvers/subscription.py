@@ -74,6 +74,7 @@ class Subscription:
             max_tokens=input.max_tokens,
             edit_of=input.edit_of,
             model=input.model,
+            collections=input.collections,
         )
         async for event in chat_service.chat(caller, request, info.context.services.chat_deps):
             yield _event(event)

@@ -163,7 +163,12 @@ def sidebar() -> rx.Component:
 def _source_card(source: Source) -> rx.Component:
     card = rx.card(
         rx.text(source.title, weight="medium", size="2", truncate=True),
-        rx.text(source.domain, size="1", color_scheme="gray", truncate=True),
+        rx.text(
+            rx.cond(source.collection != "", source.collection + " · " + source.domain, source.domain),
+            size="1",
+            color_scheme="gray",
+            truncate=True,
+        ),
         width="14em",
     )
     return rx.cond(
@@ -303,6 +308,19 @@ def _error() -> rx.Component:
     )
 
 
+def _collection_picker() -> rx.Component:
+    """Which collection Documents search covers: all of yours and the site's, or one of them."""
+    return rx.select.root(
+        rx.select.trigger(aria_label="Collection"),
+        rx.select.content(
+            rx.foreach(ChatState.collection_choices, lambda name: rx.select.item(name, value=name))
+        ),
+        value=ChatState.search_collection,
+        on_change=ChatState.set_search_collection,
+        size="1",
+    )
+
+
 def _composer() -> rx.Component:
     """The message box; the web-search switch sits outside the form so that resetting the form keeps it."""
     send_or_stop = rx.cond(
@@ -340,6 +358,7 @@ def _composer() -> rx.Component:
                     size="1",
                     aria_labelledby="search-mode-label",
                 ),
+                rx.cond(ChatState.search_mode == "DOCUMENTS", _collection_picker()),
                 align="center",
             ),
             rx.spacer(),

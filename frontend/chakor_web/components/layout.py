@@ -34,6 +34,7 @@ def navbar() -> rx.Component:
                 AuthState.logged_in,
                 rx.hstack(
                     rx.link("Chat", href="/"),
+                    rx.link("Documents", href="/documents"),
                     rx.cond(AuthState.is_admin, rx.link("Admin", href="/admin")),
                     rx.link("Settings", href="/settings"),
                     rx.link("API keys", href="/keys"),
@@ -41,6 +42,9 @@ def navbar() -> rx.Component:
                     rx.button("Log out", on_click=AuthState.logout, variant="soft", size="1"),
                     align="center",
                     spacing="3",
+                    wrap="wrap",  # at phone width the links take two lines instead of widening the page
+                    justify="end",
+                    min_width="0",
                 ),
             ),
             rx.color_mode.button(aria_label="Toggle light/dark theme", size="1"),

@@ -114,8 +114,11 @@ class AuthState(rx.State):
             session = self._session()
         return session.access_token if session else ""
 
-    async def _gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
-        """Run an authenticated operation, refreshing the access token once when it has expired.
+    async def _gql(
+        self, query: str, variables: dict[str, Any] | None = None, upload: tuple[str, bytes] | None = None
+    ) -> Any:
+        """Run an authenticated operation (with a file for `$file`: `upload`), refreshing the access
+        token once when it has expired.
 
         Raises ApiError; `self.logged_in` is False afterwards when the session could not be renewed.
         """
@@ -124,11 +127,11 @@ class AuthState(rx.State):
             self._sign_out(SESSION_EXPIRED)
             raise ApiError(SESSION_EXPIRED, "UNAUTHENTICATED")
         try:
-            return await execute(query, variables, session.access_token, self._forwarded())
+            return await execute(query, variables, session.access_token, self._forwarded(), upload)
         except ApiError as exc:
             if not exc.unauthenticated or not await self._refresh(session.access_token):
                 raise
-        return await execute(query, variables, await self._live_token(), self._forwarded())
+        return await execute(query, variables, await self._live_token(), self._forwarded(), upload)
 
     def _expired_redirect(self) -> EventSpec | None:
         """A redirect to /login when signed out (never signed in, or the last call ended the session)."""

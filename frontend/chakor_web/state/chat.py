@@ -24,7 +24,7 @@ LIST = """query($first: Int, $after: String, $search: String) {
   }
 }"""
 MESSAGE_FIELDS = (
-    "id role content status sources { title url } sourcesError tokensPerSecond finishReason error"
+    "id role content status sources { title url collection } sourcesError tokensPerSecond finishReason error"
     " siblingCount siblingIndex previousSiblingId nextSiblingId model"
 )
 OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title model messages {{ {MESSAGE_FIELDS} }} }} }}"
@@ -36,6 +36,8 @@ STOP = "mutation($id: ID!) { stopGeneration(messageId: $id) }"
 SELECT_BRANCH = "mutation($id: ID!) { selectBranch(messageId: $id) { id } }"
 GENERATE_TITLE = "mutation($id: ID!) { generateTitle(id: $id) { id title } }"
 SEARCH_MODES = "{ searchModes { mode available } }"
+COLLECTION_NAMES = "query { collections { name } }"
+ALL_COLLECTIONS = "All collections"  # the collection picker's first choice: no narrowing
 # The composer's search choice: label -> the ChatInput.search value, and what an unavailable mode adds.
 SEARCH_LABELS = {"Off": "OFF", "Web": "WEB", "Documents": "DOCUMENTS"}
 UNAVAILABLE_NOTES = {"WEB": "not configured", "DOCUMENTS": "none indexed"}
@@ -43,7 +45,7 @@ CHAT = """subscription($input: ChatInput!) {
   chat(input: $input) {
     __typename
     ... on ChatStarted { conversationId userMessageId assistantMessageId }
-    ... on ChatSources { results { title url } available error }
+    ... on ChatSources { results { title url collection } available error }
     ... on ChatToken { text }
     ... on ChatDone { tokensPerSecond finishReason }
     ... on ChatError { code message }
@@ -65,6 +67,7 @@ class Source:
     url: str = ""
     domain: str = ""
     link: bool = False
+    collection: str = ""  # the document collection a passage came from ("" for the web)
 
 
 @dataclass
@@ -123,7 +126,9 @@ def _source(result: dict[str, Any]) -> Source:
     url = result["url"]
     parts = urlsplit(url)
     web = parts.scheme in ("http", "https")
-    return Source(result["title"] or url, url, parts.netloc if web else url, web)
+    return Source(
+        result["title"] or url, url, parts.netloc if web else url, web, result.get("collection") or ""
+    )
 
 
 def _sources(results: list[dict[str, Any]] | None) -> list[Source]:
@@ -168,6 +173,8 @@ class ChatState(AuthState):
     messages: rx.Field[list[ChatMessage]] = rx.field([])
     search_mode: str = "OFF"
     unavailable_modes: list[str] = []
+    collection_choices: list[str] = [ALL_COLLECTIONS]
+    search_collection: str = ALL_COLLECTIONS
     streaming: bool = False
     live_id: str = ""
     live_text: str = ""
@@ -373,6 +380,14 @@ class ChatState(AuthState):
     async def _load_search_modes(self) -> None:
         modes = (await self._gql(SEARCH_MODES))["searchModes"]
         self.unavailable_modes = [m["mode"] for m in modes if not m["available"]]
+        names = sorted({c["name"] for c in (await self._gql(COLLECTION_NAMES))["collections"]})
+        self.collection_choices = [ALL_COLLECTIONS, *names]
+        if self.search_collection not in self.collection_choices:
+            self.search_collection = ALL_COLLECTIONS
+
+    @rx.event
+    def set_search_collection(self, name: str) -> None:
+        self.search_collection = name
 
     @rx.event
     def start_edit(self, message_id: str, text: str) -> None:
@@ -449,6 +464,8 @@ class ChatState(AuthState):
             "regenerate": regenerate,
             "search": self.search_mode,
         }
+        if self.search_mode == "DOCUMENTS" and self.search_collection != ALL_COLLECTIONS:
+            chat_input["collections"] = [self.search_collection]
         if self.conversation_id:
             chat_input["conversationId"] = self.conversation_id
         if edit_of:
