@@ -12,6 +12,10 @@ quickstart's 2 threads, and process CPU time on 1 thread, which still holds on a
   SFT as it was (packed rows, document mask, logits for every token) and SFT now (logits for the labelled
   tokens only: trainer.titan.loss).
 
+`test_one_process_fsdp_cost`: the same plain loop with the model under FSDP2 `fully_shard` over a one-rank
+gloo group, as the trainer ran the quickstart before (trainer.titan.model_spec.needs_fsdp now leaves one fp32
+process unsharded), against the plain model, per stage; process CPU time on 1 thread.
+
 Share of peak = model FLOPs per second / peak, with the model FLOPs of the full step (every token through the
 head, attention over the whole T x T as the dense SDPA mask computes it), the MFU convention: work the step
 skips shows as a higher share. The torchtitan trainer against the same plain loop is test_train_bench's
@@ -29,6 +33,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+from torch.distributed.fsdp import fully_shard
 
 from common.chat import ChatEncoding
 from trainer.configs import MODEL_CONFIGS, ModelConfig
@@ -82,10 +89,23 @@ def sft_batch(cfg: ModelConfig, rng: np.random.Generator) -> tuple[torch.Tensor,
     return ids[:, :-1], torch.from_numpy(rows.positions[:BATCH, :-1]), labels
 
 
-def make_step(cfg: ModelConfig, stage: str) -> Callable[[], None]:
-    """One training step of the plain loop for `stage`: pretrain, sft-all-logits or sft-labelled-logits."""
+def one_rank_mesh() -> DeviceMesh:
+    """A CPU device mesh over a one-process gloo group (started here unless one is running)."""
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    return init_device_mesh("cpu", (1,), mesh_dim_names=("fsdp",))
+
+
+def make_step(cfg: ModelConfig, stage: str, mesh: DeviceMesh | None = None) -> Callable[[], None]:
+    """One training step of the plain loop for `stage`: pretrain, sft-all-logits or sft-labelled-logits.
+
+    With `mesh`: the model under FSDP2, one unit per block plus the root (trainer.titan.model_spec)."""
     torch.manual_seed(0)
     model = Transformer(cfg)
+    if mesh is not None:
+        for block in model.layers.values():
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
     rng = np.random.default_rng(0)
     if stage == "pretrain":
@@ -167,3 +187,34 @@ def test_training_stages_share_of_matmul_peak(benchmark) -> None:
         info[f"{name}_sft_speedup"] = round(ratio, 3)
         print(f"  SFT step, labelled logits vs all logits: {ratio:.2f}x")
     assert math.isfinite(speedup) and speedup > 0
+
+
+@pytest.mark.timeout(1800)  # ~20 s on an idle host
+def test_one_process_fsdp_cost(benchmark) -> None:
+    cfg = MODEL_CONFIGS["tiny"]
+    mesh = one_rank_mesh()
+    stages = ("pretrain", "sft-labelled-logits")
+    steps = {f"{stage} {kind}": make_step(cfg, stage, mesh if kind == "fsdp" else None)
+             for stage in stages for kind in ("fsdp", "plain")}  # fmt: skip
+    results: dict[str, float] = {}
+
+    def measure() -> float:
+        peak, times = time_stages(steps, 1, time.process_time)
+        results.update(times, peak=peak)
+        return times["pretrain fsdp"] / times["pretrain plain"]
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    torch.set_num_threads(THREADS)
+    flops, info = step_flops(cfg, BATCH, SEQ_LEN), benchmark.extra_info
+    info.update(load_average=round(os.getloadavg()[0], 2), peak_gflops_model_shape=round(results["peak"], 1))
+    print(
+        f"\nload average {info['load_average']}; 1 thread, CPU time, matmul peak {results['peak']:.1f} GFLOP/s"
+    )
+    for stage in stages:
+        before, after = results[f"{stage} fsdp"], results[f"{stage} plain"]
+        for kind, seconds in (("FSDP2 on one rank (before)", before), ("plain module (now)", after)):
+            print(f"  {stage}, {kind}: {BATCH * SEQ_LEN / seconds:,.0f} tokens/s, "
+                  f"{flops / seconds / 1e9 / results['peak']:.1%} of the matmul peak")  # fmt: skip
+        info[f"{stage}_fsdp_over_plain"] = round(before / after, 3)
+        print(f"  {stage}: the plain module's step is {before / after:.3f}x faster")
+    assert all(math.isfinite(v) and v > 0 for v in results.values())

@@ -24,7 +24,7 @@ from common.model_registry import Kind, RegistryError, load_registry, registry_p
 from common.settings import Settings
 from evaluation.gates import K_QUANTS, k_quant_obstacle
 from evaluation.report import EVAL_JSON, EvalReport, read_report
-from trainer.configs import ModelConfig
+from trainer.configs import ModelConfig, TrainConfig
 from trainer.metrics import METRICS_FILE, read_metrics
 
 # f32 is the KL-divergence base of `chakor eval`; q4_k_m is made only when the model is wide enough for K-quants.
@@ -110,9 +110,24 @@ def stages(root: Path) -> list[Stage]:
             (),
             root / "docs-index.json",
         ),
+        # Validation + samples take ~2.4 s (8 steps' time) and a checkpoint ~0.15 s on a 2-core host: at steps
+        # 1, 300 and 600, and one checkpoint at the end (the one SFT reads), not every 100 steps. The same
+        # training (equal losses), ~10 s sooner.
         Stage(
             "pretrain",
-            ("train", "--config", "tiny", "--data", str(shards), "--out", str(pretrain)),
+            (
+                "train",
+                "--config",
+                "tiny",
+                "--data",
+                str(shards),
+                "--eval-every",
+                "300",
+                "--checkpoint-every",
+                "600",
+                "--out",
+                str(pretrain),
+            ),
             (shards, tokenizer),
             pretrain,
         ),
@@ -132,6 +147,8 @@ def stages(root: Path) -> list[Stage]:
                 "1500",
                 "--lr",
                 "2e-3",
+                "--eval-every",  # validation + chat samples halfway and at the end (~1.9 s each)
+                "750",
                 "--out",
                 str(sft),
             ),
@@ -143,23 +160,51 @@ def stages(root: Path) -> list[Stage]:
     return steps
 
 
-def sft_forecast(root: Path, sft: Stage) -> str | None:
-    """How long the SFT stage should take, from the pretraining's measured tokens/s (None without them).
+# Measured on the quickstart's own stages (issue 32; benchmarks/test_stage_peak_bench.py): an SFT token costs
+# ~0.64x a pretraining token (the same model and rows; logits for the labelled ~14% only), and export, the
+# GGUFs, verify and eval together take about a fifth of the pretraining's step time (40.6 s vs 181 s on the
+# 2-core Xeon, ~60 s vs ~300 s on the 2-vCPU EPYC).
+SFT_TOKEN_COST = 0.64
+AFTER_TRAINING_SHARE = 0.2
 
-    An upper bound: both stages train the same model on rows of the same size, and an SFT step computes
-    logits only for its labelled tokens. The first steps (start-up) are left out of the median.
-    """
+
+def sft_steps(sft: Stage) -> int:
+    """The SFT stage's --steps."""
+    return int(sft.args[sft.args.index("--steps") + 1])
+
+
+def pretrain_forecast(sft: Stage) -> str:
+    """Before the pretraining: the whole run's time as a multiple of the pretraining's, whose progress bar
+    shows its own time left after its first steps. Both stages step through rows of the same size (the
+    `tiny` recipe, TrainConfig's defaults)."""
+    recipe = TrainConfig()
+    after = sft_steps(sft) * SFT_TOKEN_COST / recipe.steps + AFTER_TRAINING_SHARE
+    tokens = sft_steps(sft) * recipe.local_batch_size * recipe.seq_len
+    return (
+        f"Pretraining next, then SFT ({tokens:,} tokens) and the stages after it: about {1 + after:.1f}x the "
+        "pretraining's time in all (its progress bar shows its time left from the first steps)"
+    )
+
+
+def sft_forecast(root: Path, sft: Stage) -> str | None:
+    """The time left for SFT and the stages after it, from the pretraining's measured tokens/s (None
+    without them). The first steps (start-up) are left out of the median."""
     rates = [
         r["tokens_per_s"] for r in read_metrics(root / "pretrain" / METRICS_FILE) if r.get("tokens_per_s")
     ]
-    if len(rates) < 4 or "--steps" not in sft.args:
+    if len(rates) < 4:
         return None
     train = read_json(root / "pretrain" / "run.json")["train"]
-    tokens = int(sft.args[sft.args.index("--steps") + 1]) * train["local_batch_size"] * train["seq_len"]
     rate = statistics.median(rates[3:])
+    tokens = sft_steps(sft) * train["local_batch_size"] * train["seq_len"]
+    sft_minutes = tokens * SFT_TOKEN_COST / rate / 60
+    after_minutes = (
+        AFTER_TRAINING_SHARE * train["steps"] * train["local_batch_size"] * train["seq_len"] / rate / 60
+    )
     return (
-        f"SFT next: {tokens:,} tokens, at most {tokens / rate / 60:.1f} min at the pretraining's "
-        f"{rate:,.0f} tokens/s; then export, conversion and eval (about a tenth of that)"
+        f"SFT next: {tokens:,} tokens, ~{sft_minutes:.1f} min at the pretraining's {rate:,.0f} tokens/s; "
+        f"then export, GGUFs, verify and eval ~{after_minutes:.1f} min: about "
+        f"{sft_minutes + after_minutes:.1f} min left"
     )
 
 
@@ -371,10 +416,13 @@ def quickstart(
     root = quickstart_dir(settings)
     seconds: dict[str, float | None] = {}
     stamps = root / ".stamps"
-    for stage in stages(root):
-        pending_sft = stage.name == "sft" and not is_up_to_date(stage, stamps, fingerprint(stage))
-        if pending_sft and (forecast := sft_forecast(root, stage)):
-            console.print(f"[cyan]{forecast}[/]")
+    pipeline = stages(root)
+    sft = next(stage for stage in pipeline if stage.name == "sft")
+    for stage in pipeline:
+        if stage.name in ("pretrain", "sft") and not is_up_to_date(stage, stamps, fingerprint(stage)):
+            forecast = pretrain_forecast(sft) if stage.name == "pretrain" else sft_forecast(root, sft)
+            if forecast:
+                console.print(f"[cyan]{forecast}[/]")
         seconds[stage.name] = run_stage(stage, stamps)
     quants, k_quant_obstacle = quant_types(root)
     if k_quant_obstacle:

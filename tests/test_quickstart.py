@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chakor.quickstart import Stage, run_stage, sft_forecast, stages
+from chakor.quickstart import Stage, pretrain_forecast, run_stage, sft_forecast, stages
 
 
 def test_a_stage_runs_once_and_again_only_when_an_input_changes(tmp_path: Path) -> None:
@@ -35,19 +35,27 @@ def test_a_stage_runs_once_and_again_only_when_an_input_changes(tmp_path: Path) 
     assert isinstance(run_stage(check, stamps), float)
 
 
-def test_the_sft_forecast_comes_from_the_pretrainings_speed(tmp_path: Path) -> None:
+def test_the_forecasts_come_from_the_stages_steps_and_the_pretrainings_speed(tmp_path: Path) -> None:
     (tmp_path / "pretrain").mkdir()
     sft = next(stage for stage in stages(tmp_path) if stage.name == "sft")
+    steps = int(sft.args[sft.args.index("--steps") + 1])
+    whole = 1 + steps * 0.64 / 600 + 0.2  # SFT tokens cost 0.64x; export to eval a fifth of the pretraining
+    assert pretrain_forecast(sft) == (
+        f"Pretraining next, then SFT ({steps * 2048:,} tokens) and the stages after it: about {whole:.1f}x "
+        "the pretraining's time in all (its progress bar shows its time left from the first steps)"
+    )
     assert sft_forecast(tmp_path, sft) is None  # no pretraining measured yet
     (tmp_path / "pretrain" / "run.json").write_text(
-        json.dumps({"train": {"local_batch_size": 8, "seq_len": 256}})
+        json.dumps({"train": {"steps": 600, "local_batch_size": 8, "seq_len": 256}})
     )
     # Start-up steps are slow; the median of the others is the speed. A validation record has no speed.
     rates = [300.0, 900.0, 1500.0, 2000.0, 2048.0, 1900.0]
     records = [{"step": i + 1, "loss": 5.0, "tokens_per_s": rate} for i, rate in enumerate(rates)]
     records.insert(1, {"step": 1, "val_loss": 5.5})
     (tmp_path / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    sft_minutes = steps * 2048 * 0.64 / 2000 / 60
+    after_minutes = 0.2 * 600 * 2048 / 2000 / 60  # 2.0 min
     assert sft_forecast(tmp_path, sft) == (
-        "SFT next: 3,072,000 tokens, at most 25.6 min at the pretraining's 2,000 tokens/s; "
-        "then export, conversion and eval (about a tenth of that)"
+        f"SFT next: {steps * 2048:,} tokens, ~{sft_minutes:.1f} min at the pretraining's 2,000 tokens/s; "
+        f"then export, GGUFs, verify and eval ~2.0 min: about {sft_minutes + after_minutes:.1f} min left"
     )

@@ -40,6 +40,7 @@ AC = typer.Option(False, "--ac", help="Activation checkpointing (full unless --a
 AC_MODE = typer.Option(None, "--ac-mode", help="full or selective (torchtitan's per-op SAC); implies --ac.")
 BATCH_SIZE = typer.Option(None, "--batch-size", min=1, help="Sequences per process per micro-batch.")
 SEQ_LEN = typer.Option(None, "--seq-len", min=8, help="Tokens per sequence.")
+EVAL_EVERY = typer.Option(None, "--eval-every", min=1, help="Validate + sample every N steps.")
 
 
 def _parallel(
@@ -82,9 +83,7 @@ def train(
     tp: int | None = TP,
     dp_replicate: int | None = DP_REPLICATE,
     seq_len: int | None = SEQ_LEN,
-    eval_every: int | None = typer.Option(
-        None, "--eval-every", min=1, help="Validate + sample every N steps."
-    ),
+    eval_every: int | None = EVAL_EVERY,
     checkpoint_every: int | None = typer.Option(
         None, "--checkpoint-every", min=1, help="Checkpoint interval."
     ),
@@ -203,6 +202,7 @@ def sft(
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: from the base run's)."),
     batch_size: int | None = BATCH_SIZE,
     seq_len: int | None = SEQ_LEN,
+    eval_every: int | None = EVAL_EVERY,
     tp: int | None = TP,
     dp_replicate: int | None = DP_REPLICATE,
     compile: bool = COMPILE,
@@ -221,7 +221,7 @@ def sft(
     """
     recipe: dict[str, Any] = {
         "epochs": epochs, "steps": steps, "lr": lr, "local_batch_size": batch_size, "seq_len": seq_len,
-        **_parallel(tp, dp_replicate, compile, activation_checkpointing, ac_mode),
+        "eval_every": eval_every, **_parallel(tp, dp_replicate, compile, activation_checkpointing, ac_mode),
     }  # fmt: skip
     overrides = {k: v for k, v in recipe.items() if v is not None}
     if plan:

@@ -86,6 +86,10 @@ def test_sft_keeps_a_base_layout_that_fits_and_replans_one_that_does_not() -> No
 def test_sft_takes_the_parallel_flags() -> None:
     plan = run_json("sft", "--config", "7b", "--nproc", "8", "--tp", "8", "--ac-mode", "selective", "--plan")
     assert (plan["tensor_parallel"], plan["activation_checkpointing_mode"]) == (8, "selective")
+    assert (
+        run_json("sft", "--config", "tiny", "--eval-every", "7", "--plan")["recipe"]
+        == "sft + overrides (eval_every)"
+    )
     result = runner.invoke(app, ["sft", "--config", "7b", "--ac-mode", "some", "--plan"])
     assert result.exit_code == 2 and "--ac-mode must be full or selective" in result.output
     result = runner.invoke(app, ["sft", "--config", "tiny"])

@@ -4,7 +4,8 @@ The model itself (trainer/model.py) knows nothing of torchtitan; `TitanTransform
 `BaseModel` protocol around it without changing a parameter name. Parallelism uses PyTorch's own
 APIs the way torchtitan's llama3 does: tensor + sequence parallel plans (`parallelize_module`), activation
 checkpointing and per-block `torch.compile` from torchtitan, then FSDP2 `fully_shard` over the
-data-parallel mesh (HSDP, i.e. DDP-style replication, when `data_parallel_replicate_degree` > 1).
+data-parallel mesh (HSDP, i.e. DDP-style replication, when `data_parallel_replicate_degree` > 1), except
+for one fp32 process without TP, where it would only copy (`needs_fsdp`).
 """
 
 from __future__ import annotations
@@ -169,9 +170,21 @@ def parallelize_chakor(
         ac_config.build(dump_folder=dump_folder).apply(model)
     if compile_config.enable and "model" in compile_config.components:
         apply_compile(model, compile_config=compile_config, parallel_dims=parallel_dims)
-    names = ["dp_replicate", "fsdp"] if parallel_dims.dp_replicate_enabled else ["fsdp"]
-    apply_fsdp(model, parallel_dims.get_mesh(names), training, parallelism.fsdp_reshard_after_forward)
+    if needs_fsdp(parallel_dims, training):
+        names = ["dp_replicate", "fsdp"] if parallel_dims.dp_replicate_enabled else ["fsdp"]
+        apply_fsdp(model, parallel_dims.get_mesh(names), training, parallelism.fsdp_reshard_after_forward)
     return model
+
+
+def needs_fsdp(parallel_dims: ParallelDims, training: TrainingConfig) -> bool:
+    """Whether FSDP2 has work to do: more than one process (data-parallel shards or replicas, or TP, whose
+    sequence-parallel norms' Partial gradients FSDP all-reduces) or mixed precision (FSDP casts).
+
+    One fp32 process is left a plain module: FSDP over a single rank computes the same numbers but
+    copies every block's parameters (all-gather) and gradients (reduce-scatter) at each step.
+    """
+    mixed = training.mixed_precision_param != "float32" or training.mixed_precision_reduce != "float32"
+    return parallel_dims.world_size > 1 or mixed
 
 
 def model_spec(cfg: ModelConfig, flavor: str) -> ModelSpec:
