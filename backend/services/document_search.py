@@ -18,7 +18,7 @@ from beanie import PydanticObjectId
 
 from backend.core.config import Settings
 from backend.core.errors import ValidationError
-from backend.models import Source
+from backend.models import Source, UploadedDocument
 from backend.services.search import MAX_QUERY_CHARS, MAX_RESULTS, SearchUnavailable, WebSearch
 from backend.services.validation import clean_text
 from common.chat import SearchMode, SearchResult
@@ -26,6 +26,7 @@ from documents.index import SITE, DocumentIndex, DocumentIndexError
 
 log = logging.getLogger("chakor.backend")
 NO_INDEX = "no documents are indexed (add them with `chakor docs add PATH`)"
+NO_DOCUMENTS = "no documents to search yet (upload some, or an admin adds site collections)"
 MAX_COLLECTIONS = 20  # names one search may narrow to (a client's picker, not a list of everything)
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, https:, pydoc:, ...
 
@@ -105,12 +106,21 @@ def chat_search_mode(search: SearchMode | None, web_search: bool | None) -> Sear
     return search
 
 
-def search_availability(web: WebSearch, documents: DocumentSearch) -> dict[SearchMode, str | None]:
-    """Each search mode and why it cannot be used now (None: it can)."""
+async def _has_documents(documents: DocumentSearch, user_id: PydanticObjectId) -> bool:
+    """Whether a DOCUMENTS search by `user_id` has anything to search: a site collection or one of
+    their own uploaded files (another user's uploads do not count)."""
+    if documents.configured and await asyncio.to_thread(documents.index.collections):
+        return True
+    return await UploadedDocument.find({"user_id": user_id, "ready": True}).limit(1).count() > 0
+
+
+async def search_availability(
+    web: WebSearch, documents: DocumentSearch, user_id: PydanticObjectId
+) -> dict[SearchMode, str | None]:
+    """Each search mode and why `user_id` cannot use it now (None: they can)."""
     no_web = "web search is not configured (set CHAKOR_TAVILY_API_KEY)"
-    no_documents = NO_INDEX
     return {
         SearchMode.OFF: None,
         SearchMode.WEB: None if web.configured else no_web,
-        SearchMode.DOCUMENTS: None if documents.configured else no_documents,
+        SearchMode.DOCUMENTS: None if await _has_documents(documents, user_id) else NO_DOCUMENTS,
     }

@@ -19,10 +19,12 @@ from documents.index import DocumentIndex
 from tests.conftest import backend_settings, start_backend
 from tests.support.graphql import Api, Session
 from tests.support.tiny_model import TinyModel
+from tests.support.uploads import upload
 
 REPO = Path(__file__).resolve().parents[2]
 DOC_SEARCH = "query($q: String!, $n: Int) { documentSearch(query: $q, maxResults: $n) { title url content } }"
 MODES = "{ searchModes { mode available reason } }"
+NO_DOCUMENTS = "no documents to search yet (upload some, or an admin adds site collections)"
 QUESTION = "What does the Zorblax engine run on?"
 
 
@@ -77,7 +79,7 @@ async def test_documents_added_while_running_are_cited_by_the_next_chat(
         {
             "mode": "DOCUMENTS",
             "available": False,
-            "reason": "no documents are indexed (add them with `chakor docs add PATH`)",
+            "reason": NO_DOCUMENTS,
         },
     ]
     before = await docs_api.chat(user, content=QUESTION, search="DOCUMENTS", maxTokens=2)
@@ -86,6 +88,14 @@ async def test_documents_added_while_running_are_cited_by_the_next_chat(
         "document search unavailable: no documents are indexed (add them with `chakor docs add PATH`)"
     )
     assert before[-1]["__typename"] == "ChatDone"  # the chat goes on without sources
+    # another user's upload gives this user nothing to search: DOCUMENTS stays unavailable for them
+    other: Session = await docs_api.register()
+    uploaded = await upload(docs_api.http, other.access_token, "own.md", b"# Own notes\n\nPrivate words.")
+    assert uploaded["__typename"] == "Document"
+    modes = (await docs_api.data(MODES, token=user.access_token))["searchModes"]
+    assert modes[2] == {"mode": "DOCUMENTS", "available": False, "reason": NO_DOCUMENTS}
+    theirs = (await docs_api.data(MODES, token=other.access_token))["searchModes"]
+    assert theirs[2] == {"mode": "DOCUMENTS", "available": True, "reason": None}
 
     notes = tmp_path / "notes"
     notes.mkdir()

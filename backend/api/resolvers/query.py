@@ -86,11 +86,13 @@ class Query:
         return [SearchResult.from_model(r) for r in results]
 
     @strawberry.field(description="Which search modes a chat turn can use now.", permission_classes=SIGNED_IN)
-    def search_modes(self, info: Info) -> list[SearchModeStatus]:
+    async def search_modes(self, info: Info) -> list[SearchModeStatus]:
         services = info.context.services
+        user = await info.context.user()
+        availability = await search_availability(services.search, services.documents, oid(user))
         return [
             SearchModeStatus(mode=mode, available=reason is None, reason=reason)
-            for mode, reason in search_availability(services.search, services.documents).items()
+            for mode, reason in availability.items()
         ]
 
     @strawberry.field(
