@@ -25,6 +25,7 @@ from tests.conftest import Backend, backend_settings, start_backend, start_slow_
 from tests.support.graphql import CHAT, PASSWORD, Api
 from tests.support.nginx import DOMAIN, NGINX, client_tls, render_config, running_nginx
 from tests.support.tiny_model import TinyModel
+from tests.support.uploads import upload, upload_response
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +221,22 @@ async def test_nginx_adds_security_headers_beside_the_backends_policy(nginx: str
     assert "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'" in policies
     assert "default-src 'none'; frame-ancestors 'none'" in policies  # the backend's own, for the API
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_document_upload_passes_nginx_up_to_the_backends_own_limit(nginx: str) -> None:
+    """nginx's 1 MB body cap does not apply to uploads: a 2 MB file is stored through nginx; a body past
+    the backend's own limit (10 MiB + 64 KiB) is refused by nginx before any of it reaches the backend."""
+    text = b"Otters hold hands while they sleep so they do not drift apart.\n" * 32_000  # 2.0 MB
+    async with httpx.AsyncClient(base_url=nginx, timeout=120) as http:
+        user = await Api(http, nginx.replace("http", "ws", 1) + "/graphql").register()
+        stored = await upload(http, user.access_token, "otters.txt", text)
+        assert (stored["__typename"], stored["bytes"]) == ("Document", len(text))
+        too_big = b"a" * ((10 << 20) + (100 << 10))
+        refused = await upload_response(http, user.access_token, "big.txt", too_big)
+        listed = await http.post(
+            "/graphql",
+            json={"query": "{ documents { name } }"},
+            headers={"Authorization": f"Bearer {user.access_token}"},
+        )
+    assert refused.status_code == 413 and "413 Request Entity Too Large" in refused.text
+    assert listed.json()["data"]["documents"] == [{"name": "otters.txt"}]
