@@ -172,6 +172,8 @@ async def test_both_models_answer_each_with_its_own_tokenizer(multi: Stack) -> N
             "contextLength": 2048,
         },
     ]
+    paths = await api.data("{ models { path } }", token=user.access_token)  # no server paths for non-admins
+    assert paths == {"models": [{"path": "model-f32.gguf"}, {"path": "model-f32.gguf"}]}
     for model in (alpha, beta):
         model.capture.new_records()
         text = f"hello from the {model.name} test"
