@@ -341,6 +341,6 @@ def build_router() -> APIRouter:
 
 def _unknown_model(name: str) -> ApiError:
     return ApiError(
-        404, f"The model '{name}' does not exist; GET /v1/models lists the served one", "invalid_request_error",
+        404, f"The model '{name}' does not exist; GET /v1/models lists the served ones", "invalid_request_error",
         "model_not_found", "model",
     )  # fmt: skip

@@ -172,6 +172,8 @@ async def test_both_models_answer_each_with_its_own_tokenizer(multi: Stack) -> N
             "contextLength": 2048,
         },
     ]
+    paths = await api.data("{ models { path } }", token=user.access_token)  # no server paths for non-admins
+    assert paths == {"models": [{"path": "model-f32.gguf"}, {"path": "model-f32.gguf"}]}
     for model in (alpha, beta):
         model.capture.new_records()
         text = f"hello from the {model.name} test"
@@ -233,6 +235,30 @@ async def test_switching_model_re_renders_the_history_with_the_new_tokenizer(mul
     error = await api.error(update, {"id": conversation, "m": "gamma"}, user.access_token)
     assert error["extensions"]["code"] == "UNKNOWN_MODEL"
     assert error["message"] == "unknown model 'gamma'; this server serves: alpha, beta"
+
+
+async def test_the_openai_api_lists_and_routes_the_registered_models(multi: Stack) -> None:
+    api, beta = multi.api, multi.models["beta"]
+    user = await api.register()
+    headers = {"Authorization": user.authorization}
+    listed = (await api.http.get("/v1/models", headers=headers)).json()
+    assert [m["id"] for m in listed["data"]] == ["alpha", "beta"]
+    beta.capture.new_records()
+    text = "hello over /v1"
+    body = {
+        "model": "beta",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 3,
+        "temperature": 0,
+    }
+    answer = await api.http.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "beta"
+    [record] = beta.capture.new_records()
+    assert record.prompt == expected_ids(beta, [], text)
+    assert multi.models["alpha"].capture.new_records() == []
+    unknown = await api.http.post("/v1/chat/completions", json={**body, "model": "gamma"}, headers=headers)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
 
 
 async def test_an_unknown_or_down_model_is_a_clear_error_while_the_other_answers(multi: Stack) -> None:

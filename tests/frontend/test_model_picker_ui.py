@@ -62,6 +62,11 @@ def test_the_picked_model_answers_and_the_conversation_remembers_it(
         expect(picker).to_have_text(re.compile(r"^tiny \(chat, [0-9.]+K\)$"))
         picker.click()
         page.get_by_role("option", name=re.compile(r"^tiny-base \(base, ")).click()
+        page.get_by_role("button", name="Model card").click()
+        expect(page.locator("#model-card-popover")).to_have_text(
+            re.compile(r"^base model, [0-9.]+K parameters, F32, context 2048; no eval report$")
+        )
+        page.keyboard.press("Escape")
         composer = page.get_by_label("Message")
         composer.fill("which model are you?")
         composer.press("Enter")

@@ -28,7 +28,10 @@ MESSAGE_FIELDS = (
     " siblingCount siblingIndex previousSiblingId nextSiblingId model"
 )
 OPEN = f"query($id: ID!) {{ conversation(id: $id) {{ id title model messages {{ {MESSAGE_FIELDS} }} }} }}"
-MODELS = "{ models { id kind parameters up isDefault description } }"
+MODELS = """{ models {
+  id kind parameters up isDefault description quantization contextLength
+  evaluation { passed bitsPerByte qaF1 qaF1Documents }
+} }"""
 SET_MODEL = "mutation($id: ID!, $m: String) { updateConversation(id: $id, input: {model: $m}) { model } }"
 RENAME = "mutation($id: ID!, $title: String!) { renameConversation(id: $id, title: $title) { id title } }"
 DELETE = "mutation($id: ID!) { deleteConversation(id: $id) }"
@@ -95,6 +98,7 @@ class ModelChoice:
     id: str = ""
     label: str = ""
     description: str = ""
+    card: str = ""  # the model card in one line: what it is and what its eval measured
 
 
 def _size(parameters: float | None) -> str:
@@ -107,10 +111,26 @@ def _size(parameters: float | None) -> str:
     return str(int(parameters))
 
 
+def _card(model: dict[str, Any]) -> str:
+    """`chat model, 1.3M parameters, F16, context 256; eval passed: 3.39 bits/byte, QA F1 0.11 (0.75 with documents)`."""
+    facts = f"{model['kind']} model, {_size(model['parameters'])} parameters, {model['quantization'] or '?'}"
+    facts += f", context {model['contextLength'] or '?'}"
+    card = model["evaluation"]
+    if not card:
+        return f"{facts}; no eval report"
+    scores = [f"{card['bitsPerByte']:.2f} bits/byte"] if card["bitsPerByte"] is not None else []
+    if card["qaF1"] is not None:
+        with_documents = card["qaF1Documents"]
+        extra = "" if with_documents is None else f" ({with_documents:.2f} with documents)"
+        scores.append(f"QA F1 {card['qaF1']:.2f}{extra}")
+    verdict = "passed" if card["passed"] else "failed"
+    return f"{facts}; eval {verdict}" + (f": {', '.join(scores)}" if scores else "")
+
+
 def _choice(model: dict[str, Any]) -> ModelChoice:
     down = "" if model["up"] else ", down"
     label = f"{model['id']} ({model['kind']}, {_size(model['parameters'])}{down})"
-    return ModelChoice(model["id"], label, model["description"])
+    return ModelChoice(model["id"], label, model["description"], _card(model))
 
 
 @dataclass
@@ -357,6 +377,10 @@ class ChatState(AuthState):
     @rx.event
     def set_search_label(self, label: str) -> None:
         self.search_mode = SEARCH_LABELS.get(label.split(" (")[0], "OFF")
+
+    @rx.var
+    def model_card(self) -> str:
+        return next((c.card for c in self.model_choices if c.id == self.model), "")
 
     async def _load_models(self) -> None:
         choices = (await self._gql(MODELS))["models"]
