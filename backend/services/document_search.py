@@ -109,7 +109,8 @@ def chat_search_mode(search: SearchMode | None, web_search: bool | None) -> Sear
 async def _has_documents(documents: DocumentSearch, user_id: PydanticObjectId) -> bool:
     """Whether a DOCUMENTS search by `user_id` has anything to search: a site collection or one of
     their own uploaded files (another user's uploads do not count)."""
-    if documents.configured and await asyncio.to_thread(documents.index.collections):
+    site = await asyncio.to_thread(documents.index.collections) if documents.configured else []
+    if site:
         return True
     return await UploadedDocument.find({"user_id": user_id, "ready": True}).limit(1).count() > 0
 
