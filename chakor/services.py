@@ -30,6 +30,7 @@ FRONTEND_SETTINGS = (
     "trusted_proxies",
     "var_dir",
     "refresh_token_days",
+    "public_url",
 )
 
 

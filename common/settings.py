@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # The first admin: created at backend start-up when no account has this e-mail (needs the password).
     admin_email: str | None = None
     admin_password: str | None = None
+    # The address people reach the site at (e.g. `https://chat.example.com` when nginx fronts it): the
+    # pages name `<public_url>/v1` as the OpenAI-compatible base URL. Empty: the backend's own address.
+    public_url: str = ""
     # Peers whose X-Forwarded-For is believed (addresses or CIDR networks): nginx, the web app.
     trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     max_message_chars: int = Field(32_000, ge=1)
@@ -157,6 +160,11 @@ class Settings(BaseSettings):
     @property
     def graphql_url(self) -> str:
         return f"{self.backend_url}/graphql"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The OpenAI-compatible API's base URL as clients outside should use it (`.../v1`)."""
+        return f"{(self.public_url.rstrip('/') or self.backend_url)}/v1"
 
     @property
     def frontend_url(self) -> str:

@@ -34,9 +34,11 @@ def test_bench_runs_a_selection_and_writes_the_report(tmp_path: Path) -> None:
     info = bench["extra_info"]
     assert (info["scenario"], info["rounds"], info["n_predict"]) == ("served", 1, 256)
     assert info["model"].startswith("STAND-IN, not the served model")
-    assert set(info["paths"]) == {"direct", "graphql", "nginx"}
+    assert set(info["paths"]) == {"direct", "graphql", "nginx", "v1"}
     report = markdown.read_text()
     added = info["verdicts"]["graphql"]["added_ttft_ms"]
     verdict = "met" if added["met"] else "**MISSED**"
     assert f"- graphql vs direct: added TTFT {added['value']:.1f} ms (target <= 5 ms: {verdict})" in report
+    v1 = info["added"]["v1_vs_graphql"]
+    assert f"- /v1 vs GraphQL: added TTFT {v1['added_ttft_ms']:.1f} ms" in report
     assert "**Not run**" in report  # the converter comparison was switched off and the report says so

@@ -327,8 +327,8 @@ class TokenStream:
     FRAME_SECONDS. The first token, and a token after a pause of FRAME_SECONDS, go at once, so the
     time to first token and a slow model's tokens do not wait; tokens that come faster share a frame,
     so the client's framing and the API's per-event work are paid per frame, not per token. The end
-    of the answer ends a frame's wait at once: the last tokens never wait for the clock. `aclose` cancels the
-    reader, which closes the HTTP stream, so llama-server stops generating.
+    of the answer ends a frame's wait at once: the last tokens never wait for the clock. `aclose`
+    cancels the reader, which closes the HTTP stream, so llama-server stops generating.
     """
 
     def __init__(self, upstream: AsyncGenerator[TokenChunk | Completion, None]) -> None:

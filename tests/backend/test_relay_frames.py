@@ -32,8 +32,8 @@ async def test_first_token_alone_then_fast_tokens_share_frames(monkeypatch: pyte
     first = await stream.__anext__()
     assert isinstance(first, TokenChunk) and (first.text, first.tokens) == ("t0 ", 1)
     rest = [item async for item in stream]
-    # The 49 tokens after the first come within one frame's wait; the end stops the wait at once
-    # (asyncio.wait_for-free: were it the clock, this test would take a minute).
+    # The 49 tokens after the first come within one frame's wait, and the answer's end ends the wait
+    # (were it the clock, this test would take a minute).
     assert [type(item) for item in rest] == [TokenChunk, Completion]
     chunk = rest[0]
     assert isinstance(chunk, TokenChunk)
@@ -52,17 +52,27 @@ async def test_tokens_slower_than_a_frame_go_one_by_one(monkeypatch: pytest.Monk
     assert seen == [("a", 1, 1), ("b", 1, 2), ("c", 1, 3), ("d", 1, 4)]
 
 
+async def _two_then_a_pause(produced: list[str]) -> AsyncGenerator[TokenChunk | Completion, None]:
+    """Two tokens, then nothing for longer than any test runs (an answer still being generated)."""
+    for text in ("a", "b"):
+        produced.append(text)
+        yield TokenChunk(text)
+        await asyncio.sleep(0)  # the reader takes "a" alone, as the first token always goes at once
+    await asyncio.sleep(600)
+    yield Completion(2, None, "stop")
+
+
 async def test_interrupt_ends_a_frames_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llama, "FRAME_SECONDS", 60.0)
     produced: list[str] = []
-    stream = TokenStream(_tokens(["a", "b", "c"], 0.01, produced))
+    stream = TokenStream(_two_then_a_pause(produced))
     assert isinstance(await stream.__anext__(), TokenChunk)
     waiting = asyncio.ensure_future(stream.__anext__())  # holds "b" for the frame
     while len(produced) < 2:
         await asyncio.sleep(0.005)
     await stream.interrupt()
     chunk = await waiting
-    assert isinstance(chunk, TokenChunk) and chunk.text == "b"
+    assert isinstance(chunk, TokenChunk) and (chunk.text, chunk.tokens) == ("b", 1)
     with pytest.raises(llama.Interrupted):
         await stream.__anext__()
 

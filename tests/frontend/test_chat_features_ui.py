@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -190,6 +191,10 @@ def test_api_key_page_creates_shows_once_and_revokes(page: Page, stack: Stack, a
     expect(page.get_by_role("cell", name="my script", exact=True)).to_be_visible()
     expect(page.get_by_text(key[:12] + "…")).to_be_visible()
     assert stack.gql("{ me { email } }", token=key)["me"]["email"] == email
+    base_url = stack.backend.openai_base_url  # no CHAKOR_PUBLIC_URL here: the backend's own address
+    expect(page.locator("#openai-base-url")).to_have_text(base_url)
+    models = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert models.status_code == 200 and models.json()["object"] == "list"
     keys = stack.gql("{ apiKeys { name prefix lastUsedAt } }", token=stack.token(email))["apiKeys"]
     assert [(k["name"], k["prefix"]) for k in keys] == [("my script", key[:12])]
     screenshot(page, "api-keys")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from chakor_web.components.api_keys import openai_base_url
 from chakor_web.components.layout import frame
 from chakor_web.state.admin import AdminState, BenchmarkRow, Fact, LlamaRow, ModelRow, Plot, QuantRow, UserRow
 
@@ -377,6 +378,7 @@ def admin_page() -> rx.Component:
         rx.box(
             rx.vstack(
                 rx.heading("Admin dashboard", size="6", as_="h1"),
+                openai_base_url(),
                 rx.cond(
                     AdminState.admin_error != "",
                     rx.callout(

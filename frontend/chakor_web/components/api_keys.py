@@ -6,6 +6,7 @@ import reflex as rx
 
 from chakor_web.components.layout import frame, labeled_input
 from chakor_web.state.api_keys import ApiKeysState, KeyRow
+from common.settings import get_settings
 
 
 def _row(key: KeyRow) -> rx.Component:
@@ -24,6 +25,16 @@ def _row(key: KeyRow) -> rx.Component:
                 aria_label="Revoke " + key.name,
             )
         ),
+    )
+
+
+def openai_base_url() -> rx.Component:
+    """Where OpenAI clients (the SDKs, LangChain, lm-eval) point with a key: CHAKOR_PUBLIC_URL's `/v1`."""
+    return rx.text(
+        "OpenAI-compatible clients use the same key as `api_key` with the base URL ",
+        rx.code(get_settings().openai_base_url, id="openai-base-url"),
+        " (GET /models, POST /chat/completions).",
+        size="2",
     )
 
 
@@ -87,6 +98,7 @@ def api_keys_page() -> rx.Component:
                     "`Authorization: Bearer chk_…` over HTTP or in the WebSocket connection_init.",
                     size="2",
                 ),
+                openai_base_url(),
                 rx.cond(
                     ApiKeysState.keys_error != "",
                     rx.callout(
