@@ -4,6 +4,7 @@ llama-server; the picked model answers, the answer names it, and the conversatio
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,9 +30,11 @@ def two_models(stack: Stack, tiny_model: TinyModel, slow_llama: SlowLlama, var_d
     default, on the paced llama-server the other tests use) and `tiny-base` (kind base, on its own
     llama-server); then restarted as it was."""
     settings = load_settings(var_dir=var_dir)
+    # the base is a copy of the file, with no eval report beside it (other tests evaluate the shared one)
+    base_gguf = Path(shutil.copy(tiny_model.gguf_path, var_dir / "tiny-base.gguf"))
     add_model(settings, "tiny", tiny_model.gguf_path, tiny_model.tokenizer_dir, description="the chat model")
-    add_model(settings, "tiny-base", tiny_model.gguf_path, tiny_model.tokenizer_dir, kind="base")
-    second = start_llama_server(tiny_model.gguf_path, stack.logs_dir)
+    add_model(settings, "tiny-base", base_gguf, tiny_model.tokenizer_dir, kind="base")
+    second = start_llama_server(base_gguf, stack.logs_dir)
     assert second.port is not None
     ports = {"tiny": int(slow_llama.url.rsplit(":", 1)[1]), "tiny-base": second.port}
     path = registry_path(var_dir)
