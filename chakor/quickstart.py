@@ -139,7 +139,8 @@ def stages(root: Path) -> list[Stage]:
                 # Grounded SFT from the pretrained model, 8 packed rows (~15 conversations) a step; copying
                 # from the context appears late and the LR decides how soon. Held-out F1 with DOCUMENTS
                 # (chakor eval): 1,800 steps at 1e-3 0.64 (0.56 on another data seed); 1,500 at 2e-3 0.75
-                # (0.74); 1,200 at 2e-3 0.69. So 1,500 steps at 2e-3: 3.1M tokens (logits for the ~14% labelled).
+                # (0.74); 1,200 at 2e-3 0.69; 800 at 4e-3 0.43 (0.70 for 1,500 at 2e-3 on that 2-core Xeon).
+                # So 1,500 steps at 2e-3: 3.1M tokens (logits for the ~14% labelled).
                 "--steps",
                 "1500",
                 "--lr",
