@@ -158,12 +158,12 @@ def stages(root: Path) -> list[Stage]:
     return steps
 
 
-# Measured on the quickstart's own stages (issue 32; benchmarks/test_stage_peak_bench.py): an SFT token costs
-# ~0.64x a pretraining token (the same model and rows; logits for the labelled ~14% only), and export, the
-# GGUFs, verify and eval together take about a fifth of the pretraining's step time (40.6 s vs 181 s on the
-# 2-core Xeon, ~60 s vs ~300 s on the 2-vCPU EPYC).
-SFT_TOKEN_COST = 0.64
-AFTER_TRAINING_SHARE = 0.2
+# Measured on the quickstart's own stages (issue 32, plain-loop steps on 1 thread): an SFT token costs ~0.74x a
+# pretraining token (219 vs 296 ms a step of the same rows; logits for the labelled ~14% only), and export, the
+# GGUFs, verify and eval together take about a quarter of the pretraining's step time (40.6 s after ~145 s of
+# steps on the 2-core Xeon; ~60 s after ~255 s on the 2-vCPU EPYC, estimated).
+SFT_TOKEN_COST = 0.74
+AFTER_TRAINING_SHARE = 0.25
 
 
 def sft_steps(sft: Stage) -> int:
