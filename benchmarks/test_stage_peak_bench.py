@@ -16,6 +16,10 @@ quickstart's 2 threads, and process CPU time on 1 thread, which still holds on a
 gloo group, as the trainer ran the quickstart before (trainer.titan.model_spec.needs_fsdp now leaves one fp32
 process unsharded), against the plain model, per stage; process CPU time on 1 thread.
 
+`test_malloc_off_mmap_cost`: the plain pretraining and SFT steps with glibc's malloc as a training process has it
+now (no mmap, no trimming: trainer.launch.HOST_MALLOC) and as before (its default's steady state: mmap above
+32 MiB, trimming above 64 MiB), switched per round with mallopt; process CPU time (user + system) on 1 thread.
+
 Share of peak = model FLOPs per second / peak, with the model FLOPs of the full step (every token through the
 head, attention over the whole T x T as the dense SDPA mask computes it), the MFU convention: work the step
 skips shows as a higher share. The torchtitan trainer against the same plain loop is test_train_bench's
@@ -24,6 +28,7 @@ test_titan_vs_plain_loop.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import statistics
@@ -218,3 +223,52 @@ def test_one_process_fsdp_cost(benchmark) -> None:
         info[f"{stage}_fsdp_over_plain"] = round(before / after, 3)
         print(f"  {stage}: the plain module's step is {before / after:.3f}x faster")
     assert all(math.isfinite(v) and v > 0 for v in results.values())
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
+# Before: glibc's default once its dynamic threshold has risen to its 32 MiB cap (trimming at twice that);
+# now: what trainer.launch.HOST_MALLOC sets through the environment.
+MALLOC_BEFORE = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 64 << 20, M_MMAP_MAX: 65536}
+MALLOC_NOW = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: 1 << 30}
+
+
+@pytest.mark.timeout(1800)  # ~20 s on an idle host
+def test_malloc_off_mmap_cost(benchmark) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    cfg = MODEL_CONFIGS["tiny"]
+    stages = ("pretrain", "sft-labelled-logits")
+    steps = {stage: make_step(cfg, stage) for stage in stages}
+    times: dict[str, list[float]] = {f"{stage} {kind}": [] for stage in stages for kind in ("before", "now")}
+    torch.set_num_threads(1)
+
+    def measure() -> float:
+        for _ in range(ROUNDS):
+            for kind, settings in (("before", MALLOC_BEFORE), ("now", MALLOC_NOW)):
+                for param, value in settings.items():
+                    assert libc.mallopt(param, value) == 1
+                for stage, step in steps.items():
+                    step()  # the first step under these settings allocates afresh
+                    start = time.process_time()
+                    for _ in range(STEPS):
+                        step()
+                    times[f"{stage} {kind}"].append((time.process_time() - start) / STEPS)
+        return statistics.median(times["pretrain before"]) / statistics.median(times["pretrain now"])
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    for param, value in MALLOC_BEFORE.items():
+        libc.mallopt(param, value)
+    peak = matmul_gflops(2048, 128, 512, time.process_time)  # 1 thread, like the steps
+    torch.set_num_threads(THREADS)
+    flops, info = step_flops(cfg, BATCH, SEQ_LEN), benchmark.extra_info
+    info.update(load_average=round(os.getloadavg()[0], 2), peak_gflops_model_shape=round(peak, 1))
+    print(
+        f"\nload average {info['load_average']}; 1 thread, CPU time (user + system), peak {peak:.1f} GFLOP/s"
+    )
+    for stage in stages:
+        before, now = (statistics.median(times[f"{stage} {kind}"]) for kind in ("before", "now"))
+        for kind, seconds in (("mmap above 32 MiB (before)", before), ("no mmap (now)", now)):
+            print(f"  {stage}, {kind}: {BATCH * SEQ_LEN / seconds:,.0f} tokens/s, "
+                  f"{flops / seconds / 1e9 / peak:.1%} of the matmul peak")  # fmt: skip
+        info[f"{stage}_before_over_now"] = round(before / now, 3)
+        print(f"  {stage}: {before / now:.3f}x")
+    assert all(math.isfinite(t) and t > 0 for ts in times.values() for t in ts)

@@ -142,7 +142,8 @@ def stages(root: Path) -> list[Stage]:
                 # Grounded SFT from the pretrained model, 8 packed rows (~15 conversations) a step; copying
                 # from the context appears late and the LR decides how soon. Held-out F1 with DOCUMENTS
                 # (chakor eval): 1,800 steps at 1e-3 0.64 (0.56 on another data seed); 1,500 at 2e-3 0.75
-                # (0.74); 1,200 at 2e-3 0.69. So 1,500 steps at 2e-3: 3.1M tokens (logits for the ~14% labelled).
+                # (0.74); 1,200 at 2e-3 0.69; 800 at 4e-3 0.43 on a 2-core Xeon where 1,500 at 2e-3 gave 0.70.
+                # So 1,500 steps at 2e-3: 3.1M tokens (logits for the ~14% labelled).
                 "--steps",
                 "1500",
                 "--lr",
@@ -160,12 +161,12 @@ def stages(root: Path) -> list[Stage]:
     return steps
 
 
-# Measured on the quickstart's own stages (issue 32; benchmarks/test_stage_peak_bench.py): an SFT token costs
-# ~0.64x a pretraining token (the same model and rows; logits for the labelled ~14% only), and export, the
-# GGUFs, verify and eval together take about a fifth of the pretraining's step time (40.6 s vs 181 s on the
-# 2-core Xeon, ~60 s vs ~300 s on the 2-vCPU EPYC).
-SFT_TOKEN_COST = 0.64
-AFTER_TRAINING_SHARE = 0.2
+# Measured on the quickstart's own stages (issue 32, plain-loop steps on 1 thread): an SFT token costs ~0.74x a
+# pretraining token (219 vs 296 ms a step of the same rows; logits for the labelled ~14% only), and export, the
+# GGUFs, verify and eval together take about a quarter of the pretraining's step time (40.6 s against ~145 s of
+# pretraining steps on the 2-core Xeon, ~60 s against ~255 s on the 2-vCPU EPYC; the steps' times estimated).
+SFT_TOKEN_COST = 0.74
+AFTER_TRAINING_SHARE = 0.25
 
 
 def sft_steps(sft: Stage) -> int:

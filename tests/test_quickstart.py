@@ -39,7 +39,7 @@ def test_the_forecasts_come_from_the_stages_steps_and_the_pretrainings_speed(tmp
     (tmp_path / "pretrain").mkdir()
     sft = next(stage for stage in stages(tmp_path) if stage.name == "sft")
     steps = int(sft.args[sft.args.index("--steps") + 1])
-    whole = 1 + steps * 0.64 / 600 + 0.2  # SFT tokens cost 0.64x; export to eval a fifth of the pretraining
+    whole = 1 + steps * 0.74 / 600 + 0.25  # SFT tokens cost 0.74x; export to eval a quarter of pretraining
     assert pretrain_forecast(sft) == (
         f"Pretraining next, then SFT ({steps * 2048:,} tokens) and the stages after it: about {whole:.1f}x "
         "the pretraining's time in all (its progress bar shows its time left from the first steps)"
@@ -53,9 +53,9 @@ def test_the_forecasts_come_from_the_stages_steps_and_the_pretrainings_speed(tmp
     records = [{"step": i + 1, "loss": 5.0, "tokens_per_s": rate} for i, rate in enumerate(rates)]
     records.insert(1, {"step": 1, "val_loss": 5.5})
     (tmp_path / "pretrain" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    sft_minutes = steps * 2048 * 0.64 / 2000 / 60
-    after_minutes = 0.2 * 600 * 2048 / 2000 / 60  # 2.0 min
+    sft_minutes = steps * 2048 * 0.74 / 2000 / 60
+    after_minutes = 0.25 * 600 * 2048 / 2000 / 60  # 2.6 min
     assert sft_forecast(tmp_path, sft) == (
         f"SFT next: {steps * 2048:,} tokens, ~{sft_minutes:.1f} min at the pretraining's 2,000 tokens/s; "
-        f"then export, GGUFs, verify and eval ~2.0 min: about {sft_minutes + after_minutes:.1f} min left"
+        f"then export, GGUFs, verify and eval ~2.6 min: about {sft_minutes + after_minutes:.1f} min left"
     )

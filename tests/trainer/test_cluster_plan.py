@@ -128,6 +128,8 @@ def test_torchrun_command_lines() -> None:
     ]  # fmt: skip
     assert "--standalone" not in cmd and cmd[-2:] == ["--config", "sft"]
     assert launch_env(Path("/r"), 1)["PYTORCH_ALLOC_CONF"] == "expandable_segments:True"
+    env = launch_env(Path("/r"), 1)
+    assert (env["MALLOC_MMAP_MAX_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("0", str(16 << 30))
 
 
 def test_bad_launches_are_refused_before_anything_starts(tmp_path: Path) -> None:
