@@ -11,7 +11,7 @@ The launch environment sets `PYTORCH_ALLOC_CONF=expandable_segments:True` (unles
 segments that grow in place instead of new fixed-size blocks, which is what keeps the caching allocator's
 fragmentation (and its retries before an OOM) down when the sequence layout varies step to step.
 
-It also keeps glibc's malloc off mmap (`MALLOC_MMAP_MAX_=0`, and a trim threshold high enough that freed memory
+On a node without GPUs it also keeps glibc's malloc off mmap (`MALLOC_MMAP_MAX_=0`, and a trim threshold high enough that freed memory
 stays in the heap), unless the user set either: glibc serves every block over its mmap threshold (at most
 32 MiB) with a fresh mapping, page-faulted in on first touch and unmapped on free, and a CPU step frees and
 re-allocates the same buffers every step (the `tiny` model's 2048 x 4096 fp32 logits are 33.5 MB). Measured on
@@ -102,13 +102,16 @@ def check_visible_gpus(nproc: int, nodes: Nodes, visible: int | None) -> None:
         raise ValueError(f"--nproc {nproc} exceeds the {visible} GPU(s) visible on this node; {hint}")
 
 
-def launch_env(run_dir: Path, nproc: int) -> dict[str, str]:
+def launch_env(run_dir: Path, nproc: int, cpu_only: bool = True) -> dict[str, str]:
     """The environment torchrun starts with: this checkout first on PYTHONPATH, one share of the cores
-    per process for OpenMP, and the allocator settings the module docstring gives the reasons for."""
+    per process for OpenMP, and the allocator settings the module docstring gives the reasons for. The
+    host malloc settings apply only to a node without GPUs (`cpu_only`): on a GPU node the step's buffers
+    are CUDA memory, and a host heap that is never trimmed would only hold on to the data loaders' and
+    checkpoint staging's memory."""
     threads = max(1, (os.cpu_count() or 1) // nproc)
     env = {**os.environ, "CHAKOR_RUN_DIR": str(run_dir), "OMP_NUM_THREADS": str(threads)}
     env.setdefault("PYTORCH_ALLOC_CONF", ALLOC_CONF)
-    if not any(name in env for name in HOST_MALLOC):
+    if cpu_only and not any(name in env for name in HOST_MALLOC):
         env.update(HOST_MALLOC)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     return env

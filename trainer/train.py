@@ -272,12 +272,15 @@ def launch(
     Node 0 follows metrics.jsonl with a progress bar; the other nodes wait for their processes.
     """
     run_dir, nodes = Path(run_dir), nodes or Nodes()
-    check_visible_gpus(nproc, nodes, _visible_gpus())
+    visible = _visible_gpus()
+    check_visible_gpus(nproc, nodes, visible)
     cmd = torchrun_for(run_dir, config, nproc, nodes, extra_args, module)
     log_path = run_dir / log_name(nodes)
     run_dir.mkdir(parents=True, exist_ok=True)  # a node > 0 may start before node 0 wrote the folder
     with log_path.open("a") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=launch_env(run_dir, nproc))
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=launch_env(run_dir, nproc, cpu_only=not visible)
+        )
         try:
             if quiet or nodes.node_rank > 0:
                 proc.wait()

@@ -130,6 +130,8 @@ def test_torchrun_command_lines() -> None:
     assert launch_env(Path("/r"), 1)["PYTORCH_ALLOC_CONF"] == "expandable_segments:True"
     env = launch_env(Path("/r"), 1)
     assert (env["MALLOC_MMAP_MAX_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("0", str(16 << 30))
+    on_gpus = launch_env(Path("/r"), 8, cpu_only=False)
+    assert "MALLOC_MMAP_MAX_" not in on_gpus and "MALLOC_TRIM_THRESHOLD_" not in on_gpus
 
 
 def test_bad_launches_are_refused_before_anything_starts(tmp_path: Path) -> None:
