@@ -21,29 +21,15 @@ from pymongo import AsyncMongoClient
 
 from backend.models import DOCUMENT_MODELS
 from backend.services import conversations
+from benchmarks.healthz import busy_vs_idle, probe
 from benchmarks.report import quantiles
 from common.settings import load_settings
 from tests.conftest import Backend
 from tests.reliability.client import register
 
-PROBES = 40  # idle probes; busy ones go on for as long as the worst queries run
-PROBE_GAP_SECONDS = 0.05
 QUERIES = 2
 WORST = "query($id: ID!) { conversation(id: $id) { allMessages(first: 100) { siblingIds(first: 100) } } }"
 IMPORT = "mutation($d: String!) { importConversation(data: $d) { id } }"
-
-
-async def _probe(http: httpx.AsyncClient, url: str, during: asyncio.Future[Any] | None = None) -> list[float]:
-    """Seconds each `/healthz` request took, PROBE_GAP_SECONDS apart: PROBES of them, or as many as
-    fit while `during` runs."""
-    took: list[float] = []
-    while (len(took) < PROBES) if during is None else not during.done():
-        start = time.perf_counter()
-        response = await http.get(url)
-        took.append(time.perf_counter() - start)
-        assert response.status_code == 200
-        await asyncio.sleep(PROBE_GAP_SECONDS)
-    return took
 
 
 async def _worst_queries(
@@ -77,21 +63,16 @@ async def _round(backend: Backend) -> dict[str, Any]:
         assert made.json().get("data"), made.text
         cid = made.json()["data"]["importConversation"]["id"]
         health = f"{backend.url}/healthz"
-        idle = await _probe(http, health)
+        idle = await probe(http, health)
         load = asyncio.ensure_future(_worst_queries(http, backend, token, cid))
-        busy = await _probe(http, health, during=load)
+        busy = await probe(http, health, during=load)
         answers = await load
-    idle_q, busy_q = quantiles(idle), quantiles(busy)
     return {
         "nodes": width,
         "worst_query_answers": len(answers),
         "worst_query_bytes_max": max(size for _, size in answers),
         "worst_query_seconds": quantiles([seconds for seconds, _ in answers]),
-        "healthz_ms_idle": {k: v if k == "n" else v * 1000 for k, v in idle_q.items()},
-        "healthz_ms_busy": {k: v if k == "n" else v * 1000 for k, v in busy_q.items()},
-        "healthz_max_ms_idle": max(idle) * 1000,
-        "healthz_max_ms_busy": max(busy) * 1000,
-        "healthz_p99_ratio_busy_vs_idle": busy_q["p99"] / idle_q["p99"] if idle_q["p99"] else None,
+        **busy_vs_idle(idle, busy, "p99"),
     }
 
 

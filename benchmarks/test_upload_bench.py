@@ -11,30 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from benchmarks.report import quantiles
+from benchmarks.healthz import busy_vs_idle, probe
 from tests.conftest import Backend
 from tests.reliability.client import register
 from tests.support.uploads import upload
 
-PROBES = 40
-PROBE_GAP_SECONDS = 0.05
 UPLOADS = 8
 # 1 MB of prose per file: ~1000 passages each, a tenth of CHAKOR_MAX_DOCUMENT_BYTES.
 PARAGRAPH = "The survey ship logged comet dust, solar wind and radio echoes over the long night. " * 4
 FILE_BYTES = 1_000_000
-
-
-async def _probe(http: httpx.AsyncClient, url: str, during: asyncio.Future[Any] | None = None) -> list[float]:
-    """Seconds each `/healthz` took, PROBE_GAP_SECONDS apart: PROBES of them, or as many as fit while
-    `during` runs."""
-    took: list[float] = []
-    while (len(took) < PROBES) if during is None else not during.done():
-        start = time.perf_counter()
-        response = await http.get(url)
-        took.append(time.perf_counter() - start)
-        assert response.status_code == 200
-        await asyncio.sleep(PROBE_GAP_SECONDS)
-    return took
 
 
 async def _round(backend: Backend) -> dict[str, Any]:
@@ -42,26 +27,21 @@ async def _round(backend: Backend) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=backend.url, timeout=300) as http:
         token = await register(http, backend.graphql_url, f"bench-upload-{time.time_ns()}@example.com")
         health = f"{backend.url}/healthz"
-        idle = await _probe(http, health)
+        idle = await probe(http, health)
         started = time.perf_counter()
         load = asyncio.ensure_future(
             asyncio.gather(*(upload(http, token, f"survey-{n}.txt", text, "bench") for n in range(UPLOADS)))
         )
-        busy = await _probe(http, health, during=load)
+        busy = await probe(http, health, during=load)
         results = await load
         seconds = time.perf_counter() - started
     assert all(r["__typename"] == "Document" for r in results), results
-    idle_q, busy_q = quantiles(idle), quantiles(busy)
     return {
         "uploads": UPLOADS,
         "file_bytes": len(text),
         "passages_per_file": results[0]["passages"],
         "upload_seconds_all": seconds,
-        "healthz_ms_idle": {k: v if k == "n" else v * 1000 for k, v in idle_q.items()},
-        "healthz_ms_busy": {k: v if k == "n" else v * 1000 for k, v in busy_q.items()},
-        "healthz_max_ms_idle": max(idle) * 1000,
-        "healthz_max_ms_busy": max(busy) * 1000,
-        "healthz_p50_ratio_busy_vs_idle": busy_q["p50"] / idle_q["p50"] if idle_q["p50"] else None,
+        **busy_vs_idle(idle, busy, "p50"),
     }
 
 
